@@ -1,0 +1,1 @@
+"""Subcommands of the ``galspec`` command line, one module each (see :mod:`galspec_hf.cli`)."""

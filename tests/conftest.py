@@ -1,0 +1,46 @@
+"""Shared pytest fixtures.
+
+Tests that read the real survey files in ``../shared/data`` are marked ``realdata`` and use the
+``shared_data`` fixture: it skips with a clear reason when the folder is absent, except when
+``GALSPEC_REQUIRE_REALDATA=1`` is set (CI sets it), where it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("GALSPEC_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def _require_realdata() -> bool:
+    return os.environ.get("GALSPEC_REQUIRE_REALDATA", "0") not in ("", "0", "false", "False")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data``; skip (or fail under GALSPEC_REQUIRE_REALDATA=1) when absent."""
+    if not SHARED_DATA.is_dir():
+        message = f"real survey data folder {SHARED_DATA} not found (set GALSPEC_SHARED_DATA to point at it)"
+        if _require_realdata():
+            pytest.fail(message + " and GALSPEC_REQUIRE_REALDATA=1 is set")
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_file(shared_data: Path):
+    """Factory: ``shared_file("desi/coadd-....fits")`` -> path, with the same skip/fail rule as the folder."""
+
+    def _get(relative: str) -> Path:
+        path = shared_data / relative
+        if not path.is_file():
+            message = f"real survey file {path} not found"
+            if _require_realdata():
+                pytest.fail(message + " and GALSPEC_REQUIRE_REALDATA=1 is set")
+            pytest.skip(message)
+        return path
+
+    return _get
