@@ -1,0 +1,1081 @@
+"""PyTorch GalSpec model: a masked autoencoder over galaxy image patches and spectrum patches.
+
+Walk-through
+------------
+1. Normalise: each galaxy's flux scale comes from its image alone (``compute_flux_scale``);
+   images get an arcsinh stretch, spectra are divided by the scale (ivar multiplied by its square).
+2. Tokenise (:class:`GalSpecEmbeddings`):
+   - image patches, each carrying the sky position (arcsec east/north) of its centre;
+   - spectrum patches of ``spectrum_patch_length`` pixels, each carrying a wavelength encoding of
+     both log(lambda_obs) and log(lambda_obs / (1 + z)), plus the encoding of the fiber that
+     observed it (sky offset and diameter).
+3. Mask (:func:`generate_masks`): random spectrum patches, one contiguous wavelength chunk, or the
+   whole spectrum (the inference case), and a fraction of the image patches. Masked tokens are
+   *dropped* before the encoder (as in ViTMAE).
+4. Encode the visible tokens (:class:`GalSpecEncoder`). With no visible spectrum the encoder sees
+   only the image, so its output cannot depend on the fiber.
+5. Decode (:class:`GalSpecDecoder`): visible tokens go back to their places, mask tokens fill the
+   rest carrying their sky position or wavelength + fiber encodings, and a fiber token is appended.
+   Heads predict, per spectral pixel, the mean and log sigma of the normalised flux, and per image
+   pixel the mean and log sigma of the stretched image.
+6. Loss: Gaussian negative log-likelihood with variance sigma_model**2 + 1/ivar, averaged over
+   pixels with ivar > 0 in masked patches; spectrum and image terms are reported separately.
+
+This file imports only torch, transformers and the other files of this folder, so the folder can be
+shipped to the Hub as custom code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_galspec import GalSpecConfig
+from .processing_galspec import (
+    compute_flux_scale,
+    denormalize_spectra,
+    model_wavelength_grid,
+    normalize_images,
+    normalize_spectra,
+    spectrum_flux_scale,
+)
+
+MASK_MODES = ("random", "chunk", "full")
+
+
+# ----------------------------------------------------------------------------------------
+# Output dataclasses
+# ----------------------------------------------------------------------------------------
+@dataclass
+class GalSpecModelOutput(ModelOutput):
+    """
+    Output of :class:`GalSpecModel` (the encoder).
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, num_visible, hidden_size)`):
+            Encoder states of the visible tokens: visible image tokens first, then visible spectrum
+            tokens, each group in its original order; rows past a sample's `num_visible` are padding.
+        visible_ids (`torch.LongTensor` of shape `(batch, num_visible)`):
+            Index of each row of `last_hidden_state` in the full token sequence
+            (image tokens `0..num_image_tokens-1`, then spectrum tokens).
+        visible_padding_mask (`torch.BoolTensor` of shape `(batch, num_visible)`):
+            True where a row holds a real token, False where it is padding.
+        image_mask (`torch.BoolTensor` of shape `(batch, num_image_tokens)`): True where an image token is masked.
+        spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`): True where a spectrum patch is masked.
+        flux_scale (`torch.FloatTensor` of shape `(batch,)`): image flux scale, nanomaggies.
+        spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): spectrum flux scale, 1e-17 erg/s/cm2/A.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): encoder states after each layer.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): attention weights of each layer (eager only).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    visible_ids: torch.LongTensor | None = None
+    visible_padding_mask: torch.BoolTensor | None = None
+    image_mask: torch.BoolTensor | None = None
+    spectrum_mask: torch.BoolTensor | None = None
+    flux_scale: torch.FloatTensor | None = None
+    spectrum_scale: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class GalSpecForMaskedSpectraOutput(ModelOutput):
+    """
+    Output of :class:`GalSpecForMaskedSpectra`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): spectrum_loss + image_loss_weight * image_loss,
+            returned when a spectrum with its ivar is given.
+        spectrum_loss (`torch.FloatTensor` of shape `()`, *optional*): Gaussian NLL per spectral pixel
+            (normalised units), masked mean over pixels with ivar > 0 in masked patches.
+        image_loss (`torch.FloatTensor` of shape `()`, *optional*): Gaussian NLL per image pixel over masked image tokens.
+        spectrum_mean (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): predicted flux, 1e-17 erg/s/cm2/A.
+        spectrum_sigma (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): predicted sigma_model, same unit.
+        spectrum_log_sigma (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): raw log-sigma head output
+            (normalised units; sigma_model / scale = sigma_floor + exp(log_sigma)).
+        image_mean (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): reconstructed
+            normalised (arcsinh-stretched) image.
+        image_log_sigma (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): its log sigma.
+        spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`): True where masked.
+        image_mask (`torch.BoolTensor` of shape `(batch, num_image_tokens)`): True where masked.
+        spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): flux scale of the spectra, 1e-17 erg/s/cm2/A.
+        hidden_states, attentions: encoder states and attention weights, as in :class:`GalSpecModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    spectrum_loss: torch.FloatTensor | None = None
+    image_loss: torch.FloatTensor | None = None
+    spectrum_mean: torch.FloatTensor | None = None
+    spectrum_sigma: torch.FloatTensor | None = None
+    spectrum_log_sigma: torch.FloatTensor | None = None
+    image_mean: torch.FloatTensor | None = None
+    image_log_sigma: torch.FloatTensor | None = None
+    spectrum_mask: torch.BoolTensor | None = None
+    image_mask: torch.BoolTensor | None = None
+    spectrum_scale: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class GalSpecSpectraOutput(ModelOutput):
+    """
+    Output of :meth:`GalSpecForMaskedSpectra.predict_spectra`.
+
+    Args:
+        wavelength (`torch.FloatTensor` of shape `(L,)`): wavelengths, Angstrom (vacuum, observed frame).
+        mean (`torch.FloatTensor` of shape `(batch, num_fibers, L)`): predicted flux, 1e-17 erg/s/cm2/A.
+        sigma (`torch.FloatTensor` of shape `(batch, num_fibers, L)`): predicted sigma_model, same unit.
+        fiber_offset (`torch.FloatTensor` of shape `(batch, num_fibers, 2)`): the fibers, arcsec east/north.
+    """
+
+    wavelength: torch.FloatTensor | None = None
+    mean: torch.FloatTensor | None = None
+    sigma: torch.FloatTensor | None = None
+    fiber_offset: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------
+# Encodings, patching and masking: small free functions
+# ----------------------------------------------------------------------------------------
+def fourier_features(x: torch.Tensor, num_features: int, min_period: float, max_period: float) -> torch.Tensor:
+    """Sinusoidal features of a continuous coordinate.
+
+    Periods are geometrically spaced between `min_period` and `max_period` (same unit as `x`).
+    x: (...,) -> (..., 2 * num_features) = [sin(2 pi x / P_k), cos(2 pi x / P_k)].
+    """
+    periods = torch.logspace(
+        math.log10(min_period), math.log10(max_period), num_features, device=x.device, dtype=torch.float64
+    )
+    angles = 2.0 * math.pi * x.double()[..., None] / periods
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).float()
+
+
+def wavelength_encoding(wavelength: torch.Tensor, redshift: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """Redshift-aware encoding of observed wavelengths.
+
+    Parameters
+    ----------
+    wavelength : (num_tokens,) or (batch, num_tokens), Angstrom, observed frame
+    redshift : (batch,)
+
+    Returns
+    -------
+    (batch, num_tokens, 4 * num_fourier_features)
+        First half: features of log(lambda_obs) (the instrument and sky frame); second half: features of
+        log(lambda_obs / (1 + z)) (the rest frame). Continuous, so valid for any wavelength grid.
+    """
+    if wavelength.dim() == 1:
+        wavelength = wavelength[None, :].expand(redshift.shape[0], -1)
+    log_observed = torch.log(wavelength.double())
+    log_rest = log_observed - torch.log1p(redshift.double())[:, None]
+    low, high = config.wavelength_encoding_periods
+    features = config.num_fourier_features
+    return torch.cat(
+        [fourier_features(log_observed, features, low, high), fourier_features(log_rest, features, low, high)], dim=-1
+    )
+
+
+def sky_encoding(offset_arcsec: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """Encoding of sky offsets (..., 2) arcsec east/north -> (..., 4 * num_fourier_features)."""
+    low, high = config.sky_encoding_periods
+    features = config.num_fourier_features
+    return torch.cat(
+        [
+            fourier_features(offset_arcsec[..., 0], features, low, high),
+            fourier_features(offset_arcsec[..., 1], features, low, high),
+        ],
+        dim=-1,
+    )
+
+
+def image_patch_offsets(config: GalSpecConfig) -> torch.Tensor:
+    """Sky offsets of the image patch centres, (num_image_patches, 2), arcsec east/north of the image centre.
+
+    Patches are numbered row-major over the (row, col) patch grid; rows run north, columns west
+    (standard orientation, see ``pixel_offsets_arcsec``).
+    """
+    patches_per_side = config.image_size // config.image_patch_size
+    centre = (config.image_size - 1) / 2.0
+    pixel_centre = torch.arange(patches_per_side, dtype=torch.float32) * config.image_patch_size + (
+        config.image_patch_size - 1
+    ) / 2.0
+    north = (pixel_centre - centre) * config.pixel_scale
+    east = -(pixel_centre - centre) * config.pixel_scale
+    grid_north, grid_east = torch.meshgrid(north, east, indexing="ij")
+    return torch.stack([grid_east.reshape(-1), grid_north.reshape(-1)], dim=-1)
+
+
+def patchify_image(images: torch.Tensor, patch_size: int, per_band: bool) -> torch.Tensor:
+    """(batch, bands, H, W) -> (batch, num_tokens, values_per_token).
+
+    Joint: (batch, num_patches, bands * p * p). Per band: (batch, bands * num_patches, p * p), band-major.
+    """
+    batch, bands, height, width = images.shape
+    rows, cols = height // patch_size, width // patch_size
+    patches = images.reshape(batch, bands, rows, patch_size, cols, patch_size)
+    if per_band:
+        # (batch, bands, rows, cols, p, p)
+        patches = patches.permute(0, 1, 2, 4, 3, 5)
+        return patches.reshape(batch, bands * rows * cols, patch_size * patch_size)
+    # (batch, rows, cols, bands, p, p)
+    patches = patches.permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(batch, rows * cols, bands * patch_size * patch_size)
+
+
+def unpatchify_image(tokens: torch.Tensor, bands: int, image_size: int, patch_size: int, per_band: bool) -> torch.Tensor:
+    """Inverse of :func:`patchify_image`: (batch, num_tokens, values) -> (batch, bands, H, W)."""
+    batch = tokens.shape[0]
+    side = image_size // patch_size
+    if per_band:
+        patches = tokens.reshape(batch, bands, side, side, patch_size, patch_size).permute(0, 1, 2, 4, 3, 5)
+    else:
+        patches = tokens.reshape(batch, side, side, bands, patch_size, patch_size).permute(0, 3, 1, 4, 2, 5)
+    return patches.reshape(batch, bands, image_size, image_size)
+
+
+def patchify_spectrum(values: torch.Tensor, patch_length: int) -> torch.Tensor:
+    """(batch, L) -> (batch, num_patches, patch_length), zero-padded at the red end."""
+    length = values.shape[-1]
+    padded = -(-length // patch_length) * patch_length
+    if padded != length:
+        values = nn.functional.pad(values, (0, padded - length))
+    return values.reshape(values.shape[0], -1, patch_length)
+
+
+def patch_centre_wavelengths(wavelength: torch.Tensor, patch_length: int) -> torch.Tensor:
+    """Mean wavelength of each spectrum patch, (num_patches,), extrapolating the grid over the padding."""
+    length = wavelength.shape[0]
+    num_patches = -(-length // patch_length)
+    index = torch.arange(num_patches * patch_length, dtype=torch.float64, device=wavelength.device)
+    # extend the grid linearly in log(lambda) past its last pixel (only matters for the padded tail)
+    log_wave = torch.log(wavelength.double())
+    step = log_wave[-1] - log_wave[-2]
+    extended = torch.where(
+        index < length, log_wave[index.clamp(max=length - 1).long()], log_wave[-1] + (index - (length - 1)) * step
+    )
+    return torch.exp(extended.reshape(num_patches, patch_length).mean(dim=-1))
+
+
+def generate_masks(
+    noise: torch.Tensor,
+    num_spectrum_patches: int,
+    num_image_tokens: int,
+    config: GalSpecConfig,
+) -> tuple[torch.BoolTensor, torch.BoolTensor, torch.LongTensor]:
+    """Masks from uniform noise, deterministic for a given noise tensor.
+
+    Parameters
+    ----------
+    noise : (batch, 2 + num_spectrum_patches + num_image_tokens), values in [0, 1)
+        Column 0 picks the spectrum masking mode (by `config.mask_mode_probabilities`), column 1 the
+        start of the chunk, the next `num_spectrum_patches` columns rank spectrum patches (the highest
+        are masked) and the last `num_image_tokens` rank image tokens.
+
+    Returns
+    -------
+    spectrum_mask : (batch, num_spectrum_patches), True = masked
+    image_mask : (batch, num_image_tokens), True = masked (none when the whole spectrum is masked)
+    mode : (batch,), index into ("random", "chunk", "full")
+    """
+    expected = 2 + num_spectrum_patches + num_image_tokens
+    if noise.dim() != 2 or noise.shape[1] != expected:
+        raise ValueError(
+            f"`noise` must have shape (batch, {expected}) = (batch, 2 + num_spectrum_patches + num_image_tokens), "
+            f"got {tuple(noise.shape)}"
+        )
+    batch = noise.shape[0]
+    device = noise.device
+    thresholds = torch.tensor(config.mask_mode_probabilities, device=device).cumsum(0)
+    mode = torch.bucketize(noise[:, 0].contiguous(), thresholds[:-1], right=True).clamp(max=2)
+
+    num_masked = int(round(config.spectrum_mask_ratio * num_spectrum_patches))
+    spectrum_noise = noise[:, 2 : 2 + num_spectrum_patches]
+    # random patches: the num_masked patches of highest noise
+    rank = spectrum_noise.argsort(dim=1).argsort(dim=1)
+    random_mask = rank >= (num_spectrum_patches - num_masked)
+    # one contiguous chunk of num_masked patches
+    start = (noise[:, 1] * (num_spectrum_patches - num_masked + 1)).floor().long().clamp(max=num_spectrum_patches - num_masked)
+    position = torch.arange(num_spectrum_patches, device=device)[None, :]
+    chunk_mask = (position >= start[:, None]) & (position < start[:, None] + num_masked)
+    full_mask = torch.ones(batch, num_spectrum_patches, dtype=torch.bool, device=device)
+    spectrum_mask = torch.where(
+        (mode == 0)[:, None], random_mask, torch.where((mode == 1)[:, None], chunk_mask, full_mask)
+    )
+
+    num_image_masked = int(round(config.image_mask_ratio * num_image_tokens))
+    image_noise = noise[:, 2 + num_spectrum_patches :]
+    image_rank = image_noise.argsort(dim=1).argsort(dim=1)
+    image_mask = (image_rank >= (num_image_tokens - num_image_masked)) & (mode != 2)[:, None]
+    return spectrum_mask, image_mask, mode
+
+
+def gaussian_nll(target, mean, sigma_model, observed_ivar=None):
+    """Per-pixel Gaussian negative log-likelihood with variance sigma_model**2 + 1/ivar.
+
+    Pixels with observed_ivar <= 0 get an undefined (zero-information) variance and must be
+    excluded by the caller's weights; here their 1/ivar term is set to 0.
+    """
+    variance = sigma_model**2
+    if observed_ivar is not None:
+        good = observed_ivar > 0
+        variance = variance + torch.where(good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0)
+    return 0.5 * (torch.log(2.0 * math.pi * variance) + (target - mean) ** 2 / variance)
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(values * weights) / sum(weights), 0 when no weight."""
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# Transformer blocks
+# ----------------------------------------------------------------------------------------
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    # (batch, heads, tokens, tokens)
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class GalSpecAttention(nn.Module):
+    """Multi-head self-attention through transformers' attention interface (eager, SDPA, ...)."""
+
+    def __init__(self, config: GalSpecConfig, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        batch, tokens, _ = hidden_states.shape
+        # (3, batch, heads, tokens, head_dim)
+        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation not in (None, "eager"):
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            is_causal=False,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(batch, tokens, -1).contiguous()
+        return self.proj(attn_output), attn_weights
+
+
+class GalSpecMLP(nn.Module):
+    def __init__(self, config: GalSpecConfig, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class GalSpecLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer layer (attention, then MLP, each with a residual)."""
+
+    def __init__(self, config: GalSpecConfig, hidden_size: int, num_heads: int, intermediate_size: int):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = GalSpecAttention(config, hidden_size, num_heads)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = GalSpecMLP(config, hidden_size, intermediate_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions: bool = False):
+        attention_output, attn_weights = self.attention(self.layernorm_before(hidden_states), attention_mask)
+        hidden_states = hidden_states + self.dropout(attention_output)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states, attn_weights
+
+
+class GalSpecEncoder(nn.Module):
+    def __init__(self, config: GalSpecConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [
+                GalSpecLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size)
+                for _ in range(config.num_hidden_layers)
+            ]
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+
+    def forward(self, hidden_states, attention_mask=None, output_hidden_states=False, output_attentions=False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, attn_weights = layer(hidden_states, attention_mask)
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states + (hidden_states,)
+            if output_attentions:
+                all_attentions = all_attentions + (attn_weights,)
+        return self.layernorm(hidden_states), all_hidden_states, all_attentions
+
+
+# ----------------------------------------------------------------------------------------
+# Embeddings
+# ----------------------------------------------------------------------------------------
+class GalSpecFiberEncoder(nn.Module):
+    """Fiber position (arcsec east/north) and diameter (arcsec) -> (..., hidden_size)."""
+
+    def __init__(self, config: GalSpecConfig, hidden_size: int):
+        super().__init__()
+        self.config = config
+        in_features = 4 * config.num_fourier_features + 1
+        self.mlp = nn.Sequential(nn.Linear(in_features, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
+
+    def forward(self, fiber_offset: torch.Tensor, fiber_diameter: torch.Tensor) -> torch.Tensor:
+        features = torch.cat([sky_encoding(fiber_offset, self.config), torch.log(fiber_diameter)[..., None]], dim=-1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class GalSpecEmbeddings(nn.Module):
+    """Turns normalised images and spectra into tokens with their sky / wavelength / fiber encodings."""
+
+    def __init__(self, config: GalSpecConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_size
+        patch_values = config.image_patch_size**2
+        if config.image_tokens_per_band:
+            self.image_projection = nn.Linear(patch_values, hidden)
+            self.band_projection = nn.Linear(2 * config.num_fourier_features, hidden)
+        else:
+            self.image_projection = nn.Linear(len(config.bands) * patch_values, hidden)
+        self.sky_projection = nn.Linear(4 * config.num_fourier_features, hidden)
+        # a spectrum patch is [flux * valid, valid]: the model sees which pixels carry information
+        self.spectrum_projection = nn.Linear(2 * config.spectrum_patch_length, hidden)
+        self.wavelength_projection = nn.Linear(4 * config.num_fourier_features, hidden)
+        self.fiber_encoder = GalSpecFiberEncoder(config, hidden)
+        self.image_type_embedding = nn.Parameter(torch.zeros(hidden))
+        self.spectrum_type_embedding = nn.Parameter(torch.zeros(hidden))
+        self.register_buffer("image_patch_offsets", image_patch_offsets(config), persistent=False)
+
+    def image_position_features(self) -> torch.Tensor:
+        """Sky encoding of every image token, (num_image_tokens, 4F)."""
+        encoding = sky_encoding(self.image_patch_offsets, self.config)
+        if self.config.image_tokens_per_band:
+            encoding = encoding.repeat(len(self.config.bands), 1)
+        return encoding
+
+    def band_features(self) -> torch.Tensor:
+        """Wavelength encoding of each image token's band, (num_image_tokens, 2F) (per-band tokens only)."""
+        band_log_wavelength = torch.log(torch.tensor(self.config.band_wavelengths, dtype=torch.float64))
+        low, high = self.config.wavelength_encoding_periods
+        features = fourier_features(band_log_wavelength, self.config.num_fourier_features, low, high)
+        return features.repeat_interleave(self.config.num_image_patches, dim=0)
+
+    def embed_images(self, normalized_images: torch.Tensor) -> torch.Tensor:
+        """(batch, bands, H, W) -> (batch, num_image_tokens, hidden)."""
+        patches = patchify_image(normalized_images, self.config.image_patch_size, self.config.image_tokens_per_band)
+        tokens = self.image_projection(patches)
+        dtype = tokens.dtype
+        tokens = tokens + self.sky_projection(self.image_position_features().to(tokens.device, dtype))
+        if self.config.image_tokens_per_band:
+            tokens = tokens + self.band_projection(self.band_features().to(tokens.device, dtype))
+        return tokens + self.image_type_embedding
+
+    def spectrum_position_embeddings(self, patch_wavelength, redshift, fiber_offset, fiber_diameter):
+        """Wavelength + fiber embedding of each spectrum token, (batch, num_patches, hidden)."""
+        dtype = self.wavelength_projection.weight.dtype
+        encoding = self.wavelength_projection(wavelength_encoding(patch_wavelength, redshift, self.config).to(dtype))
+        fiber = self.fiber_encoder(fiber_offset, fiber_diameter)  # (batch, hidden)
+        return encoding + fiber[:, None, :] + self.spectrum_type_embedding
+
+    def embed_spectra(self, flux_patches, valid_patches, patch_wavelength, redshift, fiber_offset, fiber_diameter):
+        """(batch, num_patches, patch_length) x 2 -> (batch, num_patches, hidden)."""
+        values = torch.cat([flux_patches * valid_patches, valid_patches], dim=-1).to(self.spectrum_projection.weight.dtype)
+        tokens = self.spectrum_projection(values)
+        return tokens + self.spectrum_position_embeddings(patch_wavelength, redshift, fiber_offset, fiber_diameter)
+
+
+# ----------------------------------------------------------------------------------------
+# Pretrained base class
+# ----------------------------------------------------------------------------------------
+class GalSpecPreTrainedModel(PreTrainedModel):
+    config_class = GalSpecConfig
+    config: GalSpecConfig
+    base_model_prefix = "galspec"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GalSpecLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, GalSpecEmbeddings):
+            nn.init.trunc_normal_(module.image_type_embedding, std=std)
+            nn.init.trunc_normal_(module.spectrum_type_embedding, std=std)
+        elif isinstance(module, GalSpecDecoder):
+            for parameter in (
+                module.image_mask_token,
+                module.spectrum_mask_token,
+                module.fiber_token,
+                module.image_type_embedding,
+            ):
+                nn.init.trunc_normal_(parameter, std=std)
+
+
+def _check_inputs(config: GalSpecConfig, pixel_values, redshift, fiber_offset=None, spectrum=None, spectrum_ivar=None):
+    """Shape checks with errors that name the argument."""
+    expected_image = (len(config.bands), config.image_size, config.image_size)
+    if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected_image:
+        raise ValueError(
+            f"`pixel_values` must have shape (batch, {expected_image[0]}, {expected_image[1]}, {expected_image[2]}) "
+            f"(bands {config.bands}, image_size {config.image_size}), got {tuple(pixel_values.shape)}"
+        )
+    batch = pixel_values.shape[0]
+    if redshift.dim() != 1 or redshift.shape[0] != batch:
+        raise ValueError(f"`redshift` must have shape ({batch},), got {tuple(redshift.shape)}")
+    if torch.any(redshift <= -1):
+        raise ValueError("`redshift` must be greater than -1")
+    if fiber_offset is not None and (fiber_offset.shape[0] != batch or fiber_offset.shape[-1] != 2):
+        raise ValueError(f"`fiber_offset` must have shape ({batch}, 2) or ({batch}, K, 2), got {tuple(fiber_offset.shape)}")
+    if spectrum is not None:
+        expected = (batch, config.num_wavelengths)
+        if tuple(spectrum.shape) != expected:
+            raise ValueError(f"`spectrum` must have shape {expected} (the model grid), got {tuple(spectrum.shape)}")
+        if spectrum_ivar is None or tuple(spectrum_ivar.shape) != expected:
+            got = None if spectrum_ivar is None else tuple(spectrum_ivar.shape)
+            raise ValueError(f"`spectrum_ivar` must have shape {expected} like `spectrum`, got {got}")
+
+
+# ----------------------------------------------------------------------------------------
+# The encoder model
+# ----------------------------------------------------------------------------------------
+class GalSpecModel(GalSpecPreTrainedModel):
+    """The GalSpec encoder: normalisation, tokenisation, masking (dropping masked tokens), transformer."""
+
+    def __init__(self, config: GalSpecConfig):
+        super().__init__(config)
+        self.config = config
+        self.embeddings = GalSpecEmbeddings(config)
+        self.encoder = GalSpecEncoder(config)
+        self.register_buffer("wavelength", model_wavelength_grid(config, torch.float64), persistent=False)
+        self.register_buffer(
+            "patch_wavelength",
+            patch_centre_wavelengths(model_wavelength_grid(config, torch.float64), config.spectrum_patch_length),
+            persistent=False,
+        )
+        self.post_init()
+
+    def _fiber_inputs(self, batch: int, fiber_offset, fiber_diameter, device):
+        if fiber_offset is None:
+            fiber_offset = torch.zeros(batch, 2, device=device)
+        if fiber_diameter is None:
+            fiber_diameter = torch.full((batch,), self.config.fiber_diameter, device=device)
+        fiber_diameter = torch.as_tensor(fiber_diameter, dtype=torch.float32, device=device)
+        if fiber_diameter.dim() == 0:
+            fiber_diameter = fiber_diameter.expand(batch)
+        if torch.any(fiber_diameter <= 0):
+            raise ValueError(f"`fiber_diameter` must be positive (arcsec), got {fiber_diameter.tolist()}")
+        return fiber_offset.float(), fiber_diameter
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        redshift: torch.Tensor,
+        spectrum: torch.Tensor | None = None,
+        spectrum_ivar: torch.Tensor | None = None,
+        fiber_offset: torch.Tensor | None = None,
+        fiber_diameter: torch.Tensor | None = None,
+        spectrum_mask: torch.BoolTensor | None = None,
+        image_mask: torch.BoolTensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> GalSpecModelOutput:
+        r"""
+        Encode a batch of galaxies.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`):
+                Images in nanomaggies per pixel, centred, standard sky orientation.
+            redshift (`torch.FloatTensor` of shape `(batch,)`): redshift of each galaxy.
+            spectrum (`torch.FloatTensor` of shape `(batch, num_wavelengths)`, *optional*):
+                Observed fiber spectrum on the model grid, 1e-17 erg/s/cm2/A. Without it the whole
+                spectrum is masked and the encoder sees only the image.
+            spectrum_ivar (`torch.FloatTensor` of shape `(batch, num_wavelengths)`, *optional*):
+                Inverse variance of `spectrum`; pixels with ivar <= 0 carry no information.
+            fiber_offset (`torch.FloatTensor` of shape `(batch, 2)`, *optional*, defaults to the image centre):
+                Position of the observing fiber, arcsec east and north of the image centre.
+            fiber_diameter (`torch.FloatTensor` of shape `(batch,)` or scalar, *optional*, defaults to `config.fiber_diameter`):
+                Fiber diameter, arcsec.
+            spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`, *optional*):
+                Explicit spectrum mask, True = masked. Overrides `noise` for the spectrum.
+            image_mask (`torch.BoolTensor` of shape `(batch, num_image_tokens)`, *optional*):
+                Explicit image mask, True = masked. Overrides `noise` for the image.
+            noise (`torch.FloatTensor` of shape `(batch, 2 + num_spectrum_patches + num_image_tokens)`, *optional*):
+                Uniform noise that makes the random masking deterministic (see :func:`generate_masks`).
+                When neither masks nor noise are given, masks are drawn with `torch.rand`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = bool(output_attentions)
+        output_hidden_states = bool(output_hidden_states)
+        _check_inputs(self.config, pixel_values, redshift, fiber_offset, spectrum, spectrum_ivar)
+        if fiber_offset is not None and fiber_offset.dim() != 2:
+            raise ValueError(f"`fiber_offset` must have shape (batch, 2) in forward, got {tuple(fiber_offset.shape)}")
+        batch, device = pixel_values.shape[0], pixel_values.device
+        num_spectrum = self.config.num_spectrum_patches
+        num_image = self.config.num_image_tokens
+        fiber_offset, fiber_diameter = self._fiber_inputs(batch, fiber_offset, fiber_diameter, device)
+
+        # 1. normalisation from the image alone
+        flux_scale = compute_flux_scale(pixel_values, self.config)  # (batch,)
+        spectrum_scale = spectrum_flux_scale(flux_scale, self.config)  # (batch,)
+        images = normalize_images(pixel_values, flux_scale, self.config)  # (batch, bands, H, W)
+
+        # 2. masks
+        if spectrum_mask is None or image_mask is None:
+            if noise is None:
+                noise = torch.rand(batch, 2 + num_spectrum + num_image, device=device)
+            noise_spectrum_mask, noise_image_mask, _ = generate_masks(noise, num_spectrum, num_image, self.config)
+            spectrum_mask = noise_spectrum_mask if spectrum_mask is None else spectrum_mask
+            image_mask = noise_image_mask if image_mask is None else image_mask
+        if spectrum is None:
+            spectrum_mask = torch.ones(batch, num_spectrum, dtype=torch.bool, device=device)
+        for name, mask, size in (("spectrum_mask", spectrum_mask, num_spectrum), ("image_mask", image_mask, num_image)):
+            if tuple(mask.shape) != (batch, size):
+                raise ValueError(f"`{name}` must have shape ({batch}, {size}), got {tuple(mask.shape)}")
+        spectrum_mask, image_mask = spectrum_mask.bool(), image_mask.bool()
+        if torch.any(image_mask.all(dim=1) & spectrum_mask.all(dim=1)):
+            raise ValueError("`image_mask` masks every image token of a galaxy whose spectrum is masked too: nothing is visible")
+
+        # 3. tokens, (batch, num_image_tokens + num_spectrum_patches, hidden)
+        image_tokens = self.embeddings.embed_images(images)
+        if spectrum is not None:
+            flux, ivar = normalize_spectra(spectrum.float(), spectrum_ivar.float(), spectrum_scale)
+            valid = (ivar > 0) & torch.isfinite(flux) & torch.isfinite(ivar)
+            flux = torch.where(valid, flux, torch.zeros_like(flux))
+            spectrum_tokens = self.embeddings.embed_spectra(
+                patchify_spectrum(flux, self.config.spectrum_patch_length),
+                patchify_spectrum(valid.float(), self.config.spectrum_patch_length),
+                self.patch_wavelength,
+                redshift,
+                fiber_offset,
+                fiber_diameter,
+            )
+            tokens = torch.cat([image_tokens, spectrum_tokens], dim=1)
+        else:
+            tokens = image_tokens  # the encoder never sees the fiber when no spectrum is given
+        visible = ~image_mask
+        if spectrum is not None:
+            visible = torch.cat([visible, ~spectrum_mask], dim=1)
+
+        # 4. drop masked tokens: visible ones first, in order; pad to the longest visible set
+        num_visible = visible.sum(dim=1)
+        max_visible = int(num_visible.max())
+        order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)
+        visible_ids = order[:, :max_visible]  # (batch, max_visible)
+        hidden_states = torch.gather(tokens, 1, visible_ids[..., None].expand(-1, -1, tokens.shape[-1]))
+        padding_mask = torch.arange(max_visible, device=device)[None, :] < num_visible[:, None]
+        attention_mask = None
+        if not bool(padding_mask.all()):
+            # additive mask over keys, (batch, 1, 1, max_visible)
+            attention_mask = torch.zeros(batch, 1, 1, max_visible, dtype=hidden_states.dtype, device=device)
+            attention_mask = attention_mask.masked_fill(~padding_mask[:, None, None, :], torch.finfo(hidden_states.dtype).min)
+
+        # 5. encoder
+        last_hidden_state, all_hidden_states, all_attentions = self.encoder(
+            hidden_states, attention_mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
+        output = GalSpecModelOutput(
+            last_hidden_state=last_hidden_state,
+            visible_ids=visible_ids,
+            visible_padding_mask=padding_mask,
+            image_mask=image_mask,
+            spectrum_mask=spectrum_mask,
+            flux_scale=flux_scale,
+            spectrum_scale=spectrum_scale,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------
+# Decoder and the full model
+# ----------------------------------------------------------------------------------------
+class GalSpecDecoder(nn.Module):
+    """Lighter transformer that fills in masked image patches and spectrum patches, with likelihood heads."""
+
+    def __init__(self, config: GalSpecConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.decoder_hidden_size
+        features = config.num_fourier_features
+        self.decoder_embed = nn.Linear(config.hidden_size, hidden)
+        self.image_mask_token = nn.Parameter(torch.zeros(hidden))
+        self.spectrum_mask_token = nn.Parameter(torch.zeros(hidden))
+        self.fiber_token = nn.Parameter(torch.zeros(hidden))
+        self.image_type_embedding = nn.Parameter(torch.zeros(hidden))
+        self.sky_projection = nn.Linear(4 * features, hidden)
+        if config.image_tokens_per_band:
+            self.band_projection = nn.Linear(2 * features, hidden)
+        self.wavelength_projection = nn.Linear(4 * features, hidden)
+        self.fiber_encoder = GalSpecFiberEncoder(config, hidden)
+        self.layers = nn.ModuleList(
+            [
+                GalSpecLayer(config, hidden, config.decoder_num_attention_heads, config.decoder_intermediate_size)
+                for _ in range(config.decoder_num_hidden_layers)
+            ]
+        )
+        self.layernorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        # heads: (mean, log sigma) for every pixel of a token
+        image_values = config.image_patch_size**2 * (1 if config.image_tokens_per_band else len(config.bands))
+        self.image_head = nn.Linear(hidden, 2 * image_values)
+        self.spectrum_head = nn.Linear(hidden, 2 * config.spectrum_patch_length)
+
+    def image_positions(self, embeddings: GalSpecEmbeddings) -> torch.Tensor:
+        """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
+        dtype = self.sky_projection.weight.dtype
+        position = self.sky_projection(embeddings.image_position_features().to(self.sky_projection.weight.device, dtype))
+        if self.config.image_tokens_per_band:
+            position = position + self.band_projection(embeddings.band_features().to(position.device, dtype))
+        return position + self.image_type_embedding
+
+    def spectrum_positions(self, patch_wavelength, redshift, fiber_offset, fiber_diameter) -> torch.Tensor:
+        """Decoder wavelength + fiber embedding of the spectrum tokens, (batch, num_patches, hidden)."""
+        dtype = self.wavelength_projection.weight.dtype
+        encoding = self.wavelength_projection(wavelength_encoding(patch_wavelength, redshift, self.config).to(dtype))
+        return encoding + self.fiber_encoder(fiber_offset, fiber_diameter)[:, None, :]
+
+    def fiber_tokens(self, fiber_offset, fiber_diameter) -> torch.Tensor:
+        """(batch, 1, hidden)."""
+        return (self.fiber_encoder(fiber_offset, fiber_diameter) + self.fiber_token)[:, None, :]
+
+    def forward(self, hidden_states: torch.Tensor, num_image_tokens: int):
+        """Run the decoder on (batch, num_image_tokens + num_spectrum_patches + 1, hidden).
+
+        Returns the image head output (batch, num_image_tokens, 2 * values) and the spectrum head
+        output (batch, num_spectrum_patches, 2 * spectrum_patch_length).
+        """
+        for layer in self.layers:
+            hidden_states, _ = layer(hidden_states)
+        hidden_states = self.layernorm(hidden_states)
+        image_output = self.image_head(hidden_states[:, :num_image_tokens])
+        spectrum_output = self.spectrum_head(hidden_states[:, num_image_tokens:-1])
+        return image_output, spectrum_output
+
+
+class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
+    """GalSpec encoder + decoder with likelihood heads: masked-spectrum pretraining and spectrum prediction."""
+
+    def __init__(self, config: GalSpecConfig):
+        super().__init__(config)
+        self.config = config
+        self.galspec = GalSpecModel(config)
+        self.decoder = GalSpecDecoder(config)
+        self.post_init()
+
+    # ------------------------------------------------------------------
+    def _spectrum_from_head(self, spectrum_output: torch.Tensor, length: int):
+        """(batch, num_patches, 2P) -> mean, log_sigma (batch, length), normalised units."""
+        batch = spectrum_output.shape[0]
+        patch = self.config.spectrum_patch_length
+        output = spectrum_output.reshape(batch, -1, 2, patch)
+        mean = output[:, :, 0].reshape(batch, -1)[:, :length]
+        log_sigma = output[:, :, 1].reshape(batch, -1)[:, :length]
+        return mean, log_sigma
+
+    def _sigma(self, log_sigma: torch.Tensor) -> torch.Tensor:
+        return self.config.sigma_floor + torch.exp(log_sigma.clamp(max=20.0))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        redshift: torch.Tensor,
+        spectrum: torch.Tensor | None = None,
+        spectrum_ivar: torch.Tensor | None = None,
+        fiber_offset: torch.Tensor | None = None,
+        fiber_diameter: torch.Tensor | None = None,
+        spectrum_mask: torch.BoolTensor | None = None,
+        image_mask: torch.BoolTensor | None = None,
+        noise: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> GalSpecForMaskedSpectraOutput:
+        r"""
+        Masked-spectrum forward pass. Arguments as in :meth:`GalSpecModel.forward`; with `spectrum` and
+        `spectrum_ivar` given, the output carries the losses.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoder_output = self.galspec(
+            pixel_values,
+            redshift,
+            spectrum=spectrum,
+            spectrum_ivar=spectrum_ivar,
+            fiber_offset=fiber_offset,
+            fiber_diameter=fiber_diameter,
+            spectrum_mask=spectrum_mask,
+            image_mask=image_mask,
+            noise=noise,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        config = self.config
+        batch, device = pixel_values.shape[0], pixel_values.device
+        num_image = config.num_image_tokens
+        num_spectrum = config.num_spectrum_patches
+        fiber_offset, fiber_diameter = self.galspec._fiber_inputs(batch, fiber_offset, fiber_diameter, device)
+
+        # Put visible tokens back in place, mask tokens elsewhere: (batch, num_image + num_spectrum, hidden)
+        decoder = self.decoder
+        visible_states = decoder.decoder_embed(encoder_output.last_hidden_state)
+        dtype = visible_states.dtype
+        full = torch.cat(
+            [
+                decoder.image_mask_token.to(dtype).expand(batch, num_image, -1),
+                decoder.spectrum_mask_token.to(dtype).expand(batch, num_spectrum, -1),
+            ],
+            dim=1,
+        )
+        ids = encoder_output.visible_ids[..., None].expand(-1, -1, full.shape[-1])
+        # padding rows write back the mask token they would overwrite
+        values = torch.where(encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids))
+        full = full.scatter(1, ids, values)
+        positions = torch.cat(
+            [
+                decoder.image_positions(self.galspec.embeddings)[None].expand(batch, -1, -1),
+                decoder.spectrum_positions(self.galspec.patch_wavelength, redshift, fiber_offset, fiber_diameter),
+            ],
+            dim=1,
+        )
+        hidden_states = torch.cat([full + positions.to(dtype), decoder.fiber_tokens(fiber_offset, fiber_diameter).to(dtype)], dim=1)
+        image_output, spectrum_output = decoder(hidden_states, num_image)
+
+        # Heads -> physical quantities
+        mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
+        sigma_norm = self._sigma(log_sigma)
+        spectrum_mean, spectrum_sigma = denormalize_spectra(mean_norm, sigma_norm, encoder_output.spectrum_scale)
+        image_values = image_output.shape[-1] // 2
+        image_tokens = image_output.reshape(batch, num_image, 2, image_values)
+        bands, size, patch = len(config.bands), config.image_size, config.image_patch_size
+        per_band = config.image_tokens_per_band
+        image_mean = unpatchify_image(image_tokens[:, :, 0], bands, size, patch, per_band)
+        image_log_sigma = unpatchify_image(image_tokens[:, :, 1], bands, size, patch, per_band)
+
+        # Losses (normalised units)
+        loss = spectrum_loss = image_loss = None
+        if spectrum is not None:
+            target, target_ivar = normalize_spectra(spectrum.float(), spectrum_ivar.float(), encoder_output.spectrum_scale)
+            good = (target_ivar > 0) & torch.isfinite(target) & torch.isfinite(target_ivar)
+            target = torch.where(good, target, torch.zeros_like(target))
+            target_ivar = torch.where(good, target_ivar, torch.zeros_like(target_ivar))
+            pixel_masked = encoder_output.spectrum_mask.repeat_interleave(config.spectrum_patch_length, dim=1)
+            pixel_masked = pixel_masked[:, : config.num_wavelengths]
+            weights = good if config.loss_on_visible_spectrum else good & pixel_masked
+            nll = gaussian_nll(target, mean_norm.float(), sigma_norm.float(), target_ivar)
+            spectrum_loss = masked_mean(nll, weights)
+
+            image_target = patchify_image(
+                normalize_images(pixel_values, encoder_output.flux_scale, config), patch, per_band
+            )  # (batch, num_image, values)
+            image_nll = gaussian_nll(
+                image_target, image_tokens[:, :, 0].float(), self._sigma(image_tokens[:, :, 1]).float()
+            )
+            image_weights = encoder_output.image_mask[..., None].expand_as(image_nll)
+            image_loss = masked_mean(image_nll, image_weights)
+            loss = spectrum_loss + config.image_loss_weight * image_loss
+
+        output = GalSpecForMaskedSpectraOutput(
+            loss=loss,
+            spectrum_loss=spectrum_loss,
+            image_loss=image_loss,
+            spectrum_mean=spectrum_mean,
+            spectrum_sigma=spectrum_sigma,
+            spectrum_log_sigma=log_sigma,
+            image_mean=image_mean,
+            image_log_sigma=image_log_sigma,
+            spectrum_mask=encoder_output.spectrum_mask,
+            image_mask=encoder_output.image_mask,
+            spectrum_scale=encoder_output.spectrum_scale,
+            hidden_states=encoder_output.hidden_states,
+            attentions=encoder_output.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_spectra(
+        self,
+        pixel_values: torch.Tensor,
+        redshift: torch.Tensor,
+        fiber_offset: torch.Tensor,
+        wavelength: torch.Tensor | None = None,
+        fiber_diameter: float | torch.Tensor | None = None,
+        fiber_batch_size: int = 256,
+        progress: bool = False,
+    ) -> GalSpecSpectraOutput:
+        r"""
+        Predict the spectra that fibers at the given positions would record (image in, spectrum out).
+
+        The image of each galaxy is encoded once; the fibers are then decoded in batches of
+        `fiber_batch_size`, each fiber in its own sequence, so a fiber's result does not depend on
+        the other fibers asked for with it.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): images, nanomaggies.
+            redshift (`torch.FloatTensor` of shape `(batch,)`).
+            fiber_offset (`torch.FloatTensor` of shape `(batch, num_fibers, 2)` or `(batch, 2)`):
+                fiber positions, arcsec east and north of the image centre.
+            wavelength (`torch.FloatTensor` of shape `(L,)`, *optional*): wavelengths (Angstrom) at which to
+                return the prediction, inside the model grid; the model-grid prediction is interpolated
+                linearly. Defaults to the model grid.
+            fiber_diameter (`float` or tensor, *optional*, defaults to `config.fiber_diameter`): arcsec.
+            fiber_batch_size (`int`, *optional*, defaults to 256): fibers decoded per decoder call.
+            progress (`bool`, *optional*, defaults to `False`): show a tqdm progress bar over fiber batches.
+
+        Returns:
+            :class:`GalSpecSpectraOutput` with `wavelength` (L,), `mean` and `sigma` (batch, num_fibers, L)
+            in 1e-17 erg/s/cm2/A.
+        """
+        config = self.config
+        redshift = torch.as_tensor(redshift, dtype=torch.float32, device=pixel_values.device).reshape(-1)
+        fiber_offset = torch.as_tensor(fiber_offset, dtype=torch.float32, device=pixel_values.device)
+        if fiber_offset.dim() == 2:
+            fiber_offset = fiber_offset[:, None, :]
+        if fiber_offset.dim() != 3:
+            raise ValueError(f"`fiber_offset` must have shape (batch, num_fibers, 2), got {tuple(fiber_offset.shape)}")
+        _check_inputs(config, pixel_values, redshift, fiber_offset)
+        if not isinstance(fiber_batch_size, int) or fiber_batch_size < 1:
+            raise ValueError(f"`fiber_batch_size` must be a positive integer, got {fiber_batch_size!r}")
+        batch, num_fibers = fiber_offset.shape[:2]
+        device = pixel_values.device
+
+        # Encode each image once: no spectrum, so no fiber information enters the encoder.
+        no_image_mask = torch.zeros(batch, config.num_image_tokens, dtype=torch.bool, device=device)
+        full_spectrum_mask = torch.ones(batch, config.num_spectrum_patches, dtype=torch.bool, device=device)
+        encoder_output = self.galspec(
+            pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
+        )
+        decoder = self.decoder
+        image_states = decoder.decoder_embed(encoder_output.last_hidden_state)  # (batch, num_image, hidden)
+        image_states = image_states + decoder.image_positions(self.galspec.embeddings).to(image_states.dtype)
+        num_image = image_states.shape[1]
+
+        flat_offset = fiber_offset.reshape(batch * num_fibers, 2)
+        galaxy_index = torch.arange(batch, device=device).repeat_interleave(num_fibers)
+        if fiber_diameter is None:
+            fiber_diameter = config.fiber_diameter
+        diameter = torch.as_tensor(fiber_diameter, dtype=torch.float32, device=device)
+        diameter = diameter.expand(batch * num_fibers) if diameter.dim() == 0 else diameter.reshape(-1)
+        if diameter.shape[0] == batch and num_fibers != 1:
+            diameter = diameter.repeat_interleave(num_fibers)
+        if diameter.shape[0] != batch * num_fibers or torch.any(diameter <= 0):
+            raise ValueError(f"`fiber_diameter` must be positive, scalar or one per galaxy / fiber, got {tuple(diameter.shape)}")
+
+        means, sigmas = [], []
+        starts = range(0, batch * num_fibers, fiber_batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="decoding fibers", unit="batch")
+        for start in starts:
+            stop = min(start + fiber_batch_size, batch * num_fibers)
+            galaxies = galaxy_index[start:stop]
+            offsets, diameters = flat_offset[start:stop], diameter[start:stop]
+            dtype = image_states.dtype
+            spectrum_states = decoder.spectrum_mask_token.to(dtype) + decoder.spectrum_positions(
+                self.galspec.patch_wavelength, redshift[galaxies], offsets, diameters
+            ).to(dtype)
+            hidden_states = torch.cat(
+                [image_states[galaxies], spectrum_states, decoder.fiber_tokens(offsets, diameters).to(dtype)], dim=1
+            )
+            _, spectrum_output = decoder(hidden_states, num_image)
+            mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
+            mean, sigma = denormalize_spectra(
+                mean_norm.float(), self._sigma(log_sigma).float(), encoder_output.spectrum_scale[galaxies].float()
+            )
+            means.append(mean)
+            sigmas.append(sigma)
+        mean = torch.cat(means).reshape(batch, num_fibers, -1)
+        sigma = torch.cat(sigmas).reshape(batch, num_fibers, -1)
+
+        grid = self.galspec.wavelength.to(device)
+        if wavelength is not None:
+            wavelength = torch.as_tensor(wavelength, dtype=torch.float64, device=device).reshape(-1)
+            if wavelength.min() < grid[0] - 1e-6 or wavelength.max() > grid[-1] + 1e-6:
+                raise ValueError(
+                    f"`wavelength` must lie inside the model grid [{float(grid[0])}, {float(grid[-1])}] Angstrom, "
+                    f"got [{float(wavelength.min())}, {float(wavelength.max())}]"
+                )
+            mean = _interpolate(grid, mean, wavelength)
+            sigma = _interpolate(grid, sigma, wavelength)
+            grid = wavelength
+        return GalSpecSpectraOutput(wavelength=grid.float(), mean=mean, sigma=sigma, fiber_offset=fiber_offset)
+
+
+def _interpolate(grid: torch.Tensor, values: torch.Tensor, wavelength: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of values (..., len(grid)) at wavelength (L,)."""
+    right = torch.searchsorted(grid, wavelength).clamp(1, grid.shape[0] - 1)
+    left = right - 1
+    fraction = ((wavelength - grid[left]) / (grid[right] - grid[left])).to(values.dtype)
+    return values[..., left] * (1 - fraction) + values[..., right] * fraction
+
+
+__all__ = [
+    "GalSpecForMaskedSpectra",
+    "GalSpecForMaskedSpectraOutput",
+    "GalSpecModel",
+    "GalSpecModelOutput",
+    "GalSpecPreTrainedModel",
+    "GalSpecSpectraOutput",
+    "generate_masks",
+    "wavelength_encoding",
+]

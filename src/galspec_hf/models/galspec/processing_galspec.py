@@ -1,0 +1,419 @@
+"""GalSpec processing: image and spectrum normalisation, resampling onto the model grid.
+
+The normalisation is a deterministic function of the image alone (the flux in a central aperture
+of one band), so it can be computed at inference, when no spectrum exists, and predictions come
+back in absolute units (1e-17 erg/s/cm2/A). The model calls the same functions internally;
+:class:`GalSpecProcessor` exposes them, prepares raw inputs (crop, dtype, spectrum resampling with
+inverse-variance propagation) and saves as ``preprocessor_config.json``.
+
+This file imports only torch, numpy, transformers and the configuration file, so it can be
+shipped to the Hub as custom code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+
+from .configuration_galspec import GalSpecConfig
+
+# AB system: 1 nanomaggy is AB magnitude 22.5, i.e. 3631 Jy * 10**(-0.4 * 22.5) = 3.631e-6 Jy
+# (Oke & Gunn 1983, ApJ 266, 713; https://www.legacysurvey.org/dr10/description/#photometry).
+NANOMAGGY_ERG_S_CM2_HZ = 3.631e-29
+# Speed of light in Angstrom/s (CODATA, exact).
+SPEED_OF_LIGHT_A_PER_S = 2.99792458e18
+# The package's flux density unit, erg/s/cm2/A.
+FLUX_UNIT = 1e-17
+
+
+# ----------------------------------------------------------------------------------------
+# Unit conversions and grids
+# ----------------------------------------------------------------------------------------
+def nanomaggies_to_flux_density(flux_nanomaggies, wavelength):
+    """Convert a flux in nanomaggies to a mean flux density in 1e-17 erg/s/cm2/A.
+
+    f_lambda = f_nu * c / lambda**2, with f_nu = flux_nanomaggies * 3.631e-29 erg/s/cm2/Hz.
+
+    Parameters
+    ----------
+    flux_nanomaggies : float, numpy array or torch tensor
+        Flux in nanomaggies (AB magnitude 22.5 = 1 nanomaggy).
+    wavelength : float
+        Effective wavelength of the band, Angstrom.
+    """
+    return flux_nanomaggies * (NANOMAGGY_ERG_S_CM2_HZ * SPEED_OF_LIGHT_A_PER_S / wavelength**2 / FLUX_UNIT)
+
+
+def model_wavelength_grid(config: GalSpecConfig, dtype=torch.float64) -> torch.Tensor:
+    """The model's wavelength grid, shape (num_wavelengths,), Angstrom (vacuum, observed frame)."""
+    index = torch.arange(config.num_wavelengths, dtype=torch.float64)
+    if config.wavelength_scale == "linear":
+        grid = config.wavelength_min + index * config.wavelength_step
+    else:
+        grid = 10.0 ** (math.log10(config.wavelength_min) + index * config.wavelength_step)
+    return grid.to(dtype)
+
+
+def pixel_offsets_arcsec(image_size: int, pixel_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sky offsets of pixel centres from the image centre, arcsec.
+
+    Images follow the standard sky orientation of Legacy Surveys cutouts (north up, east left in a
+    display with row 0 at the bottom, i.e. FITS axis 1 runs towards -RA, axis 2 towards +Dec).
+    :meth:`GalSpecProcessor.orient_image` brings any image to this orientation through its WCS.
+
+    Returns
+    -------
+    east, north : torch.Tensor, each (image_size, image_size)
+        Offset of pixel [row, col] east (+RA) and north (+Dec) of the image centre, arcsec.
+    """
+    centre = (image_size - 1) / 2.0
+    index = torch.arange(image_size, dtype=torch.float32) - centre
+    north = index[:, None].expand(image_size, image_size) * pixel_scale
+    east = -index[None, :].expand(image_size, image_size) * pixel_scale
+    return east, north
+
+
+def circular_aperture_weights(image_size: int, pixel_scale: float, diameter: float, supersample: int = 5) -> torch.Tensor:
+    """Fraction of each pixel inside a circle of `diameter` arcsec centred on the image, (H, W).
+
+    Computed by supersampling each pixel `supersample` x `supersample` times.
+    """
+    fine = image_size * supersample
+    centre = (fine - 1) / 2.0
+    coordinate = (torch.arange(fine, dtype=torch.float64) - centre) * (pixel_scale / supersample)
+    inside = (coordinate[:, None] ** 2 + coordinate[None, :] ** 2) <= (diameter / 2.0) ** 2
+    weights = inside.double().reshape(image_size, supersample, image_size, supersample).mean(dim=(1, 3))
+    return weights.float()
+
+
+# ----------------------------------------------------------------------------------------
+# Normalisation (image only; used identically by the model and the processor)
+# ----------------------------------------------------------------------------------------
+def compute_flux_scale(pixel_values: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """Each galaxy's flux scale: its flux in a central aperture of the normalisation band.
+
+    Parameters
+    ----------
+    pixel_values : torch.Tensor, (batch, num_bands, image_size, image_size)
+        Images in nanomaggies per pixel.
+
+    Returns
+    -------
+    torch.Tensor, (batch,)
+        Aperture flux in nanomaggies, at least `config.normalization_floor`.
+    """
+    band = config.bands.index(config.normalization_band)
+    weights = circular_aperture_weights(config.image_size, config.pixel_scale, config.normalization_aperture_diameter)
+    weights = weights.to(device=pixel_values.device, dtype=torch.float32)
+    image = torch.nan_to_num(pixel_values[:, band].float(), nan=0.0, posinf=0.0, neginf=0.0)
+    flux = (image * weights).sum(dim=(-2, -1))
+    return flux.clamp(min=config.normalization_floor)
+
+
+def spectrum_flux_scale(flux_scale: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """The flux-density scale of the spectra, 1e-17 erg/s/cm2/A, from the image flux scale (nanomaggies)."""
+    band = config.bands.index(config.normalization_band)
+    return nanomaggies_to_flux_density(flux_scale, config.band_wavelengths[band])
+
+
+def normalize_images(pixel_values: torch.Tensor, flux_scale: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """Scale images by their flux scale and apply an arcsinh stretch.
+
+    x = asinh(image / (flux_scale * softening)); shape kept, (batch, bands, H, W). Non-finite
+    pixels become 0.
+    """
+    image = torch.nan_to_num(pixel_values.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    scale = (flux_scale.float() * config.image_asinh_softening)[:, None, None, None]
+    return torch.asinh(image / scale)
+
+
+def normalize_spectra(flux, ivar, spectrum_scale):
+    """Divide flux by the per-galaxy scale (batch,) and scale ivar accordingly (ivar * scale**2)."""
+    scale = spectrum_scale[:, None]
+    return flux / scale, ivar * scale**2
+
+
+def denormalize_spectra(mean, sigma, spectrum_scale):
+    """Inverse of :func:`normalize_spectra` for predictions: mean and sigma times the scale.
+
+    `spectrum_scale` is (batch,); `mean` and `sigma` are (batch, ..., L).
+    """
+    shape = (-1,) + (1,) * (mean.dim() - 1)
+    scale = spectrum_scale.reshape(shape)
+    return mean * scale, sigma * scale
+
+
+# ----------------------------------------------------------------------------------------
+# Spectrum resampling with inverse-variance propagation
+# ----------------------------------------------------------------------------------------
+def _bin_edges(wavelength: np.ndarray) -> np.ndarray:
+    """Pixel edges (L+1,) from pixel centres (L,): midpoints, with the end pixels mirrored."""
+    mid = 0.5 * (wavelength[1:] + wavelength[:-1])
+    first = wavelength[0] - (mid[0] - wavelength[0])
+    last = wavelength[-1] + (wavelength[-1] - mid[-1])
+    return np.concatenate([[first], mid, [last]])
+
+
+def resample_spectrum(wavelength_in, flux, ivar, wavelength_out):
+    """Rebin spectra onto a new wavelength grid, conserving flux density, propagating ivar.
+
+    Each output pixel is the overlap-weighted mean of the input pixels it covers (the scheme of
+    SpectRes, Carnall 2017, arXiv:1705.05165), using only input pixels with ivar > 0. Its variance
+    is sum(w_i**2 / ivar_i) / (sum w_i)**2. Output pixels with no valid input get flux 0 and ivar 0.
+    When the output grid is finer than the input, neighbouring output pixels share input noise
+    (correlated), which this per-pixel ivar does not describe.
+
+    Parameters
+    ----------
+    wavelength_in : array, (L_in,)
+        Input pixel centres, Angstrom, increasing.
+    flux, ivar : array, (L_in,) or (N, L_in)
+        Flux density and inverse variance on the input grid.
+    wavelength_out : array, (L_out,)
+        Output pixel centres, Angstrom, increasing.
+
+    Returns
+    -------
+    flux_out, ivar_out : numpy arrays, (L_out,) or (N, L_out), float32
+    """
+    wavelength_in = np.asarray(wavelength_in, dtype=np.float64)
+    wavelength_out = np.asarray(wavelength_out, dtype=np.float64)
+    flux = np.asarray(flux, dtype=np.float64)
+    ivar = np.asarray(ivar, dtype=np.float64)
+    if wavelength_in.ndim != 1 or np.any(np.diff(wavelength_in) <= 0):
+        raise ValueError("resample_spectrum: `wavelength_in` must be a 1-D strictly increasing array")
+    if wavelength_out.ndim != 1 or np.any(np.diff(wavelength_out) <= 0):
+        raise ValueError("resample_spectrum: `wavelength_out` must be a 1-D strictly increasing array")
+    if flux.shape != ivar.shape or flux.shape[-1] != wavelength_in.shape[0]:
+        raise ValueError(
+            f"resample_spectrum: `flux` {flux.shape} and `ivar` {ivar.shape} must have the same shape, "
+            f"ending in len(wavelength_in)={wavelength_in.shape[0]}"
+        )
+    squeeze = flux.ndim == 1
+    flux2d = np.atleast_2d(flux)
+    ivar2d = np.atleast_2d(ivar)
+    good = np.isfinite(flux2d) & np.isfinite(ivar2d) & (ivar2d > 0)
+    flux2d = np.where(good, flux2d, 0.0)
+    var2d = np.where(good, 1.0 / np.where(good, ivar2d, 1.0), 0.0)
+
+    edges_in = _bin_edges(wavelength_in)
+    edges_out = _bin_edges(wavelength_out)
+    # Overlap matrix, sparse by construction: each output pixel meets only neighbouring input pixels.
+    # (L_out, L_in) overlap lengths in Angstrom, built band by band to keep memory small.
+    first = np.clip(np.searchsorted(edges_in, edges_out[:-1], side="right") - 1, 0, len(wavelength_in) - 1)
+    last = np.clip(np.searchsorted(edges_in, edges_out[1:], side="left") - 1, 0, len(wavelength_in) - 1)
+    width = int((last - first).max()) + 1 if len(first) else 1
+    columns = first[:, None] + np.arange(width)[None, :]  # (L_out, width)
+    valid_column = columns <= last[:, None]
+    columns = np.clip(columns, 0, len(wavelength_in) - 1)
+    overlap = np.minimum(edges_out[1:, None], edges_in[columns + 1]) - np.maximum(edges_out[:-1, None], edges_in[columns])
+    overlap = np.where(valid_column, np.clip(overlap, 0.0, None), 0.0)  # (L_out, width)
+
+    weights = overlap[None, :, :] * good[:, columns]  # (N, L_out, width)
+    total = weights.sum(axis=-1)
+    safe = np.where(total > 0, total, 1.0)
+    flux_out = (weights * flux2d[:, columns]).sum(axis=-1) / safe
+    var_out = (weights**2 * var2d[:, columns]).sum(axis=-1) / safe**2
+    has_data = (total > 0) & (var_out > 0)
+    flux_out = np.where(has_data, flux_out, 0.0).astype(np.float32)
+    ivar_out = np.where(has_data, 1.0 / np.where(has_data, var_out, 1.0), 0.0).astype(np.float32)
+    if squeeze:
+        return flux_out[0], ivar_out[0]
+    return flux_out, ivar_out
+
+
+# ----------------------------------------------------------------------------------------
+# The processor
+# ----------------------------------------------------------------------------------------
+class GalSpecProcessor(FeatureExtractionMixin):
+    r"""
+    Prepares inputs for GalSpec models and turns predictions back into physical units.
+
+    Images go to the model in nanomaggies per pixel (bands, image_size, image_size), centred on the
+    galaxy in the standard sky orientation; spectra on the model's wavelength grid in
+    1e-17 erg/s/cm2/A with their inverse variance. The model normalises both internally with
+    :func:`compute_flux_scale`, which uses only the image; :meth:`normalize` and
+    :meth:`postprocess` expose the same transform.
+
+    Args:
+        image_size (`int`, *optional*, defaults to 64): side of the model's image, pixels.
+        bands (`list[str]`, *optional*, defaults to `["g", "r", "z"]`): band names, channel order.
+        pixel_scale (`float`, *optional*, defaults to 0.262): arcsec per pixel.
+        wavelength_min, wavelength_max, wavelength_step, wavelength_scale: the model's wavelength grid
+            (see :class:`GalSpecConfig`).
+        normalization_band, normalization_aperture_diameter, normalization_floor, image_asinh_softening,
+            band_wavelengths: the normalisation (see :class:`GalSpecConfig`).
+    """
+
+    model_input_names = ["pixel_values", "redshift", "fiber_offset", "spectrum", "spectrum_ivar"]
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        bands: list[str] | None = None,
+        band_wavelengths: list[float] | None = None,
+        pixel_scale: float = 0.262,
+        fiber_diameter: float = 1.5,
+        wavelength_min: float = 3600.0,
+        wavelength_max: float = 9824.0,
+        wavelength_step: float = 0.8,
+        wavelength_scale: str = "linear",
+        normalization_band: str = "r",
+        normalization_aperture_diameter: float = 3.0,
+        normalization_floor: float = 0.05,
+        image_asinh_softening: float = 0.05,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # A GalSpecConfig validates every value and provides the grid and normalisation.
+        self._config = GalSpecConfig(
+            image_size=image_size,
+            bands=bands,
+            band_wavelengths=band_wavelengths,
+            pixel_scale=pixel_scale,
+            fiber_diameter=fiber_diameter,
+            wavelength_min=wavelength_min,
+            wavelength_max=wavelength_max,
+            wavelength_step=wavelength_step,
+            wavelength_scale=wavelength_scale,
+            normalization_band=normalization_band,
+            normalization_aperture_diameter=normalization_aperture_diameter,
+            normalization_floor=normalization_floor,
+            image_asinh_softening=image_asinh_softening,
+            image_patch_size=1,
+        )
+        self.image_size = image_size
+        self.bands = self._config.bands
+        self.band_wavelengths = self._config.band_wavelengths
+        self.pixel_scale = pixel_scale
+        self.fiber_diameter = fiber_diameter
+        self.wavelength_min = wavelength_min
+        self.wavelength_max = wavelength_max
+        self.wavelength_step = wavelength_step
+        self.wavelength_scale = wavelength_scale
+        self.normalization_band = normalization_band
+        self.normalization_aperture_diameter = normalization_aperture_diameter
+        self.normalization_floor = normalization_floor
+        self.image_asinh_softening = image_asinh_softening
+
+    @classmethod
+    def from_config(cls, config: GalSpecConfig) -> GalSpecProcessor:
+        """The processor that matches a model configuration."""
+        names = (
+            "image_size bands band_wavelengths pixel_scale fiber_diameter wavelength_min wavelength_max "
+            "wavelength_step wavelength_scale normalization_band normalization_aperture_diameter "
+            "normalization_floor image_asinh_softening"
+        ).split()
+        return cls(**{name: getattr(config, name) for name in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output.pop("_config", None)
+        return output
+
+    @property
+    def wavelength(self) -> np.ndarray:
+        """The model's wavelength grid, (L,), Angstrom."""
+        return model_wavelength_grid(self._config).numpy()
+
+    # ------------------------------------------------------------------
+    def crop_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
+        """Cut the central image_size x image_size pixels of a (bands, H, W) image."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[0] != len(self.bands):
+            raise ValueError(
+                f"GalSpecProcessor: `{name}` must have shape (bands={len(self.bands)}, H, W) for bands {self.bands}, "
+                f"got {image.shape}"
+            )
+        height, width = image.shape[1:]
+        if height < self.image_size or width < self.image_size:
+            raise ValueError(
+                f"GalSpecProcessor: `{name}` is {height}x{width} pixels, smaller than image_size={self.image_size}"
+            )
+        top = (height - self.image_size) // 2
+        left = (width - self.image_size) // 2
+        return image[:, top : top + self.image_size, left : left + self.image_size].astype(np.float32)
+
+    def __call__(
+        self,
+        images,
+        redshift,
+        fiber_offset=None,
+        spectrum_wavelength=None,
+        spectrum=None,
+        spectrum_ivar=None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Prepare a batch.
+
+        Parameters
+        ----------
+        images : array (B, bands, H, W) or list of (bands, H, W), nanomaggies
+            Centred cutouts in the standard orientation; the central image_size pixels are kept.
+        redshift : array (B,)
+        fiber_offset : array (B, 2) or (B, K, 2), arcsec east/north, optional
+        spectrum_wavelength : array (L_in,), Angstrom, optional
+            Grid of `spectrum`; when given, spectra are resampled onto the model grid.
+        spectrum, spectrum_ivar : arrays (B, L_in), optional
+        """
+        batch = [self.crop_image(image, name=f"images[{i}]") for i, image in enumerate(images)]
+        data: dict[str, Any] = {"pixel_values": np.stack(batch)}
+        redshift = np.asarray(redshift, dtype=np.float32).reshape(-1)
+        if redshift.shape[0] != len(batch):
+            raise ValueError(f"GalSpecProcessor: `redshift` must have one value per image ({len(batch)}), got {redshift.shape}")
+        data["redshift"] = redshift
+        if fiber_offset is not None:
+            fiber_offset = np.asarray(fiber_offset, dtype=np.float32)
+            if fiber_offset.shape[0] != len(batch) or fiber_offset.shape[-1] != 2:
+                raise ValueError(
+                    f"GalSpecProcessor: `fiber_offset` must be (B, 2) or (B, K, 2) arcsec with B={len(batch)}, "
+                    f"got {fiber_offset.shape}"
+                )
+            data["fiber_offset"] = fiber_offset
+        if spectrum is not None:
+            if spectrum_ivar is None:
+                raise ValueError("GalSpecProcessor: `spectrum_ivar` is required with `spectrum`")
+            flux = np.asarray(spectrum, dtype=np.float64)
+            ivar = np.asarray(spectrum_ivar, dtype=np.float64)
+            if spectrum_wavelength is not None:
+                flux, ivar = resample_spectrum(spectrum_wavelength, flux, ivar, self.wavelength)
+            elif flux.shape[-1] != self._config.num_wavelengths:
+                raise ValueError(
+                    f"GalSpecProcessor: `spectrum` has {flux.shape[-1]} pixels but the model grid has "
+                    f"{self._config.num_wavelengths}; pass `spectrum_wavelength` to resample it"
+                )
+            data["spectrum"] = np.asarray(flux, dtype=np.float32)
+            data["spectrum_ivar"] = np.asarray(ivar, dtype=np.float32)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def normalize(self, pixel_values: torch.Tensor):
+        """The model's internal view of a batch: (normalised images, image flux scale, spectrum flux scale)."""
+        flux_scale = compute_flux_scale(pixel_values, self._config)
+        return (
+            normalize_images(pixel_values, flux_scale, self._config),
+            flux_scale,
+            spectrum_flux_scale(flux_scale, self._config),
+        )
+
+    def postprocess(self, mean_normalized, sigma_normalized, pixel_values: torch.Tensor):
+        """Turn normalised predictions (B, ..., L) back into 1e-17 erg/s/cm2/A using the images alone."""
+        _, _, scale = self.normalize(pixel_values)
+        return denormalize_spectra(mean_normalized, sigma_normalized, scale)
+
+
+__all__ = [
+    "GalSpecProcessor",
+    "compute_flux_scale",
+    "denormalize_spectra",
+    "model_wavelength_grid",
+    "nanomaggies_to_flux_density",
+    "normalize_images",
+    "normalize_spectra",
+    "pixel_offsets_arcsec",
+    "resample_spectrum",
+    "spectrum_flux_scale",
+]

@@ -1,0 +1,283 @@
+"""Model tests in the transformers style, on the tiny preset."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecModel
+from galspec_hf.models.galspec.modeling_galspec import generate_masks, wavelength_encoding
+
+from .galspec_testing import GalSpecModelTester, toy_galaxies
+
+
+@pytest.fixture
+def tester():
+    return GalSpecModelTester()
+
+
+def _model(config, seed=0, attn_implementation="eager"):
+    torch.manual_seed(seed)
+    return GalSpecForMaskedSpectra._from_config(config, attn_implementation=attn_implementation).eval()
+
+
+def test_encoder_output_shapes(tester):
+    config = tester.config
+    inputs = tester.prepare_inputs()
+    model = GalSpecModel(config).eval()
+    noise = tester.noise()
+    output = model(**inputs, noise=noise)
+    spectrum_mask, image_mask, mode = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    visible = (~image_mask).sum(1) + (~spectrum_mask).sum(1)
+    assert output.last_hidden_state.shape == (tester.batch_size, int(visible.max()), config.hidden_size)
+    assert torch.equal(output.visible_padding_mask.sum(1), visible)
+    assert torch.equal(output.spectrum_mask, spectrum_mask)
+    assert output.flux_scale.shape == output.spectrum_scale.shape == (tester.batch_size,)
+
+
+def test_heads_shapes(tester):
+    config = tester.config
+    model = _model(config)
+    output = model(**tester.prepare_inputs(), noise=tester.noise())
+    batch = tester.batch_size
+    assert output.spectrum_mean.shape == output.spectrum_sigma.shape == (batch, config.num_wavelengths)
+    assert output.image_mean.shape == output.image_log_sigma.shape == (batch, 3, config.image_size, config.image_size)
+    assert output.loss.shape == output.spectrum_loss.shape == output.image_loss.shape == ()
+    assert torch.all(output.spectrum_sigma > 0)
+    assert torch.allclose(output.loss, output.spectrum_loss + config.image_loss_weight * output.image_loss)
+
+
+def test_masks_drop_tokens_and_modes():
+    config = GalSpecConfig.from_preset("tiny", mask_mode_probabilities=[0.0, 0.0, 1.0])
+    noise = torch.rand(2, 2 + config.num_spectrum_patches + config.num_image_tokens)
+    spectrum_mask, image_mask, mode = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    assert spectrum_mask.all() and not image_mask.any() and (mode == 2).all()
+
+    config = GalSpecConfig.from_preset("tiny", mask_mode_probabilities=[0.0, 1.0, 0.0])
+    spectrum_mask, _, _ = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    for row in spectrum_mask:
+        masked = torch.nonzero(row).flatten()
+        assert len(masked) == round(0.75 * config.num_spectrum_patches)
+        assert torch.equal(masked, torch.arange(masked[0], masked[0] + len(masked)))  # contiguous chunk
+
+    config = GalSpecConfig.from_preset("tiny", mask_mode_probabilities=[1.0, 0.0, 0.0])
+    spectrum_mask, image_mask, _ = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    assert (spectrum_mask.sum(1) == round(0.75 * config.num_spectrum_patches)).all()
+    assert (image_mask.sum(1) == round(config.image_mask_ratio * config.num_image_tokens)).all()
+    # the masked patches are the highest-noise ones
+    spectrum_noise = noise[:, 2 : 2 + config.num_spectrum_patches]
+    assert (spectrum_noise[spectrum_mask].min() > 0) and torch.all(
+        spectrum_noise.masked_fill(~spectrum_mask, 2).min(1).values >= spectrum_noise.masked_fill(spectrum_mask, -1).max(1).values
+    )
+
+
+def test_encoder_sees_only_visible_tokens(tester):
+    """Changing the flux of a masked patch must not change the encoder output (tokens are dropped)."""
+    config = tester.config
+    model = GalSpecModel(config).eval()
+    inputs = tester.prepare_inputs()
+    spectrum_mask = torch.zeros(tester.batch_size, config.num_spectrum_patches, dtype=torch.bool)
+    spectrum_mask[:, 100:150] = True
+    image_mask = torch.zeros(tester.batch_size, config.num_image_tokens, dtype=torch.bool)
+    reference = model(**inputs, spectrum_mask=spectrum_mask, image_mask=image_mask).last_hidden_state
+    changed = dict(inputs)
+    changed["spectrum"] = inputs["spectrum"].clone()
+    changed["spectrum"][:, 100 * 31 : 150 * 31] += 100.0
+    again = model(**changed, spectrum_mask=spectrum_mask, image_mask=image_mask).last_hidden_state
+    assert reference.shape[1] == config.num_image_tokens + config.num_spectrum_patches - 50
+    assert torch.allclose(reference, again, atol=1e-6)
+    changed["spectrum"][:, 62:93] += 100.0  # a visible patch with ivar > 0: now the output must move
+    moved = model(**changed, spectrum_mask=spectrum_mask, image_mask=image_mask).last_hidden_state
+    assert not torch.allclose(reference, moved, atol=1e-4)
+
+
+def test_determinism_under_fixed_noise(tester):
+    model = _model(tester.config)
+    model.train()  # masking and (zero) dropout paths as in training
+    inputs = tester.prepare_inputs()
+    first = model(**inputs, noise=tester.noise(seed=5))
+    second = model(**inputs, noise=tester.noise(seed=5))
+    third = model(**inputs, noise=tester.noise(seed=6))
+    assert torch.equal(first.loss, second.loss)
+    assert torch.equal(first.spectrum_mask, second.spectrum_mask)
+    assert not torch.equal(first.spectrum_mask, third.spectrum_mask)
+
+
+def test_every_parameter_gets_a_gradient(tester):
+    config = GalSpecConfig.from_preset("tiny", image_tokens_per_band=True)
+    model = _model(config)
+    model.train()
+    inputs = toy_galaxies(config, 4, seed=3)
+    # one galaxy of each masking mode plus one with its whole spectrum masked
+    noise = torch.rand(4, 2 + config.num_spectrum_patches + config.num_image_tokens, generator=torch.Generator().manual_seed(0))
+    noise[:, 0] = torch.tensor([0.1, 0.5, 0.9, 0.2])
+    model(**inputs, noise=noise).loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
+def test_eager_and_sdpa_agree(tester):
+    inputs = tester.prepare_inputs()
+    noise = tester.noise()
+    noise[:, 0] = torch.tensor([0.1, 0.9, 0.5])  # mixed modes -> padded encoder batch with an attention mask
+    eager = _model(tester.config, attn_implementation="eager")
+    sdpa = _model(tester.config, attn_implementation="sdpa")
+    assert sdpa.config._attn_implementation == "sdpa"
+    out_eager = eager(**inputs, noise=noise)
+    out_sdpa = sdpa(**inputs, noise=noise)
+    assert torch.allclose(out_eager.spectrum_mean, out_sdpa.spectrum_mean, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(out_eager.loss, out_sdpa.loss, rtol=1e-5, atol=1e-5)
+
+
+def test_output_attentions_and_hidden_states(tester):
+    model = _model(tester.config)
+    output = model(**tester.prepare_inputs(), noise=tester.noise(), output_attentions=True, output_hidden_states=True)
+    assert len(output.hidden_states) == tester.config.num_hidden_layers + 1
+    assert len(output.attentions) == tester.config.num_hidden_layers
+    assert torch.allclose(output.attentions[0].sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_wavelength_encoding_rest_frame_invariance():
+    config = GalSpecConfig.from_preset("tiny")
+    rest_wavelength = torch.tensor([4862.683, 6564.61], dtype=torch.float64)
+    redshift = torch.tensor([0.05, 0.3], dtype=torch.float64)
+    # the same rest-frame wavelengths observed at two redshifts
+    observed = rest_wavelength[None, :] * (1 + redshift[:, None])
+    encoding = wavelength_encoding(observed, redshift, config)
+    half = encoding.shape[-1] // 2
+    assert torch.allclose(encoding[0, :, half:], encoding[1, :, half:], atol=1e-5)  # rest-frame part identical
+    assert not torch.allclose(encoding[0, :, :half], encoding[1, :, :half], atol=1e-2)  # observed part differs
+    # continuous: any wavelength grid, nearby wavelengths give nearby encodings
+    # (a sinusoid of period P moves by at most 2 pi d / P for a shift d in log wavelength)
+    shift = 0.01  # Angstrom
+    bound = 2 * math.pi * (shift / float(observed.min())) / config.wavelength_encoding_periods[0]
+    near = wavelength_encoding(observed + shift, redshift, config)
+    assert (near - encoding).abs().max() <= bound * 1.001
+
+
+def test_predict_spectra_shapes_units_and_fiber_independence(tester):
+    config = tester.config
+    model = _model(config)
+    inputs = tester.prepare_inputs()
+    offsets = torch.randn(tester.batch_size, 7, 2, generator=torch.Generator().manual_seed(0))
+    output = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets, fiber_batch_size=4)
+    assert output.wavelength.shape == (config.num_wavelengths,)
+    assert output.mean.shape == output.sigma.shape == (tester.batch_size, 7, config.num_wavelengths)
+    assert torch.all(output.sigma > 0)
+    # a fiber's spectrum does not depend on the other fibers requested with it, nor on the batching
+    alone = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets[:, 3:4], fiber_batch_size=1)
+    assert torch.allclose(alone.mean[:, 0], output.mean[:, 3], atol=1e-5)
+    # different positions give different spectra
+    assert not torch.allclose(output.mean[:, 0], output.mean[:, 1], atol=1e-6)
+    # absolute units: a galaxy twice as bright (image) gets twice the predicted flux
+    brighter = model.predict_spectra(2 * inputs["pixel_values"], inputs["redshift"], offsets)
+    assert torch.allclose(brighter.mean, 2 * output.mean, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(brighter.sigma, 2 * output.sigma, rtol=1e-4, atol=1e-5)
+
+
+def test_predict_spectra_matches_forward_with_full_mask(tester):
+    """predict_spectra (image encoded once) equals the forward pass with the whole spectrum masked."""
+    config = tester.config
+    model = _model(config)
+    inputs = tester.prepare_inputs()
+    spectrum_mask = torch.ones(tester.batch_size, config.num_spectrum_patches, dtype=torch.bool)
+    image_mask = torch.zeros(tester.batch_size, config.num_image_tokens, dtype=torch.bool)
+    forward = model(
+        inputs["pixel_values"], inputs["redshift"], fiber_offset=inputs["fiber_offset"] + 0.7,
+        spectrum_mask=spectrum_mask, image_mask=image_mask,
+    )
+    predicted = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"][:, None] + 0.7)
+    assert torch.allclose(forward.spectrum_mean, predicted.mean[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_output_independent_of_fiber_without_spectrum(tester):
+    model = GalSpecModel(tester.config).eval()
+    inputs = tester.prepare_inputs()
+    image_mask = torch.zeros(tester.batch_size, tester.config.num_image_tokens, dtype=torch.bool)
+    a = model(inputs["pixel_values"], inputs["redshift"], fiber_offset=torch.zeros(3, 2), image_mask=image_mask)
+    b = model(inputs["pixel_values"], inputs["redshift"], fiber_offset=torch.full((3, 2), 2.0), image_mask=image_mask)
+    assert torch.equal(a.last_hidden_state, b.last_hidden_state)
+
+
+def test_predict_spectra_on_requested_wavelengths(tester):
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    full = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"])
+    wavelength = torch.tensor([3600.0, 3600.4, 6564.0, 9824.0])
+    part = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"], wavelength=wavelength)
+    assert part.mean.shape == (3, 1, 4)
+    assert torch.allclose(part.mean[..., 0], full.mean[..., 0])
+    assert torch.allclose(part.mean[..., 1], 0.5 * (full.mean[..., 0] + full.mean[..., 1]), atol=1e-4)
+    with pytest.raises(ValueError, match="`wavelength`"):
+        model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"], wavelength=[3000.0])
+
+
+@pytest.mark.parametrize(
+    "change, argument",
+    [
+        (lambda i: i.update(pixel_values=i["pixel_values"][:, :2]), "pixel_values"),
+        (lambda i: i.update(pixel_values=i["pixel_values"][..., :16, :16]), "pixel_values"),
+        (lambda i: i.update(redshift=i["redshift"][:2]), "redshift"),
+        (lambda i: i.update(spectrum=i["spectrum"][:, :7000]), "spectrum"),
+        (lambda i: i.update(spectrum_ivar=i["spectrum_ivar"][:, :100]), "spectrum_ivar"),
+        (lambda i: i.update(fiber_offset=torch.zeros(3, 3)), "fiber_offset"),
+    ],
+)
+def test_bad_input_shapes_raise_value_error(tester, change, argument):
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    change(inputs)
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        model(**inputs)
+
+
+def test_bad_noise_and_mask_shapes(tester):
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    with pytest.raises(ValueError, match="`noise`"):
+        model(**inputs, noise=torch.rand(3, 10))
+    with pytest.raises(ValueError, match="`spectrum_mask`"):
+        model(**inputs, spectrum_mask=torch.zeros(3, 5, dtype=torch.bool))
+
+
+def test_loss_ignores_zero_ivar_pixels(tester):
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    spectrum_mask = torch.ones(tester.batch_size, tester.config.num_spectrum_patches, dtype=torch.bool)
+    image_mask = torch.zeros(tester.batch_size, tester.config.num_image_tokens, dtype=torch.bool)
+    reference = model(**inputs, spectrum_mask=spectrum_mask, image_mask=image_mask).spectrum_loss
+    corrupted = dict(inputs)
+    corrupted["spectrum"] = inputs["spectrum"].clone()
+    corrupted["spectrum"][:, :50] = 1e6  # these pixels have ivar = 0
+    corrupted["spectrum"][:, 60] = float("nan")
+    corrupted["spectrum_ivar"] = inputs["spectrum_ivar"].clone()
+    corrupted["spectrum_ivar"][:, 60] = 0.0
+    # (pixel 60 is removed from the reference too, so compare against that)
+    reference_inputs = dict(inputs)
+    reference_inputs["spectrum_ivar"] = corrupted["spectrum_ivar"]
+    reference = model(**reference_inputs, spectrum_mask=spectrum_mask, image_mask=image_mask).spectrum_loss
+    loss = model(**corrupted, spectrum_mask=spectrum_mask, image_mask=image_mask).spectrum_loss
+    assert torch.isfinite(loss)
+    assert torch.allclose(loss, reference)
+
+
+@pytest.mark.slow
+def test_tiny_loss_falls_over_50_steps():
+    config = GalSpecConfig.from_preset("tiny")
+    torch.manual_seed(0)
+    model = GalSpecForMaskedSpectra(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for step in range(50):
+        batch = toy_galaxies(config, 16, seed=step)
+        noise = torch.rand(16, 2 + config.num_spectrum_patches + config.num_image_tokens, generator=generator)
+        loss = model(**batch, noise=noise).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 1.0, f"loss did not fall: first steps {losses[:5]}, last steps {losses[-5:]}"
