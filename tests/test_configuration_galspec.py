@@ -51,7 +51,9 @@ def test_config_defaults_mirror_constants():
 
 
 def test_log_grid_for_sdss():
-    config = GalSpecConfig(wavelength_min=3800.0, wavelength_max=9200.0, wavelength_step=1e-4, wavelength_scale="log10")
+    config = GalSpecConfig(
+        wavelength_min=3800.0, wavelength_max=9200.0, wavelength_step=1e-4, wavelength_scale="log10"
+    )
     grid = config.wavelength_grid()
     expected = int(math.log10(9200.0 / 3800.0) / 1e-4) + 1  # 3841 pixels
     assert config.num_wavelengths == len(grid) == expected

@@ -29,7 +29,9 @@ def test_encoder_output_shapes(tester):
     model = GalSpecModel(config).eval()
     noise = tester.noise()
     output = model(**inputs, noise=noise)
-    spectrum_mask, image_mask, mode = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    spectrum_mask, image_mask, mode = generate_masks(
+        noise, config.num_spectrum_patches, config.num_image_tokens, config
+    )
     visible = (~image_mask).sum(1) + (~spectrum_mask).sum(1)
     assert output.last_hidden_state.shape == (tester.batch_size, int(visible.max()), config.hidden_size)
     assert torch.equal(output.visible_padding_mask.sum(1), visible)
@@ -52,7 +54,9 @@ def test_heads_shapes(tester):
 def test_masks_drop_tokens_and_modes():
     config = GalSpecConfig.from_preset("tiny", mask_mode_probabilities=[0.0, 0.0, 1.0])
     noise = torch.rand(2, 2 + config.num_spectrum_patches + config.num_image_tokens)
-    spectrum_mask, image_mask, mode = generate_masks(noise, config.num_spectrum_patches, config.num_image_tokens, config)
+    spectrum_mask, image_mask, mode = generate_masks(
+        noise, config.num_spectrum_patches, config.num_image_tokens, config
+    )
     assert spectrum_mask.all() and not image_mask.any() and (mode == 2).all()
 
     config = GalSpecConfig.from_preset("tiny", mask_mode_probabilities=[0.0, 1.0, 0.0])
@@ -69,7 +73,8 @@ def test_masks_drop_tokens_and_modes():
     # the masked patches are the highest-noise ones
     spectrum_noise = noise[:, 2 : 2 + config.num_spectrum_patches]
     assert (spectrum_noise[spectrum_mask].min() > 0) and torch.all(
-        spectrum_noise.masked_fill(~spectrum_mask, 2).min(1).values >= spectrum_noise.masked_fill(spectrum_mask, -1).max(1).values
+        spectrum_noise.masked_fill(~spectrum_mask, 2).min(1).values
+        >= spectrum_noise.masked_fill(spectrum_mask, -1).max(1).values
     )
 
 
@@ -111,10 +116,16 @@ def test_every_parameter_gets_a_gradient(tester):
     model.train()
     inputs = toy_galaxies(config, 4, seed=3)
     # one galaxy of each masking mode plus one with its whole spectrum masked
-    noise = torch.rand(4, 2 + config.num_spectrum_patches + config.num_image_tokens, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(
+        4, 2 + config.num_spectrum_patches + config.num_image_tokens, generator=torch.Generator().manual_seed(0)
+    )
     noise[:, 0] = torch.tensor([0.1, 0.5, 0.9, 0.2])
     model(**inputs, noise=noise).loss.backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert missing == []
 
 
@@ -185,10 +196,15 @@ def test_predict_spectra_matches_forward_with_full_mask(tester):
     spectrum_mask = torch.ones(tester.batch_size, config.num_spectrum_patches, dtype=torch.bool)
     image_mask = torch.zeros(tester.batch_size, config.num_image_tokens, dtype=torch.bool)
     forward = model(
-        inputs["pixel_values"], inputs["redshift"], fiber_offset=inputs["fiber_offset"] + 0.7,
-        spectrum_mask=spectrum_mask, image_mask=image_mask,
+        inputs["pixel_values"],
+        inputs["redshift"],
+        fiber_offset=inputs["fiber_offset"] + 0.7,
+        spectrum_mask=spectrum_mask,
+        image_mask=image_mask,
     )
-    predicted = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"][:, None] + 0.7)
+    predicted = model.predict_spectra(
+        inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"][:, None] + 0.7
+    )
     assert torch.allclose(forward.spectrum_mean, predicted.mean[:, 0], rtol=1e-4, atol=1e-5)
 
 
@@ -206,7 +222,9 @@ def test_predict_spectra_on_requested_wavelengths(tester):
     inputs = tester.prepare_inputs()
     full = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"])
     wavelength = torch.tensor([3600.0, 3600.4, 6564.0, 9824.0])
-    part = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"], wavelength=wavelength)
+    part = model.predict_spectra(
+        inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"], wavelength=wavelength
+    )
     assert part.mean.shape == (3, 1, 4)
     assert torch.allclose(part.mean[..., 0], full.mean[..., 0])
     assert torch.allclose(part.mean[..., 1], 0.5 * (full.mean[..., 0] + full.mean[..., 1]), atol=1e-4)

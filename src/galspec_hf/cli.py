@@ -19,10 +19,9 @@ import pkgutil
 import sys
 
 from . import commands
+from .errors import CLIError
 
-
-class CLIError(Exception):
-    """A user error at the command line: printed as one line, exit code 2."""
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -236,7 +236,11 @@ class GalSpecConfig(PreTrainedConfig):
 
         require(self.wavelength_scale in ("linear", "log10"), "wavelength_scale", "'linear' or 'log10'")
         require(self.wavelength_min > 0, "wavelength_min", "a positive wavelength in Angstrom")
-        require(self.wavelength_max > self.wavelength_min, "wavelength_max", f"greater than wavelength_min={self.wavelength_min}")
+        require(
+            self.wavelength_max > self.wavelength_min,
+            "wavelength_max",
+            f"greater than wavelength_min={self.wavelength_min}",
+        )
         require(self.wavelength_step > 0, "wavelength_step", "positive")
         if self.wavelength_scale == "log10":
             require(self.wavelength_step < 0.01, "wavelength_step", "a log10 step in dex below 0.01 (SDSS: 1e-4)")
@@ -248,7 +252,11 @@ class GalSpecConfig(PreTrainedConfig):
             "image_patch_size",
             f"a positive integer dividing image_size={self.image_size}",
         )
-        require(len(self.bands) > 0 and all(isinstance(b, str) and b for b in self.bands), "bands", "a non-empty list of band names")
+        require(
+            len(self.bands) > 0 and all(isinstance(b, str) and b for b in self.bands),
+            "bands",
+            "a non-empty list of band names",
+        )
         require(len(set(self.bands)) == len(self.bands), "bands", "a list of distinct band names")
         require(
             self.band_wavelengths is not None and len(self.band_wavelengths) == len(self.bands),
@@ -262,16 +270,30 @@ class GalSpecConfig(PreTrainedConfig):
         require(self.normalization_aperture_diameter > 0, "normalization_aperture_diameter", "positive (arcsec)")
         require(self.normalization_floor > 0, "normalization_floor", "positive (nanomaggies)")
         require(self.image_asinh_softening > 0, "image_asinh_softening", "positive")
-        for width, heads in (("hidden_size", "num_attention_heads"), ("decoder_hidden_size", "decoder_num_attention_heads")):
+        for width, heads in (
+            ("hidden_size", "num_attention_heads"),
+            ("decoder_hidden_size", "decoder_num_attention_heads"),
+        ):
             require(_is_pos_int(getattr(self, width)), width, "a positive integer")
             require(_is_pos_int(getattr(self, heads)), heads, "a positive integer")
-            require(getattr(self, width) % getattr(self, heads) == 0, heads, f"a divisor of {width}={getattr(self, width)}")
-        for name in ("num_hidden_layers", "decoder_num_hidden_layers", "intermediate_size", "decoder_intermediate_size"):
+            require(
+                getattr(self, width) % getattr(self, heads) == 0, heads, f"a divisor of {width}={getattr(self, width)}"
+            )
+        for name in (
+            "num_hidden_layers",
+            "decoder_num_hidden_layers",
+            "intermediate_size",
+            "decoder_intermediate_size",
+        ):
             require(_is_pos_int(getattr(self, name)), name, "a positive integer")
         require(_is_pos_int(self.num_fourier_features), "num_fourier_features", "a positive integer")
         for name in ("wavelength_encoding_periods", "sky_encoding_periods"):
             periods = getattr(self, name)
-            require(len(periods) == 2 and 0 < periods[0] < periods[1], name, "[shortest, longest] with 0 < shortest < longest")
+            require(
+                len(periods) == 2 and 0 < periods[0] < periods[1],
+                name,
+                "[shortest, longest] with 0 < shortest < longest",
+            )
         require(0.0 <= self.spectrum_mask_ratio < 1.0, "spectrum_mask_ratio", "in [0, 1)")
         require(0.0 <= self.image_mask_ratio < 1.0, "image_mask_ratio", "in [0, 1)")
         probabilities = self.mask_mode_probabilities

@@ -70,7 +70,8 @@ class GalSpecModelOutput(ModelOutput):
         visible_padding_mask (`torch.BoolTensor` of shape `(batch, num_visible)`):
             True where a row holds a real token, False where it is padding.
         image_mask (`torch.BoolTensor` of shape `(batch, num_image_tokens)`): True where an image token is masked.
-        spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`): True where a spectrum patch is masked.
+        spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`): True where a spectrum patch
+            is masked.
         flux_scale (`torch.FloatTensor` of shape `(batch,)`): image flux scale, nanomaggies.
         spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): spectrum flux scale, 1e-17 erg/s/cm2/A.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): encoder states after each layer.
@@ -98,7 +99,8 @@ class GalSpecForMaskedSpectraOutput(ModelOutput):
             returned when a spectrum with its ivar is given.
         spectrum_loss (`torch.FloatTensor` of shape `()`, *optional*): Gaussian NLL per spectral pixel
             (normalised units), masked mean over pixels with ivar > 0 in masked patches.
-        image_loss (`torch.FloatTensor` of shape `()`, *optional*): Gaussian NLL per image pixel over masked image tokens.
+        image_loss (`torch.FloatTensor` of shape `()`, *optional*): Gaussian NLL per image pixel, over masked
+            image tokens.
         spectrum_mean (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): predicted flux, 1e-17 erg/s/cm2/A.
         spectrum_sigma (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): predicted sigma_model, same unit.
         spectrum_log_sigma (`torch.FloatTensor` of shape `(batch, num_wavelengths)`): raw log-sigma head output
@@ -175,6 +177,7 @@ def wavelength_encoding(wavelength: torch.Tensor, redshift: torch.Tensor, config
         First half: features of log(lambda_obs) (the instrument and sky frame); second half: features of
         log(lambda_obs / (1 + z)) (the rest frame). Continuous, so valid for any wavelength grid.
     """
+    wavelength = wavelength.to(redshift.device)
     if wavelength.dim() == 1:
         wavelength = wavelength[None, :].expand(redshift.shape[0], -1)
     log_observed = torch.log(wavelength.double())
@@ -207,9 +210,10 @@ def image_patch_offsets(config: GalSpecConfig) -> torch.Tensor:
     """
     patches_per_side = config.image_size // config.image_patch_size
     centre = (config.image_size - 1) / 2.0
-    pixel_centre = torch.arange(patches_per_side, dtype=torch.float32) * config.image_patch_size + (
-        config.image_patch_size - 1
-    ) / 2.0
+    pixel_centre = (
+        torch.arange(patches_per_side, dtype=torch.float32) * config.image_patch_size
+        + (config.image_patch_size - 1) / 2.0
+    )
     north = (pixel_centre - centre) * config.pixel_scale
     east = -(pixel_centre - centre) * config.pixel_scale
     grid_north, grid_east = torch.meshgrid(north, east, indexing="ij")
@@ -233,7 +237,9 @@ def patchify_image(images: torch.Tensor, patch_size: int, per_band: bool) -> tor
     return patches.reshape(batch, rows * cols, bands * patch_size * patch_size)
 
 
-def unpatchify_image(tokens: torch.Tensor, bands: int, image_size: int, patch_size: int, per_band: bool) -> torch.Tensor:
+def unpatchify_image(
+    tokens: torch.Tensor, bands: int, image_size: int, patch_size: int, per_band: bool
+) -> torch.Tensor:
     """Inverse of :func:`patchify_image`: (batch, num_tokens, values) -> (batch, bands, H, W)."""
     batch = tokens.shape[0]
     side = image_size // patch_size
@@ -305,7 +311,12 @@ def generate_masks(
     rank = spectrum_noise.argsort(dim=1).argsort(dim=1)
     random_mask = rank >= (num_spectrum_patches - num_masked)
     # one contiguous chunk of num_masked patches
-    start = (noise[:, 1] * (num_spectrum_patches - num_masked + 1)).floor().long().clamp(max=num_spectrum_patches - num_masked)
+    start = (
+        (noise[:, 1] * (num_spectrum_patches - num_masked + 1))
+        .floor()
+        .long()
+        .clamp(max=num_spectrum_patches - num_masked)
+    )
     position = torch.arange(num_spectrum_patches, device=device)[None, :]
     chunk_mask = (position >= start[:, None]) & (position < start[:, None] + num_masked)
     full_mask = torch.ones(batch, num_spectrum_patches, dtype=torch.bool, device=device)
@@ -329,7 +340,9 @@ def gaussian_nll(target, mean, sigma_model, observed_ivar=None):
     variance = sigma_model**2
     if observed_ivar is not None:
         good = observed_ivar > 0
-        variance = variance + torch.where(good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0)
+        variance = variance + torch.where(
+            good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0
+        )
     return 0.5 * (torch.log(2.0 * math.pi * variance) + (target - mean) ** 2 / variance)
 
 
@@ -489,11 +502,11 @@ class GalSpecEmbeddings(nn.Module):
         self.fiber_encoder = GalSpecFiberEncoder(config, hidden)
         self.image_type_embedding = nn.Parameter(torch.zeros(hidden))
         self.spectrum_type_embedding = nn.Parameter(torch.zeros(hidden))
-        self.register_buffer("image_patch_offsets", image_patch_offsets(config), persistent=False)
 
     def image_position_features(self) -> torch.Tensor:
         """Sky encoding of every image token, (num_image_tokens, 4F)."""
-        encoding = sky_encoding(self.image_patch_offsets, self.config)
+        # computed from the config on the fly (cheap), so nothing but weights lives in the state dict
+        encoding = sky_encoding(image_patch_offsets(self.config), self.config)
         if self.config.image_tokens_per_band:
             encoding = encoding.repeat(len(self.config.bands), 1)
         return encoding
@@ -524,7 +537,9 @@ class GalSpecEmbeddings(nn.Module):
 
     def embed_spectra(self, flux_patches, valid_patches, patch_wavelength, redshift, fiber_offset, fiber_diameter):
         """(batch, num_patches, patch_length) x 2 -> (batch, num_patches, hidden)."""
-        values = torch.cat([flux_patches * valid_patches, valid_patches], dim=-1).to(self.spectrum_projection.weight.dtype)
+        values = torch.cat([flux_patches * valid_patches, valid_patches], dim=-1).to(
+            self.spectrum_projection.weight.dtype
+        )
         tokens = self.spectrum_projection(values)
         return tokens + self.spectrum_position_embeddings(patch_wavelength, redshift, fiber_offset, fiber_diameter)
 
@@ -580,7 +595,9 @@ def _check_inputs(config: GalSpecConfig, pixel_values, redshift, fiber_offset=No
     if torch.any(redshift <= -1):
         raise ValueError("`redshift` must be greater than -1")
     if fiber_offset is not None and (fiber_offset.shape[0] != batch or fiber_offset.shape[-1] != 2):
-        raise ValueError(f"`fiber_offset` must have shape ({batch}, 2) or ({batch}, K, 2), got {tuple(fiber_offset.shape)}")
+        raise ValueError(
+            f"`fiber_offset` must have shape ({batch}, 2) or ({batch}, K, 2), got {tuple(fiber_offset.shape)}"
+        )
     if spectrum is not None:
         expected = (batch, config.num_wavelengths)
         if tuple(spectrum.shape) != expected:
@@ -601,13 +618,17 @@ class GalSpecModel(GalSpecPreTrainedModel):
         self.config = config
         self.embeddings = GalSpecEmbeddings(config)
         self.encoder = GalSpecEncoder(config)
-        self.register_buffer("wavelength", model_wavelength_grid(config, torch.float64), persistent=False)
-        self.register_buffer(
-            "patch_wavelength",
-            patch_centre_wavelengths(model_wavelength_grid(config, torch.float64), config.spectrum_patch_length),
-            persistent=False,
-        )
         self.post_init()
+
+    @property
+    def wavelength(self) -> torch.Tensor:
+        """The model's wavelength grid, (num_wavelengths,), Angstrom, float64 (computed from the config)."""
+        return model_wavelength_grid(self.config, torch.float64)
+
+    @property
+    def patch_wavelength(self) -> torch.Tensor:
+        """Mean wavelength of each spectrum patch, (num_spectrum_patches,), Angstrom, float64."""
+        return patch_centre_wavelengths(self.wavelength, self.config.spectrum_patch_length)
 
     def _fiber_inputs(self, batch: int, fiber_offset, fiber_diameter, device):
         if fiber_offset is None:
@@ -651,8 +672,8 @@ class GalSpecModel(GalSpecPreTrainedModel):
                 Inverse variance of `spectrum`; pixels with ivar <= 0 carry no information.
             fiber_offset (`torch.FloatTensor` of shape `(batch, 2)`, *optional*, defaults to the image centre):
                 Position of the observing fiber, arcsec east and north of the image centre.
-            fiber_diameter (`torch.FloatTensor` of shape `(batch,)` or scalar, *optional*, defaults to `config.fiber_diameter`):
-                Fiber diameter, arcsec.
+            fiber_diameter (`torch.FloatTensor` of shape `(batch,)` or scalar, *optional*):
+                Fiber diameter, arcsec; defaults to `config.fiber_diameter`.
             spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`, *optional*):
                 Explicit spectrum mask, True = masked. Overrides `noise` for the spectrum.
             image_mask (`torch.BoolTensor` of shape `(batch, num_image_tokens)`, *optional*):
@@ -686,12 +707,17 @@ class GalSpecModel(GalSpecPreTrainedModel):
             image_mask = noise_image_mask if image_mask is None else image_mask
         if spectrum is None:
             spectrum_mask = torch.ones(batch, num_spectrum, dtype=torch.bool, device=device)
-        for name, mask, size in (("spectrum_mask", spectrum_mask, num_spectrum), ("image_mask", image_mask, num_image)):
+        for name, mask, size in (
+            ("spectrum_mask", spectrum_mask, num_spectrum),
+            ("image_mask", image_mask, num_image),
+        ):
             if tuple(mask.shape) != (batch, size):
                 raise ValueError(f"`{name}` must have shape ({batch}, {size}), got {tuple(mask.shape)}")
         spectrum_mask, image_mask = spectrum_mask.bool(), image_mask.bool()
         if torch.any(image_mask.all(dim=1) & spectrum_mask.all(dim=1)):
-            raise ValueError("`image_mask` masks every image token of a galaxy whose spectrum is masked too: nothing is visible")
+            raise ValueError(
+                "`image_mask` masks every image token of a galaxy whose spectrum is masked too: nothing is visible"
+            )
 
         # 3. tokens, (batch, num_image_tokens + num_spectrum_patches, hidden)
         image_tokens = self.embeddings.embed_images(images)
@@ -725,11 +751,16 @@ class GalSpecModel(GalSpecPreTrainedModel):
         if not bool(padding_mask.all()):
             # additive mask over keys, (batch, 1, 1, max_visible)
             attention_mask = torch.zeros(batch, 1, 1, max_visible, dtype=hidden_states.dtype, device=device)
-            attention_mask = attention_mask.masked_fill(~padding_mask[:, None, None, :], torch.finfo(hidden_states.dtype).min)
+            attention_mask = attention_mask.masked_fill(
+                ~padding_mask[:, None, None, :], torch.finfo(hidden_states.dtype).min
+            )
 
         # 5. encoder
         last_hidden_state, all_hidden_states, all_attentions = self.encoder(
-            hidden_states, attention_mask, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+            hidden_states,
+            attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         output = GalSpecModelOutput(
             last_hidden_state=last_hidden_state,
@@ -781,7 +812,9 @@ class GalSpecDecoder(nn.Module):
     def image_positions(self, embeddings: GalSpecEmbeddings) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
         dtype = self.sky_projection.weight.dtype
-        position = self.sky_projection(embeddings.image_position_features().to(self.sky_projection.weight.device, dtype))
+        position = self.sky_projection(
+            embeddings.image_position_features().to(self.sky_projection.weight.device, dtype)
+        )
         if self.config.image_tokens_per_band:
             position = position + self.band_projection(embeddings.band_features().to(position.device, dtype))
         return position + self.image_type_embedding
@@ -887,7 +920,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         )
         ids = encoder_output.visible_ids[..., None].expand(-1, -1, full.shape[-1])
         # padding rows write back the mask token they would overwrite
-        values = torch.where(encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids))
+        values = torch.where(
+            encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids)
+        )
         full = full.scatter(1, ids, values)
         positions = torch.cat(
             [
@@ -896,7 +931,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             ],
             dim=1,
         )
-        hidden_states = torch.cat([full + positions.to(dtype), decoder.fiber_tokens(fiber_offset, fiber_diameter).to(dtype)], dim=1)
+        hidden_states = torch.cat(
+            [full + positions.to(dtype), decoder.fiber_tokens(fiber_offset, fiber_diameter).to(dtype)], dim=1
+        )
         image_output, spectrum_output = decoder(hidden_states, num_image)
 
         # Heads -> physical quantities
@@ -913,7 +950,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         # Losses (normalised units)
         loss = spectrum_loss = image_loss = None
         if spectrum is not None:
-            target, target_ivar = normalize_spectra(spectrum.float(), spectrum_ivar.float(), encoder_output.spectrum_scale)
+            target, target_ivar = normalize_spectra(
+                spectrum.float(), spectrum_ivar.float(), encoder_output.spectrum_scale
+            )
             good = (target_ivar > 0) & torch.isfinite(target) & torch.isfinite(target_ivar)
             target = torch.where(good, target, torch.zeros_like(target))
             target_ivar = torch.where(good, target_ivar, torch.zeros_like(target_ivar))
@@ -1018,7 +1057,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         if diameter.shape[0] == batch and num_fibers != 1:
             diameter = diameter.repeat_interleave(num_fibers)
         if diameter.shape[0] != batch * num_fibers or torch.any(diameter <= 0):
-            raise ValueError(f"`fiber_diameter` must be positive, scalar or one per galaxy / fiber, got {tuple(diameter.shape)}")
+            raise ValueError(
+                f"`fiber_diameter` must be positive, scalar or one per galaxy / fiber, got {tuple(diameter.shape)}"
+            )
 
         means, sigmas = [], []
         starts = range(0, batch * num_fibers, fiber_batch_size)

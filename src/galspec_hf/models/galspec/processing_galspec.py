@@ -77,7 +77,9 @@ def pixel_offsets_arcsec(image_size: int, pixel_scale: float) -> tuple[torch.Ten
     return east, north
 
 
-def circular_aperture_weights(image_size: int, pixel_scale: float, diameter: float, supersample: int = 5) -> torch.Tensor:
+def circular_aperture_weights(
+    image_size: int, pixel_scale: float, diameter: float, supersample: int = 5
+) -> torch.Tensor:
     """Fraction of each pixel inside a circle of `diameter` arcsec centred on the image, (H, W).
 
     Computed by supersampling each pixel `supersample` x `supersample` times.
@@ -210,7 +212,9 @@ def resample_spectrum(wavelength_in, flux, ivar, wavelength_out):
     columns = first[:, None] + np.arange(width)[None, :]  # (L_out, width)
     valid_column = columns <= last[:, None]
     columns = np.clip(columns, 0, len(wavelength_in) - 1)
-    overlap = np.minimum(edges_out[1:, None], edges_in[columns + 1]) - np.maximum(edges_out[:-1, None], edges_in[columns])
+    overlap = np.minimum(edges_out[1:, None], edges_in[columns + 1]) - np.maximum(
+        edges_out[:-1, None], edges_in[columns]
+    )
     overlap = np.where(valid_column, np.clip(overlap, 0.0, None), 0.0)  # (L_out, width)
 
     weights = overlap[None, :, :] * good[:, columns]  # (N, L_out, width)
@@ -321,6 +325,35 @@ class GalSpecProcessor(FeatureExtractionMixin):
         return model_wavelength_grid(self._config).numpy()
 
     # ------------------------------------------------------------------
+    @staticmethod
+    def orient_image(image: np.ndarray, cd_matrix) -> np.ndarray:
+        """Bring a (bands, H, W) image to the standard sky orientation using its WCS CD matrix.
+
+        Standard orientation (Legacy Surveys cutouts): FITS axis 1 (array columns) runs towards -RA
+        (east to the left, CD1_1 < 0) and axis 2 (array rows) towards +Dec (CD2_2 > 0). Swapped axes
+        are transposed and reversed axes flipped; a residual rotation that is not a multiple of
+        90 degrees is not resampled.
+
+        Parameters
+        ----------
+        image : (bands, H, W)
+        cd_matrix : 2x2 [[CD1_1, CD1_2], [CD2_1, CD2_2]] (e.g. ``astropy.wcs.WCS.pixel_scale_matrix``)
+        """
+        cd = np.asarray(cd_matrix, dtype=np.float64)
+        if cd.shape != (2, 2) or not np.all(np.isfinite(cd)) or abs(np.linalg.det(cd)) == 0:
+            raise ValueError(
+                f"GalSpecProcessor.orient_image: `cd_matrix` must be a finite invertible 2x2 matrix, got {cd!r}"
+            )
+        image = np.asarray(image)
+        if abs(cd[0, 1]) > abs(cd[0, 0]):  # RA changes along array rows: swap the axes
+            image = np.swapaxes(image, -1, -2)
+            cd = cd[:, ::-1]
+        if cd[0, 0] > 0:  # RA grows with column index: east must be to the left
+            image = image[..., :, ::-1]
+        if cd[1, 1] < 0:  # Dec falls with row index: north must be up
+            image = image[..., ::-1, :]
+        return np.ascontiguousarray(image)
+
     def crop_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Cut the central image_size x image_size pixels of a (bands, H, W) image."""
         image = np.asarray(image)
@@ -364,7 +397,9 @@ class GalSpecProcessor(FeatureExtractionMixin):
         data: dict[str, Any] = {"pixel_values": np.stack(batch)}
         redshift = np.asarray(redshift, dtype=np.float32).reshape(-1)
         if redshift.shape[0] != len(batch):
-            raise ValueError(f"GalSpecProcessor: `redshift` must have one value per image ({len(batch)}), got {redshift.shape}")
+            raise ValueError(
+                f"GalSpecProcessor: `redshift` must have one value per image ({len(batch)}), got {redshift.shape}"
+            )
         data["redshift"] = redshift
         if fiber_offset is not None:
             fiber_offset = np.asarray(fiber_offset, dtype=np.float32)
