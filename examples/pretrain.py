@@ -1,0 +1,456 @@
+"""Pretrain a GalSpec model with Accelerate: one CPU, several processes, one or many GPUs, FSDP.
+
+Layout after accelerate's ``examples/complete_nlp_example.py``: ``get_dataloaders``,
+``training_function``, ``main`` with argparse. Launch with ``accelerate launch examples/pretrain.py``
+(see examples/README.md for every setting) or plain ``python examples/pretrain.py``.
+
+Data: a folder made by ``galspec build-dataset`` (``save_to_disk`` or Parquet shards), or a Hub
+data set id; ``--streaming`` reads it lazily. Each optimiser step draws its masking noise and
+augmentation from a generator seeded by (seed, step, process), and checkpoints record the position
+in the data, so ``--resume_from_checkpoint`` continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
+from galspec_hf.metrics import coverage, spectral_nll
+from galspec_hf.training import (
+    GalSpecCollator,
+    augment_batch,
+    check_columns,
+    load_checkpoint,
+    load_training_dataset,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+
+MODEL_INPUTS = ("pixel_values", "redshift", "spectrum", "spectrum_ivar", "fiber_offset", "fiber_diameter")
+
+
+class TrainingError(RuntimeError):
+    """A run that must stop (non-finite loss, bad data): printed as one line, exit code 1."""
+
+
+# ----------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Pretrain a GalSpec masked autoencoder on fiber spectra + images.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", required=True, help="save_to_disk folder, Parquet folder, or Hub data set id")
+    data.add_argument("--streaming", action="store_true", help="read the data set lazily (IterableDataset)")
+    data.add_argument("--validation_fraction", type=float, default=0.1, help="held-out fraction (default 0.1)")
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default="small", help="model preset: tiny, small, base (default small)")
+    model.add_argument("--config", default=None, help="GalSpecConfig JSON file (overrides --preset)")
+    model.add_argument("--spectrum_mask_ratio", type=float, default=None, help="masking: fraction of spectrum patches")
+    model.add_argument("--image_mask_ratio", type=float, default=None, help="masking: fraction of image patches")
+    model.add_argument(
+        "--mask_mode_probabilities",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("RANDOM", "CHUNK", "FULL"),
+        help="masking: probabilities of random patches, one chunk, whole spectrum",
+    )
+    model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
+    train = parser.add_argument_group("optimisation")
+    train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")
+    train.add_argument("--per_device_batch_size", type=int, default=16)
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--learning_rate", type=float, default=3e-4)
+    train.add_argument("--weight_decay", type=float, default=0.05)
+    train.add_argument("--warmup_steps", type=int, default=100)
+    train.add_argument("--max_grad_norm", type=float, default=1.0)
+    train.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    train.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=True, help="flips, rotations, shifts"
+    )
+    train.add_argument("--max_shift_pixels", type=int, default=4, help="largest random shift of the cutout (pixels)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output_dir", required=True)
+    out.add_argument("--checkpointing_steps", type=int, default=None, help="save a checkpoint every N steps")
+    out.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    out.add_argument("--eval_steps", type=int, default=None, help="validate every N steps (and at the end)")
+    out.add_argument("--max_eval_samples", type=int, default=256)
+    out.add_argument("--with_tracking", action="store_true", help="log to tensorboard in OUTPUT_DIR/logs")
+    out.add_argument("--log_sample_ids", action="store_true", help="write the targetids each process trained on")
+    out.add_argument("--push_to_hub", action="store_true", help="upload the final model to the Hub")
+    out.add_argument("--hub_model_id", default=None, help="ORG/NAME for --push_to_hub")
+    return parser
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Raise ValueError (printed as one line, exit 2) for inconsistent arguments."""
+    if args.max_steps < 1:
+        raise ValueError(f"--max_steps must be >= 1, got {args.max_steps}")
+    if args.per_device_batch_size < 1:
+        raise ValueError(f"--per_device_batch_size must be >= 1, got {args.per_device_batch_size}")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        raise ValueError(f"--validation_fraction must be in [0, 1), got {args.validation_fraction}")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+    if args.config and not Path(args.config).is_file():
+        raise ValueError(f"--config {args.config}: file not found")
+
+
+def build_config(args: argparse.Namespace) -> GalSpecConfig:
+    overrides = {}
+    for name in ("spectrum_mask_ratio", "image_mask_ratio", "mask_mode_probabilities"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.config:
+        values = json.loads(Path(args.config).read_text())
+        values.pop("model_type", None)
+        values.update(overrides)
+        return GalSpecConfig(**values)
+    return GalSpecConfig.from_preset(args.preset, **overrides)
+
+
+# ----------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------
+def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: GalSpecConfig):
+    """Train and validation DataLoaders.
+
+    Map-style data are shuffled by a seedable sampler and sharded by ``accelerator.prepare``.
+    Streamed data are sharded once, by ``split_dataset_by_node``, and their DataLoaders are *not*
+    passed through ``prepare`` (sharding twice would drop data).
+    """
+    from datasets.distributed import split_dataset_by_node
+
+    dataset = load_training_dataset(args.dataset, streaming=args.streaming)
+    check_columns(dataset.column_names or [], args.dataset)
+    margin = args.max_shift_pixels if args.augment else 0
+    collator = GalSpecCollator(config.image_size, config.num_wavelengths, config.fiber_diameter, margin=margin)
+    keep = [c for c in dataset.column_names if c in (*MODEL_INPUTS, "image", "flux", "ivar", "mask", "targetid")]
+    keep += [c for c in ("fiber_diameter",) if c in dataset.column_names and c not in keep]
+    dataset = dataset.select_columns(keep)
+
+    if args.streaming:
+        num_eval = args.max_eval_samples if args.validation_fraction > 0 else 0
+        eval_set = dataset.take(num_eval)
+        train_set = dataset.skip(num_eval).shuffle(seed=args.seed, buffer_size=1000)
+        train_set = split_dataset_by_node(
+            train_set, rank=accelerator.process_index, world_size=accelerator.num_processes
+        )
+        eval_set = split_dataset_by_node(
+            eval_set, rank=accelerator.process_index, world_size=accelerator.num_processes
+        )
+        train_loader = DataLoader(train_set, batch_size=args.per_device_batch_size, collate_fn=collator, num_workers=0)
+        eval_loader = DataLoader(eval_set, batch_size=args.per_device_batch_size, collate_fn=collator)
+        return train_loader, eval_loader, False
+
+    dataset = dataset.with_format("numpy")
+    if args.validation_fraction > 0 and len(dataset) > 1:
+        split = dataset.train_test_split(test_size=args.validation_fraction, seed=args.seed, shuffle=True)
+        train_set, eval_set = split["train"], split["test"]
+        eval_set = eval_set.select(range(min(len(eval_set), args.max_eval_samples)))
+    else:
+        train_set, eval_set = dataset, dataset.select([])
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.per_device_batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=collator,
+        num_workers=args.num_workers,
+        drop_last=True,
+    )
+    eval_loader = DataLoader(eval_set, batch_size=args.per_device_batch_size, collate_fn=collator)
+    return train_loader, eval_loader, True
+
+
+# ----------------------------------------------------------------------------------------
+# Validation: image in, spectrum out, at the observed fiber
+# ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model, eval_loader, accelerator: Accelerator, config: GalSpecConfig) -> dict[str, float]:
+    """Spectral NLL and coverage at 1 and 2 sigma of the image-only prediction at each observed fiber."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=accelerator.device)  # nll sum, in 1 sigma, in 2 sigma, pixels
+    for batch in eval_loader:
+        pixel_values = batch["pixel_values"].to(accelerator.device)
+        size = config.image_size
+        top = (pixel_values.shape[-2] - size) // 2
+        pixel_values = pixel_values[..., top : top + size, top : top + size]
+        prediction = unwrapped.predict_spectra(
+            pixel_values,
+            batch["redshift"].to(accelerator.device),
+            batch["fiber_offset"].to(accelerator.device)[:, None, :],
+            fiber_diameter=batch["fiber_diameter"].to(accelerator.device),
+        )
+        observed, ivar = batch["spectrum"].numpy(), batch["spectrum_ivar"].numpy()
+        mean, sigma = prediction.mean[:, 0].float().cpu().numpy(), prediction.sigma[:, 0].float().cpu().numpy()
+        pixels = int(((ivar > 0) & np.isfinite(observed)).sum())
+        if pixels == 0:
+            continue
+        totals += torch.tensor(
+            [
+                spectral_nll(observed, ivar, mean, sigma) * pixels,
+                coverage(observed, ivar, mean, sigma, 1.0) * pixels,
+                coverage(observed, ivar, mean, sigma, 2.0) * pixels,
+                pixels,
+            ],
+            dtype=torch.float64,
+            device=accelerator.device,
+        )
+    totals = accelerator.reduce(totals, reduction="sum")
+    unwrapped.train()
+    pixels = max(float(totals[3]), 1.0)
+    return {
+        "eval_nll": float(totals[0]) / pixels,
+        "eval_coverage_1sigma": float(totals[1]) / pixels,
+        "eval_coverage_2sigma": float(totals[2]) / pixels,
+        "eval_pixels": int(totals[3]),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The random numbers of one optimiser step on one process: masking noise and augmentation."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63))
+
+
+def training_function(args: argparse.Namespace) -> dict:
+    validate_args(args)
+    project_dir = Path(args.output_dir)
+    # `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs starts N processes with
+    # WORLD_SIZE set; Accelerate forms a gloo (MULTI_CPU) group only when told to use the CPU.
+    use_cpu = args.cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    accelerator = Accelerator(
+        cpu=use_cpu,
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with="tensorboard" if args.with_tracking else None,
+        project_dir=str(project_dir / "logs"),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed, even_batches=False),
+    )
+    set_seed(args.seed)
+    config = build_config(args)
+    model = GalSpecForMaskedSpectra._from_config(config, attn_implementation=args.attn_implementation)
+    processor = GalSpecProcessor.from_config(config)
+
+    train_loader, eval_loader, map_style = get_dataloaders(args, accelerator, config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
+    if map_style:
+        model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+            model, optimizer, train_loader, eval_loader, scheduler
+        )
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if args.with_tracking:
+        accelerator.init_trackers(
+            "galspec_pretrain", {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+
+    step, epoch, batches_done_in_epoch, samples_seen = 0, 0, 0, 0
+    if args.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+        state = load_checkpoint(accelerator, checkpoint)
+        step, epoch = state["step"], state["epoch"]
+        batches_done_in_epoch, samples_seen = state["batches_in_epoch"], state["samples_seen"]
+        accelerator.print(f"resumed from {checkpoint} at step {step} (epoch {epoch}, batch {batches_done_in_epoch})")
+
+    sample_log = None
+    if args.log_sample_ids:
+        project_dir.mkdir(parents=True, exist_ok=True)
+        sample_log = open(project_dir / f"samples_rank{accelerator.process_index}.txt", "a")
+
+    model.train()
+    progress = tqdm(total=args.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="pretrain")
+    history: list[dict] = []
+    start_time = time.time()
+    while step < args.max_steps:
+        if map_style:
+            train_loader.set_epoch(epoch)
+            loader = (
+                accelerator.skip_first_batches(train_loader, batches_done_in_epoch)
+                if batches_done_in_epoch
+                else train_loader
+            )
+        else:
+            loader = iter(train_loader)
+            # position in a stream: skip what earlier epochs-in-progress consumed
+            for _ in range(batches_done_in_epoch):
+                next(loader, None)
+        finished_epoch = True
+        batches_this_pass = 0
+        for batch in loader:
+            batches_this_pass += 1
+            generator = step_generator(args.seed, step, accelerator.process_index)
+            if sample_log is not None and "targetid" in batch:
+                sample_log.write("".join(f"{int(t)}\n" for t in batch["targetid"]))
+            inputs = {k: batch[k].to(accelerator.device) for k in MODEL_INPUTS}
+            if args.augment or inputs["pixel_values"].shape[-1] != config.image_size:
+                images, offsets = augment_batch(
+                    inputs["pixel_values"].cpu(),
+                    inputs["fiber_offset"].cpu(),
+                    config.image_size,
+                    config.pixel_scale,
+                    generator,
+                    max_shift=args.max_shift_pixels if args.augment else 0,
+                    flips=args.augment,
+                    rotations=args.augment,
+                )
+                inputs["pixel_values"], inputs["fiber_offset"] = (
+                    images.to(accelerator.device),
+                    offsets.to(accelerator.device),
+                )
+            batch_size = inputs["pixel_values"].shape[0]
+            noise = torch.rand(
+                batch_size, 2 + config.num_spectrum_patches + config.num_image_tokens, generator=generator
+            ).to(accelerator.device)
+            with accelerator.accumulate(model):
+                output = model(**inputs, noise=noise)
+                loss = output.loss
+                all_losses = accelerator.gather(loss.detach()[None])
+                if not torch.isfinite(all_losses).all():
+                    raise TrainingError(f"non-finite loss {all_losses.tolist()} at step {step + 1}; stopping")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            batches_done_in_epoch += 1
+            samples_seen += batch_size * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            progress.update(1)
+            record = {
+                "step": step,
+                "loss": float(all_losses.mean()),
+                "spectrum_loss": float(accelerator.reduce(output.spectrum_loss.detach(), "mean")),
+                "image_loss": float(accelerator.reduce(output.image_loss.detach(), "mean")),
+                "learning_rate": scheduler.get_last_lr()[0],
+            }
+            progress.set_postfix(loss=f"{record['loss']:.3f}")
+            if args.eval_steps and step % args.eval_steps == 0 and step < args.max_steps:
+                record.update(evaluate(model, eval_loader, accelerator, config))
+            history.append(record)
+            if args.with_tracking:
+                accelerator.log(record, step=step)
+            if args.checkpointing_steps and step % args.checkpointing_steps == 0:
+                state = {
+                    "step": step,
+                    "epoch": epoch,
+                    "batches_in_epoch": batches_done_in_epoch,
+                    "samples_seen": samples_seen,
+                }
+                save_checkpoint(accelerator, args.output_dir, step, state)
+            if step >= args.max_steps:
+                finished_epoch = False
+                break
+        if batches_this_pass == 0:
+            raise TrainingError(f"data set {args.dataset} gave no training batch (fewer rows than one batch?)")
+        if finished_epoch:
+            epoch += 1
+            batches_done_in_epoch = 0
+    progress.close()
+    if sample_log is not None:
+        sample_log.close()
+        # each process's view of the final weights, to check that data-parallel replicas agree
+        digest = hashlib.sha256()
+        for name, tensor in sorted(accelerator.unwrap_model(model).state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+        (project_dir / f"weights_rank{accelerator.process_index}.sha256").write_text(digest.hexdigest())
+
+    final_metrics = evaluate(model, eval_loader, accelerator, config)
+    m = final_metrics
+    accelerator.print(
+        f"final validation: NLL {m['eval_nll']:.4f}, coverage 1 sigma {m['eval_coverage_1sigma']:.3f}, "
+        f"2 sigma {m['eval_coverage_2sigma']:.3f} over {m['eval_pixels']} pixels"
+    )
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)
+    results = {
+        "steps": step,
+        "samples_seen": samples_seen,
+        "num_processes": accelerator.num_processes,
+        "train_seconds": time.time() - start_time,
+        "final_loss": history[-1]["loss"] if history else None,
+        **final_metrics,
+    }
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(args.output_dir, state_dict=state_dict, save_function=accelerator.save)
+        processor.save_pretrained(args.output_dir)
+        write_model_card(Path(args.output_dir), args, config, results)
+        (project_dir / "train_results.json").write_text(json.dumps({**results, "history": history}, indent=2))
+        if args.push_to_hub:
+            unwrapped.push_to_hub(args.hub_model_id)
+            processor.push_to_hub(args.hub_model_id)
+    if args.with_tracking:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return results
+
+
+def write_model_card(output_dir: Path, args: argparse.Namespace, config: GalSpecConfig, results: dict) -> None:
+    """A short model card (README.md) with what was measured in this run."""
+    lines = [
+        "---",
+        "library_name: transformers",
+        "license: bsd-3-clause",
+        "tags: [astronomy, spectroscopy, galspec, masked-autoencoder]",
+        "---",
+        "# GalSpec model (pretrained with examples/pretrain.py)",
+        "",
+        "Predicts the spectrum (mean and sigma per pixel, 1e-17 erg/s/cm2/A) that a fiber would record at any",
+        "position on a galaxy image. Load with `import galspec_hf` and `AutoModel.from_pretrained(...)`.",
+        "",
+        f"- preset/config: `{args.config or args.preset}`; wavelength grid {config.wavelength_min}-"
+        f"{config.wavelength_max} A; bands {config.bands}",
+        f"- training data: `{args.dataset}`; {results['steps']} steps, {results['samples_seen']} samples, "
+        f"{results['num_processes']} process(es)",
+        f"- validation (image in, spectrum out at the observed fiber): NLL {results['eval_nll']:.4f}, coverage "
+        f"1 sigma {results['eval_coverage_1sigma']:.3f}, 2 sigma {results['eval_coverage_2sigma']:.3f} "
+        f"over {results['eval_pixels']} pixels",
+        "",
+        'Reference: arXiv 2606.10197, "Integral Field Unit Spectroscopy with One Fiber".',
+    ]
+    (output_dir / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        training_function(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"pretrain.py: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingError as error:
+        print(f"pretrain.py: stopped: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
