@@ -147,9 +147,16 @@ def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: 
     dataset = dataset.select_columns(keep)
 
     if args.streaming:
-        num_eval = args.max_eval_samples if args.validation_fraction > 0 else 0
-        eval_set = dataset.take(num_eval)
-        train_set = dataset.skip(num_eval).shuffle(seed=args.seed, buffer_size=1000)
+        # held-out rows chosen by a hash of TARGETID, so the split needs no pass over the stream
+        def held_out(row) -> bool:
+            return (int(row["targetid"]) * 2654435761 % 2**32) / 2**32 < args.validation_fraction
+
+        if "targetid" in dataset.column_names and args.validation_fraction > 0:
+            eval_set = dataset.filter(held_out).take(args.max_eval_samples)
+            train_set = dataset.filter(lambda row: not held_out(row))
+        else:
+            eval_set, train_set = dataset.take(0), dataset
+        train_set = train_set.shuffle(seed=args.seed, buffer_size=1000)
         train_set = split_dataset_by_node(
             train_set, rank=accelerator.process_index, world_size=accelerator.num_processes
         )
@@ -235,7 +242,12 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63))
 
 
-def training_function(args: argparse.Namespace) -> dict:
+def create_model(args: argparse.Namespace) -> GalSpecForMaskedSpectra:
+    """A new model from --preset / --config and the masking options (finetune.py passes its own)."""
+    return GalSpecForMaskedSpectra._from_config(build_config(args), attn_implementation=args.attn_implementation)
+
+
+def training_function(args: argparse.Namespace, create_model=create_model) -> dict:
     validate_args(args)
     project_dir = Path(args.output_dir)
     # `accelerate launch --multi_gpu --num_processes N` on a machine without GPUs starts N processes with
@@ -250,12 +262,13 @@ def training_function(args: argparse.Namespace) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed, even_batches=False),
     )
     set_seed(args.seed)
-    config = build_config(args)
-    model = GalSpecForMaskedSpectra._from_config(config, attn_implementation=args.attn_implementation)
+    model = create_model(args)
+    config = model.config
     processor = GalSpecProcessor.from_config(config)
 
     train_loader, eval_loader, map_style = get_dataloaders(args, accelerator, config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
     if map_style:
         model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
@@ -333,7 +346,7 @@ def training_function(args: argparse.Namespace) -> dict:
                     raise TrainingError(f"non-finite loss {all_losses.tolist()} at step {step + 1}; stopping")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    accelerator.clip_grad_norm_(trainable, args.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -439,15 +452,17 @@ def write_model_card(output_dir: Path, args: argparse.Namespace, config: GalSpec
     (output_dir / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(
+    argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None, create_model=create_model
+) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     try:
-        training_function(args)
+        training_function(args, create_model=create_model)
     except (ValueError, FileNotFoundError) as error:
-        print(f"pretrain.py: error: {error}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         return 2
     except TrainingError as error:
-        print(f"pretrain.py: stopped: {error}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: stopped: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -41,7 +41,7 @@ def toy_galaxies(config: GalSpecConfig, batch_size: int, seed: int = 0) -> dict[
     scale_length = 0.5 + 2.0 * torch.rand(batch_size, generator=generator)  # arcsec
     profile = torch.exp(-radius[None] / scale_length[:, None, None])
     profile = profile / profile.sum(dim=(1, 2), keepdim=True)
-    colours = torch.tensor([0.6, 1.0, 1.3])[: len(config.bands)]
+    colours = torch.linspace(0.6, 1.3, len(config.bands))  # redder bands brighter, as for most galaxies
     images = total_flux[:, None, None, None] * colours[None, :, None, None] * profile[:, None]
     images = images + 0.002 * torch.randn(images.shape, generator=generator)
     redshift = 0.02 + 0.3 * torch.rand(batch_size, generator=generator)

@@ -179,3 +179,21 @@ def test_two_gloo_processes_disjoint_data_identical_weights(tmp_path):
     model = AutoModel.from_pretrained(output)
     processor = AutoProcessor.from_pretrained(output)
     assert isinstance(model, GalSpecForMaskedSpectra) and isinstance(processor, GalSpecProcessor)
+
+
+def test_streaming_resume_and_tracking(tmp_path):
+    config = GalSpecConfig.from_preset("tiny")
+    write_toy_dataset(tmp_path / "data", config, num_rows=24)
+    common = ("--streaming", "--checkpointing_steps", "4", "--validation_fraction", "0.2")
+    _pretrain(tmp_path, tmp_path / "data", tmp_path / "straight", *common, "--with_tracking", max_steps=10)
+    assert list((tmp_path / "straight" / "logs").rglob("events.out.tfevents.*"))  # tensorboard wrote events
+    # resume a fresh run from the straight run's step-4 checkpoint: same schedule, same data position
+    checkpoint = tmp_path / "straight" / "checkpoint-4"
+    assert json.loads((checkpoint / "training_state.json").read_text())["step"] == 4
+    resume = ("--resume_from_checkpoint", str(checkpoint))
+    _pretrain(tmp_path, tmp_path / "data", tmp_path / "resumed", *common, *resume, max_steps=10)
+    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    results = json.loads((tmp_path / "resumed" / "train_results.json").read_text())
+    assert results["steps"] == 10 and results["eval_pixels"] > 0

@@ -13,7 +13,9 @@ from .galspec_testing import toy_galaxies
 
 def write_toy_dataset(path, config: GalSpecConfig, num_rows: int = 48, seed: int = 0, margin: int = 4):
     """Toy galaxies (image brightness sets the spectrum) saved with ``save_to_disk``; images have a margin."""
-    big = GalSpecConfig.from_preset("tiny", image_size=config.image_size + 2 * margin, image_patch_size=1)
+    values = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "transformers_version")}
+    values.update(image_size=config.image_size + 2 * margin, image_patch_size=1)
+    big = GalSpecConfig(**values)
     rows = toy_galaxies(big, num_rows, seed=seed)
     ivar = rows["spectrum_ivar"].numpy()
     mask = np.zeros(ivar.shape, dtype=np.int32)
@@ -21,7 +23,7 @@ def write_toy_dataset(path, config: GalSpecConfig, num_rows: int = 48, seed: int
     features = datasets.Features(
         {
             "targetid": datasets.Value("int64"),
-            "image": datasets.Array3D((3, big.image_size, big.image_size), "float32"),
+            "image": datasets.Array3D((len(config.bands), big.image_size, big.image_size), "float32"),
             "flux": datasets.Sequence(datasets.Value("float32"), length=config.num_wavelengths),
             "ivar": datasets.Sequence(datasets.Value("float32"), length=config.num_wavelengths),
             "mask": datasets.Sequence(datasets.Value("int32"), length=config.num_wavelengths),
@@ -38,7 +40,7 @@ def write_toy_dataset(path, config: GalSpecConfig, num_rows: int = 48, seed: int
         "mask": mask,
         "redshift": rows["redshift"].numpy(),
         "fiber_offset": torch.zeros(num_rows, 2).numpy(),
-        "fiber_diameter": np.full(num_rows, 1.5, dtype=np.float32),
+        "fiber_diameter": np.full(num_rows, config.fiber_diameter, dtype=np.float32),
     }
     dataset = datasets.Dataset.from_dict(data, features=features)
     dataset.save_to_disk(str(path))

@@ -1,10 +1,14 @@
 """Training utilities used by ``examples/pretrain.py`` and ``examples/finetune.py``."""
 
+from .adapt import AdaptedModel, adapt_pretrained, freeze_encoder
 from .augment import augment_batch, crop_window, flip_east_west, rotate_90
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .data import GalSpecCollator, check_columns, load_training_dataset
 
 __all__ = [
+    "AdaptedModel",
+    "adapt_pretrained",
+    "freeze_encoder",
     "GalSpecCollator",
     "augment_batch",
     "check_columns",

@@ -348,6 +348,11 @@ class GalSpecConfig(PreTrainedConfig):
     def from_preset(cls, name: str, **overrides) -> GalSpecConfig:
         """Build a configuration from a named preset (`tiny`, `small`, `base`), with optional overrides."""
         available = list_presets()
+        if not available:
+            raise ValueError(
+                "GalSpecConfig.from_preset: presets ship with the galspec-hf package (pip install galspec-hf); "
+                "this copy of the configuration code was loaded without it"
+            )
         if name not in available:
             raise ValueError(f"GalSpecConfig.from_preset: `name` must be one of {available}, got {name!r}")
         values = json.loads(resources.files(PRESET_PACKAGE).joinpath(f"{name}.json").read_text())

@@ -1,0 +1,95 @@
+"""Fine-tuning a pretrained model on another survey: HSC bands, the SDSS log grid, 3" fibers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+import galspec_hf  # noqa: F401
+from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
+from galspec_hf.training import adapt_pretrained, freeze_encoder
+
+from .galspec_testing import toy_galaxies
+from .training_data import write_toy_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+HSC = {"bands": ["g", "r", "i", "z", "y"], "band_wavelengths": [4798.0, 6218.0, 7727.0, 8908.0, 9775.0]}
+SDSS_GRID = {"wavelength_min": 3800.0, "wavelength_max": 9200.0, "wavelength_step": 1e-4, "wavelength_scale": "log10"}
+
+
+@pytest.fixture
+def pretrained(tmp_path):
+    torch.manual_seed(0)
+    model = GalSpecForMaskedSpectra(GalSpecConfig.from_preset("tiny"))
+    model.save_pretrained(tmp_path / "pretrained")
+    return model, tmp_path / "pretrained"
+
+
+def test_new_grid_and_fiber_keep_every_weight(pretrained):
+    model, path = pretrained
+    adapted = adapt_pretrained(path, fiber_diameter=3.0, **SDSS_GRID)
+    assert adapted.initialized == []
+    assert adapted.model.config.num_wavelengths == 3841 and adapted.model.config.fiber_diameter == 3.0
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(adapted.model.state_dict()[name], tensor)
+    inputs = toy_galaxies(adapted.model.config, 2)
+    output = adapted.model.eval().predict_spectra(inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"])
+    assert output.mean.shape == (2, 1, 3841)
+    assert torch.isclose(output.wavelength[0], torch.tensor(3800.0)) and output.wavelength[-1] <= 9200.0
+
+
+def test_new_bands_reinitialise_only_band_dependent_weights(pretrained):
+    model, path = pretrained
+    adapted = adapt_pretrained(path, **HSC, pixel_scale=0.168)
+    assert sorted(adapted.initialized) == sorted(
+        ["galspec.embeddings.image_projection.weight", "decoder.image_head.weight", "decoder.image_head.bias"]
+    )
+    assert "galspec.embeddings.image_projection.bias" in adapted.kept
+    assert len(adapted.kept) + len(adapted.initialized) == len(adapted.model.state_dict())
+    # with one token per band, the band is an encoding of its wavelength: nothing to reinitialise
+    torch.manual_seed(0)
+    per_band = GalSpecForMaskedSpectra(GalSpecConfig.from_preset("tiny", image_tokens_per_band=True))
+    assert adapt_pretrained(per_band, **HSC).initialized == []
+
+
+def test_adapt_errors(pretrained):
+    _, path = pretrained
+    with pytest.raises(ValueError, match="band_wavelengths"):
+        adapt_pretrained(path, bands=["g", "r", "i", "z", "y"])
+    with pytest.raises(ValueError, match="unknown configuration arguments"):
+        adapt_pretrained(path, colour="blue")
+
+
+def test_freeze_encoder(pretrained):
+    _, path = pretrained
+    model = adapt_pretrained(path).model
+    frozen = freeze_encoder(model)
+    assert frozen and all(not p.requires_grad for p in model.galspec.encoder.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+
+
+@pytest.mark.slow
+def test_finetune_end_to_end_on_hsc_sdss_data(pretrained, tmp_path):
+    _, path = pretrained
+    target = GalSpecConfig.from_preset("tiny", **HSC, **SDSS_GRID, fiber_diameter=3.0, pixel_scale=0.168)
+    write_toy_dataset(tmp_path / "sdss_hsc", target, num_rows=24)
+    command = [
+        sys.executable, str(ROOT / "examples" / "finetune.py"), "--model_name_or_path", str(path),
+        "--dataset", str(tmp_path / "sdss_hsc"), "--bands", *HSC["bands"],
+        "--band_wavelengths", *map(str, HSC["band_wavelengths"]), "--pixel_scale", "0.168",
+        "--wavelength_min", "3800", "--wavelength_max", "9200", "--wavelength_step", "1e-4",
+        "--wavelength_scale", "log10", "--fiber_diameter", "3.0", "--freeze_encoder",
+        "--max_steps", "4", "--per_device_batch_size", "4", "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "initialised 3 tensors: " in result.stdout and "decoder.image_head.weight" in result.stdout
+    assert "froze" in result.stdout
+    model = AutoModel.from_pretrained(tmp_path / "out")
+    assert model.config.bands == HSC["bands"] and model.config.num_wavelengths == 3841
+    assert model.config.fiber_diameter == 3.0
