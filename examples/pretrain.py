@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
+from galspec_hf.hub import build_model_card, load_metrics_file
 from galspec_hf.metrics import coverage, spectral_nll
 from galspec_hf.training import (
     GalSpecCollator,
@@ -415,7 +416,7 @@ def training_function(args: argparse.Namespace, create_model=create_model) -> di
     if accelerator.is_main_process:
         unwrapped.save_pretrained(args.output_dir, state_dict=state_dict, save_function=accelerator.save)
         processor.save_pretrained(args.output_dir)
-        write_model_card(Path(args.output_dir), args, config, results)
+        write_model_card(Path(args.output_dir), args, unwrapped, results)
         (project_dir / "train_results.json").write_text(json.dumps({**results, "history": history}, indent=2))
         if args.push_to_hub:
             unwrapped.push_to_hub(args.hub_model_id)
@@ -426,30 +427,29 @@ def training_function(args: argparse.Namespace, create_model=create_model) -> di
     return results
 
 
-def write_model_card(output_dir: Path, args: argparse.Namespace, config: GalSpecConfig, results: dict) -> None:
-    """A short model card (README.md) with what was measured in this run."""
-    lines = [
-        "---",
-        "library_name: transformers",
-        "license: bsd-3-clause",
-        "tags: [astronomy, spectroscopy, galspec, masked-autoencoder]",
-        "---",
-        "# GalSpec model (pretrained with examples/pretrain.py)",
-        "",
-        "Predicts the spectrum (mean and sigma per pixel, 1e-17 erg/s/cm2/A) that a fiber would record at any",
-        "position on a galaxy image. Load with `import galspec_hf` and `AutoModel.from_pretrained(...)`.",
-        "",
-        f"- preset/config: `{args.config or args.preset}`; wavelength grid {config.wavelength_min}-"
-        f"{config.wavelength_max} A; bands {config.bands}",
-        f"- training data: `{args.dataset}`; {results['steps']} steps, {results['samples_seen']} samples, "
-        f"{results['num_processes']} process(es)",
-        f"- validation (image in, spectrum out at the observed fiber): NLL {results['eval_nll']:.4f}, coverage "
-        f"1 sigma {results['eval_coverage_1sigma']:.3f}, 2 sigma {results['eval_coverage_2sigma']:.3f} "
-        f"over {results['eval_pixels']} pixels",
-        "",
-        'Reference: arXiv 2606.10197, "Integral Field Unit Spectroscopy with One Fiber".',
-    ]
-    (output_dir / "README.md").write_text("\n".join(lines) + "\n")
+def write_model_card(output_dir: Path, args: argparse.Namespace, model, results: dict) -> None:
+    """Model card (README.md) and ``eval_metrics.json`` (the format ``modeling/export_hub_repo.py --metrics`` reads)."""
+    evaluation = {
+        "dataset": {"name": f"held-out {args.validation_fraction:.0%} of {args.dataset}", "split": "validation"},
+        "metrics": {
+            "nll": results["eval_nll"],
+            "coverage_1sigma": results["eval_coverage_1sigma"],
+            "coverage_2sigma": results["eval_coverage_2sigma"],
+        },
+        "source": f"examples/pretrain.py final validation after {results['steps']} steps",
+    }
+    (output_dir / "eval_metrics.json").write_text(json.dumps(evaluation, indent=2))
+    card = build_model_card(
+        model.config,
+        args.hub_model_id or f"local/{output_dir.name}",
+        num_parameters=sum(p.numel() for p in model.parameters()),
+        metrics=load_metrics_file(output_dir / "eval_metrics.json") if results["eval_pixels"] else None,
+        training_data=(
+            f"`{args.dataset}`: {results['steps']} optimiser steps, {results['samples_seen']} samples, "
+            f"{results['num_processes']} process(es), preset/config `{args.config or args.preset}`."
+        ),
+    )
+    card.save(output_dir / "README.md")
 
 
 def main(
