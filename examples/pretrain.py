@@ -428,7 +428,7 @@ def training_function(args: argparse.Namespace, create_model=create_model) -> di
 
 
 def write_model_card(output_dir: Path, args: argparse.Namespace, model, results: dict) -> None:
-    """Model card (README.md) and ``eval_metrics.json`` (the format ``modeling/export_hub_repo.py --metrics`` reads)."""
+    """Write the model card (README.md) and ``eval_metrics.json`` (read by ``export_hub_repo.py --metrics``)."""
     evaluation = {
         "dataset": {"name": f"held-out {args.validation_fraction:.0%} of {args.dataset}", "split": "validation"},
         "metrics": {

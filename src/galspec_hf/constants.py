@@ -125,3 +125,86 @@ CASE_B_HALPHA_HBETA = 2.86
 #: Dn4000 bands, rest-frame Angstrom (Balogh et al. 1999, ApJ 527, 54): blue, red.
 DN4000_BLUE_A = (3850.0, 3950.0)
 DN4000_RED_A = (4000.0, 4100.0)
+
+# --- data readers ---
+#: Root of the public DESI DR1 healpix-coadd tree (spectroscopic production "iron"); files are at
+#: {root}/{survey}/{program}/{healpix // 100}/{healpix}/coadd-{survey}-{program}-{healpix}.fits and redrock-...
+#: Source: DESI DR1 data model, https://data.desi.lbl.gov/doc/releases/dr1/ and
+#: https://desidatamodel.readthedocs.io/en/latest/DESI_SPECTRO_REDUX/SPECPROD/healpix/index.html
+DESI_DR1_HEALPIX_URL = "https://data.desi.lbl.gov/public/dr1/spectro/redux/iron/healpix"
+#: HEALPix resolution of DESI healpix coadds (nested scheme, nside = 64). Source: same data model page.
+DESI_HEALPIX_NSIDE = 64
+#: Legacy Surveys FITS cutout service (https://www.legacysurvey.org/viewer, "Obtaining Images and Raw Data").
+LEGACY_CUTOUT_URL = "https://www.legacysurvey.org/viewer/fits-cutout"
+#: Legacy Surveys DR10 imaging layer name in the cutout service (https://www.legacysurvey.org/dr10/description/).
+LEGACY_CUTOUT_LAYER = "ls-dr10"
+
+# --- simulation ---
+# Constants used by galspec_hf.simulate (the synthetic universe with ground truth).
+#: Calzetti et al. (2000, ApJ 533, 682), eq. 4: total-to-selective attenuation R'_V of starburst galaxies.
+CALZETTI_RV = 4.05
+#: Calzetti et al. (2000), eq. 4: k'(lambda) = 2.659 * poly(1/lambda_um) + R'_V; coefficients of the
+#: 0.12-0.63 micron branch (-2.156, 1.509, -0.198, 0.011) and the 0.63-2.20 micron branch (-1.857, 1.040).
+CALZETTI_BLUE_COEFFS = (-2.156, 1.509, -0.198, 0.011)
+CALZETTI_RED_COEFFS = (-1.857, 1.040)
+#: Calzetti et al. (2000), eq. 3 / Calzetti (1997): E_s(B-V) of the stars = 0.44 E_g(B-V) of the gas.
+CALZETTI_STELLAR_TO_GAS_EBV = 0.44
+#: Kennicutt (1998, ARA&A 36, 189), eq. 2: SFR [Msun/yr] = 7.9e-42 L(H-alpha) [erg/s] (Salpeter IMF).
+KENNICUTT_SFR_PER_HALPHA_ERG_S = 7.9e-42
+#: Pettini & Pagel (2004, MNRAS 348, L59): 12 + log(O/H) = 8.90 + 0.57 N2, N2 = log([NII]6584/H-alpha).
+PP04_N2_INTERCEPT = 8.90
+PP04_N2_SLOPE = 0.57
+#: Pettini & Pagel (2004): 12 + log(O/H) = 8.73 - 0.32 O3N2, O3N2 = log(([OIII]5007/Hb) / ([NII]6584/Ha)).
+PP04_O3N2_INTERCEPT = 8.73
+PP04_O3N2_SLOPE = -0.32
+#: Dopita et al. (2016, Ap&SS 361, 61), eq. 2: 12 + log(O/H) = 8.77 + log([NII]/[SII]) + 0.264 N2.
+DOPITA16_INTERCEPT = 8.77
+DOPITA16_N2_COEFF = 0.264
+#: Maiolino et al. (2008, A&A 488, 463), Table 4: log([OII]3727+3729 / Hbeta) as a polynomial in
+#: x = 12 + log(O/H) - 8.69, coefficients c0..c4.
+MAIOLINO08_R2_COEFFS = (0.5603, 0.0450, -1.8017, -1.8434, -0.6549)
+#: Solar oxygen abundance 12 + log(O/H) = 8.69 (Asplund et al. 2009, ARA&A 47, 481).
+SOLAR_OXYGEN_ABUNDANCE = 8.69
+#: Radial oxygen-abundance gradient of disc galaxies, dex per effective radius: -0.10 +- 0.09
+#: (Sanchez et al. 2014, A&A 563, A49, CALIFA "characteristic gradient").
+OXYGEN_GRADIENT_DEX_PER_RE = -0.10
+#: Low-density-limit doublet ratios (Osterbrock & Ferland 2006, Fig. 5.8): [OII] 3729/3726 = 1.5 and
+#: [SII] 6716/6731 = 1.45 for n_e <~ 100 cm^-3.
+OII_DOUBLET_RATIO_LOW_DENSITY = 1.5
+SII_DOUBLET_RATIO_LOW_DENSITY = 1.45
+#: AGN (Seyfert) narrow-line ratios typical of the Seyfert branch of the BPT diagram (Kewley et al. 2006,
+#: MNRAS 372, 961, Fig. 4): log [OIII]5007/Hb = 1.0, log [NII]6584/Ha = 0.0, log [SII]/Ha = -0.2, log [OII]/Hb = 0.5.
+AGN_LOG_OIII_HBETA = 1.0
+AGN_LOG_NII_HALPHA = 0.0
+AGN_LOG_SII_HALPHA = -0.2
+AGN_LOG_OII_HBETA = 0.5
+#: Star-forming main sequence, Speagle et al. (2014, ApJS 214, 15), eq. 28:
+#: log SFR = (0.84 - 0.026 t) log M* - (6.51 - 0.11 t), t = age of the Universe in Gyr; scatter 0.2 dex.
+SPEAGLE14_COEFFS = (0.84, -0.026, 6.51, -0.11)
+SPEAGLE14_SCATTER_DEX = 0.2
+#: Stellar mass-to-light ratio in r from g-r colour: log(M/L_r) = -0.306 + 1.097 (g-r)
+#: (Bell et al. 2003, ApJS 149, 289, Table 7, diet Salpeter IMF).
+BELL03_MLR_R = (-0.306, 1.097)
+#: Absolute AB magnitude of the Sun in r (Willmer 2018, ApJS 236, 47, Table 3: 4.64 for SDSS r; used for DECam r).
+SUN_ABSMAG_R_AB = 4.64
+#: Intrinsic disk thickness q0 = 0.2 for the inclination -> axis-ratio relation
+#: (Holmberg 1958; Haynes & Giovanelli 1984).
+DISK_INTRINSIC_AXIS_RATIO = 0.2
+#: Moffat beta of ground-based seeing PSFs; turbulence theory predicts 4.765 (Trujillo et al. 2001, MNRAS 328, 977),
+#: observed DECam PSFs have broader wings, beta ~ 2.5-3.5; we adopt 3.0.
+MOFFAT_BETA = 3.0
+#: DESI positioner accuracy: fibers land within ~0.1 arcsec rms of their targets (DESI Collaboration 2022, AJ 164, 207;
+#: Silber et al. 2023, AJ 165, 9).
+DESI_FIBER_POINTING_RMS_ARCSEC = 0.1
+#: Per-pixel background noise (nanomaggies) of Legacy Surveys DR9 grz coadds, measured as the robust (MAD) scatter of
+#: neighbouring-pixel differences / sqrt(2) on the real cutout ../shared/data/legacysurvey/legacysurvey-dr9-grz-*.fits.
+LEGACY_PIXEL_NOISE_NMGY = {"g": 0.00131, "r": 0.00199, "z": 0.00638}
+#: DESI line-spread Gaussian sigma in pixels (0.8 A) as a linear function of wavelength, sigma = a + b * lambda_A,
+#: fit to the second moment of the RESOLUTION rows of the real coadd ../shared/data/desi/coadd-4-80613-*.fits.
+DESI_RESOLUTION_SIGMA_PIX = {"b": (0.8945, -1.83e-6), "r": (0.7318, 1.06e-5), "z": (0.7641, 1.96e-5)}
+#: Mayall telescope effective collecting area, m^2 (DESI Collaboration 2022, AJ 164, 207; desimodel 8.659 m^2).
+DESI_COLLECTING_AREA_M2 = 8.659
+#: DESI CCD read noise, electrons rms per pixel (DESI Collaboration 2022, Sec. 5: ~3 e-).
+DESI_READ_NOISE_E = 3.0
+#: Planck constant times speed of light, erg Angstrom (CODATA 2018).
+HC_ERG_A = 6.62607015e-27 * 2.99792458e18
