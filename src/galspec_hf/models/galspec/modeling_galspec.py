@@ -14,10 +14,14 @@ Walk-through
    *dropped* before the encoder (as in ViTMAE).
 4. Encode the visible tokens (:class:`GalSpecEncoder`). With no visible spectrum the encoder sees
    only the image, so its output cannot depend on the fiber.
-5. Decode (:class:`GalSpecDecoder`): visible tokens go back to their places, mask tokens fill the
-   rest carrying their sky position or wavelength + fiber encodings, and a fiber token is appended.
-   Heads predict, per spectral pixel, the mean and log sigma of the normalised flux, and per image
-   pixel the mean and log sigma of the stretched image.
+5. Decode (:class:`GalSpecDecoder`): visible tokens go back to their places and mask tokens fill
+   the rest, carrying their sky position or wavelength encoding; a trunk of transformer layers
+   decodes them. A fiber readout (:class:`GalSpecFiberReadout`) then reads the fiber's spectrum out
+   of the trunk with one cross-attention step from the spectrum tokens (plus the fiber's encoding)
+   to the image tokens (plus their sky positions). Heads predict, per spectral pixel, the mean and
+   log sigma of the normalised flux, and per image pixel the mean and log sigma of the stretched
+   image. Without a visible spectrum the trunk never sees the fiber, so it runs once per galaxy and
+   each extra fiber costs only the readout.
 6. Loss: Gaussian negative log-likelihood with variance sigma_model**2 + 1/ivar, averaged over
    pixels with ivar > 0 in masked patches; spectrum and image terms are reported separately.
 
@@ -575,7 +579,6 @@ class GalSpecPreTrainedModel(PreTrainedModel):
             for parameter in (
                 module.image_mask_token,
                 module.spectrum_mask_token,
-                module.fiber_token,
                 module.image_type_embedding,
             ):
                 nn.init.trunc_normal_(parameter, std=std)
@@ -779,8 +782,93 @@ class GalSpecModel(GalSpecPreTrainedModel):
 # ----------------------------------------------------------------------------------------
 # Decoder and the full model
 # ----------------------------------------------------------------------------------------
+class GalSpecFiberReadout(nn.Module):
+    """Reads the spectrum of one fiber out of a galaxy's decoded tokens: one cross-attention step.
+
+    Each spectrum token (a wavelength chunk of the galaxy, decoded without any fiber) asks the image
+    tokens what lies under the fiber: its query is its own state plus the fiber's encoding (position
+    and diameter), the keys are the image tokens' states plus their sky positions. Everything that
+    does not depend on the fiber (the spectrum tokens' queries, the image keys and values) is
+    computed once per galaxy by :meth:`prepare`; a fiber then costs one attention over the image
+    tokens, an output projection and the head. This is what makes a cube cheap.
+    """
+
+    def __init__(self, config: GalSpecConfig):
+        super().__init__()
+        self.config = config
+        hidden = config.decoder_hidden_size
+        self.num_heads = config.decoder_num_attention_heads
+        self.head_dim = hidden // self.num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.fiber_encoder = GalSpecFiberEncoder(config, hidden)
+        self.query_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.key_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.q_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
+        self.fiber_query = nn.Linear(hidden, hidden, bias=False)
+        self.k_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
+        self.key_position = nn.Linear(4 * config.num_fourier_features, hidden, bias=False)
+        self.v_proj = nn.Linear(hidden, hidden, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(hidden, hidden)
+        self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.spectrum_head = nn.Linear(hidden, 2 * config.spectrum_patch_length)
+
+    def prepare(self, image_states, spectrum_states, image_position_features) -> dict[str, torch.Tensor]:
+        """The fiber-independent part, once per galaxy.
+
+        image_states (batch, num_image_tokens, hidden), spectrum_states (batch, num_patches, hidden),
+        image_position_features (num_image_tokens, 4F) -> queries (batch, num_patches, hidden), keys and
+        values (batch, num_image_tokens, hidden), and the spectrum states for the residual.
+        """
+        image = self.key_norm(image_states)
+        position = self.key_position(image_position_features.to(image.device, image.dtype))
+        return {
+            "query": self.q_proj(self.query_norm(spectrum_states)),
+            "key": self.k_proj(image) + position,
+            "value": self.v_proj(image),
+            "residual": spectrum_states,
+        }
+
+    def forward(self, prepared: dict[str, torch.Tensor], galaxy_index, fiber_offset, fiber_diameter) -> torch.Tensor:
+        """Spectrum head output for a batch of fibers, (num_fibers, num_patches, 2 * spectrum_patch_length).
+
+        galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on.
+        """
+        fiber = self.fiber_encoder(fiber_offset, fiber_diameter)  # (num_fibers, hidden)
+        query = prepared["query"][galaxy_index] + self.fiber_query(fiber.to(prepared["query"].dtype))[:, None, :]
+        key, value = prepared["key"][galaxy_index], prepared["value"][galaxy_index]
+        fibers, patches, hidden = query.shape
+        # (num_fibers, heads, tokens, head_dim)
+        query = query.reshape(fibers, patches, self.num_heads, self.head_dim).transpose(1, 2)
+        key = key.reshape(fibers, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        value = value.reshape(fibers, -1, self.num_heads, self.head_dim).transpose(1, 2)
+        attention_interface: Callable = eager_attention_forward
+        if self.config._attn_implementation not in (None, "eager"):
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attn_output, _ = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            is_causal=False,
+        )
+        attn_output = attn_output.reshape(fibers, patches, hidden)
+        states = prepared["residual"][galaxy_index] + self.o_proj(attn_output)
+        return self.spectrum_head(self.output_norm(states))
+
+
 class GalSpecDecoder(nn.Module):
-    """Lighter transformer that fills in masked image patches and spectrum patches, with likelihood heads."""
+    """Lighter transformer that fills in masked image patches and spectrum patches, with likelihood heads.
+
+    A trunk of transformer layers decodes the image tokens and the spectrum tokens (wavelength
+    encodings only: the fiber does not enter the trunk), then :class:`GalSpecFiberReadout` reads each
+    fiber's spectrum out of it. Visible spectrum tokens come from the encoder and carry the observing
+    fiber; without them, the trunk's work is shared by every fiber on the galaxy.
+    """
 
     def __init__(self, config: GalSpecConfig):
         super().__init__()
@@ -790,13 +878,11 @@ class GalSpecDecoder(nn.Module):
         self.decoder_embed = nn.Linear(config.hidden_size, hidden)
         self.image_mask_token = nn.Parameter(torch.zeros(hidden))
         self.spectrum_mask_token = nn.Parameter(torch.zeros(hidden))
-        self.fiber_token = nn.Parameter(torch.zeros(hidden))
         self.image_type_embedding = nn.Parameter(torch.zeros(hidden))
         self.sky_projection = nn.Linear(4 * features, hidden)
         if config.image_tokens_per_band:
             self.band_projection = nn.Linear(2 * features, hidden)
         self.wavelength_projection = nn.Linear(4 * features, hidden)
-        self.fiber_encoder = GalSpecFiberEncoder(config, hidden)
         self.layers = nn.ModuleList(
             [
                 GalSpecLayer(config, hidden, config.decoder_num_attention_heads, config.decoder_intermediate_size)
@@ -807,7 +893,7 @@ class GalSpecDecoder(nn.Module):
         # heads: (mean, log sigma) for every pixel of a token
         image_values = config.image_patch_size**2 * (1 if config.image_tokens_per_band else len(config.bands))
         self.image_head = nn.Linear(hidden, 2 * image_values)
-        self.spectrum_head = nn.Linear(hidden, 2 * config.spectrum_patch_length)
+        self.readout = GalSpecFiberReadout(config)
 
     def image_positions(self, embeddings: GalSpecEmbeddings) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
@@ -819,28 +905,23 @@ class GalSpecDecoder(nn.Module):
             position = position + self.band_projection(embeddings.band_features().to(position.device, dtype))
         return position + self.image_type_embedding
 
-    def spectrum_positions(self, patch_wavelength, redshift, fiber_offset, fiber_diameter) -> torch.Tensor:
-        """Decoder wavelength + fiber embedding of the spectrum tokens, (batch, num_patches, hidden)."""
+    def spectrum_positions(self, patch_wavelength, redshift) -> torch.Tensor:
+        """Decoder wavelength embedding of the spectrum tokens, (batch, num_patches, hidden)."""
         dtype = self.wavelength_projection.weight.dtype
-        encoding = self.wavelength_projection(wavelength_encoding(patch_wavelength, redshift, self.config).to(dtype))
-        return encoding + self.fiber_encoder(fiber_offset, fiber_diameter)[:, None, :]
+        return self.wavelength_projection(wavelength_encoding(patch_wavelength, redshift, self.config).to(dtype))
 
-    def fiber_tokens(self, fiber_offset, fiber_diameter) -> torch.Tensor:
-        """(batch, 1, hidden)."""
-        return (self.fiber_encoder(fiber_offset, fiber_diameter) + self.fiber_token)[:, None, :]
+    def forward(self, hidden_states: torch.Tensor, num_image_tokens: int, image_position_features: torch.Tensor):
+        """Run the trunk on (batch, num_image_tokens + num_spectrum_patches, hidden).
 
-    def forward(self, hidden_states: torch.Tensor, num_image_tokens: int):
-        """Run the decoder on (batch, num_image_tokens + num_spectrum_patches + 1, hidden).
-
-        Returns the image head output (batch, num_image_tokens, 2 * values) and the spectrum head
-        output (batch, num_spectrum_patches, 2 * spectrum_patch_length).
+        Returns the image head output (batch, num_image_tokens, 2 * values) and the readout's
+        fiber-independent preparation (see :meth:`GalSpecFiberReadout.prepare`).
         """
         for layer in self.layers:
             hidden_states, _ = layer(hidden_states)
         hidden_states = self.layernorm(hidden_states)
-        image_output = self.image_head(hidden_states[:, :num_image_tokens])
-        spectrum_output = self.spectrum_head(hidden_states[:, num_image_tokens:-1])
-        return image_output, spectrum_output
+        image_states, spectrum_states = hidden_states[:, :num_image_tokens], hidden_states[:, num_image_tokens:]
+        prepared = self.readout.prepare(image_states, spectrum_states, image_position_features)
+        return self.image_head(image_states), prepared
 
 
 class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
@@ -927,14 +1008,14 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         positions = torch.cat(
             [
                 decoder.image_positions(self.galspec.embeddings)[None].expand(batch, -1, -1),
-                decoder.spectrum_positions(self.galspec.patch_wavelength, redshift, fiber_offset, fiber_diameter),
+                decoder.spectrum_positions(self.galspec.patch_wavelength, redshift),
             ],
             dim=1,
         )
-        hidden_states = torch.cat(
-            [full + positions.to(dtype), decoder.fiber_tokens(fiber_offset, fiber_diameter).to(dtype)], dim=1
-        )
-        image_output, spectrum_output = decoder(hidden_states, num_image)
+        image_features = self.galspec.embeddings.image_position_features()
+        image_output, prepared = decoder(full + positions.to(dtype), num_image, image_features)
+        galaxy_index = torch.arange(batch, device=device)
+        spectrum_output = decoder.readout(prepared, galaxy_index, fiber_offset, fiber_diameter)
 
         # Heads -> physical quantities
         mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
@@ -1043,10 +1124,16 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         encoder_output = self.galspec(
             pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
         )
+        # Decode each galaxy once: image tokens and fiber-free spectrum mask tokens.
         decoder = self.decoder
         image_states = decoder.decoder_embed(encoder_output.last_hidden_state)  # (batch, num_image, hidden)
-        image_states = image_states + decoder.image_positions(self.galspec.embeddings).to(image_states.dtype)
-        num_image = image_states.shape[1]
+        dtype = image_states.dtype
+        image_states = image_states + decoder.image_positions(self.galspec.embeddings).to(dtype)
+        spectrum_states = decoder.spectrum_mask_token.to(dtype) + decoder.spectrum_positions(
+            self.galspec.patch_wavelength, redshift
+        ).to(dtype)
+        image_features = self.galspec.embeddings.image_position_features()
+        _, prepared = decoder(torch.cat([image_states, spectrum_states], dim=1), image_states.shape[1], image_features)
 
         flat_offset = fiber_offset.reshape(batch * num_fibers, 2)
         galaxy_index = torch.arange(batch, device=device).repeat_interleave(num_fibers)
@@ -1070,15 +1157,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         for start in starts:
             stop = min(start + fiber_batch_size, batch * num_fibers)
             galaxies = galaxy_index[start:stop]
-            offsets, diameters = flat_offset[start:stop], diameter[start:stop]
-            dtype = image_states.dtype
-            spectrum_states = decoder.spectrum_mask_token.to(dtype) + decoder.spectrum_positions(
-                self.galspec.patch_wavelength, redshift[galaxies], offsets, diameters
-            ).to(dtype)
-            hidden_states = torch.cat(
-                [image_states[galaxies], spectrum_states, decoder.fiber_tokens(offsets, diameters).to(dtype)], dim=1
-            )
-            _, spectrum_output = decoder(hidden_states, num_image)
+            spectrum_output = decoder.readout(prepared, galaxies, flat_offset[start:stop], diameter[start:stop])
             mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
             mean, sigma = denormalize_spectra(
                 mean_norm.float(), self._sigma(log_sigma).float(), encoder_output.spectrum_scale[galaxies].float()
