@@ -11,7 +11,8 @@ datasets 5 runs no loading scripts, so the builder is a class that is instantiat
 
 Input folder (searched recursively)
     ``coadd-*.fits`` DESI coadds, each with ``redrock-*.fits`` of the same suffix (same folder first, then
-    anywhere); every other ``*.fits``/``*.fits.gz`` file is a Legacy Surveys cutout, matched to a target
+    anywhere); every other ``*.fits``/``*.fits.gz`` file (except ``manga-*`` products) is a Legacy Surveys
+    cutout, matched to a target
     by the name ``cutout-{TARGETID}.fits`` or else by sky position (cutout centre through its WCS
     within ``match_radius_arcsec`` of TARGET_RA/DEC).
 
@@ -242,7 +243,8 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
         for p in fits_files:
             if p.name.startswith("redrock-"):
                 redrocks.setdefault(p.name, []).append(p)
-        cutout_files = [p for p in fits_files if not p.name.startswith(("coadd-", "redrock-"))]
+        # MaNGA products (manga-*-LOGCUBE / -MAPS, DAP MAPS) may sit in the same tree: they are not cutouts
+        cutout_files = [p for p in fits_files if not p.name.startswith(("coadd-", "redrock-", "manga-", "MaNGA_"))]
 
         redrock_for = []
         for coadd in coadds:

@@ -1,0 +1,662 @@
+"""DESI fiber spectra: fiber aperture on the seeing-convolved galaxy, the three arms, resolution,
+sky-dominated noise with honest inverse variance, and coadd + redrock writers.
+
+The fiber spectrum is computed without building a cube: a fiber at position p on the sky collects
+sum_x I(x, lambda) K(|x - p|), where I is the intrinsic (pre-seeing) light and K = aperture * PSF
+is the fraction of the light emitted at x that enters the fiber. K depends only on the distance,
+so it is tabulated once per seeing value. Continuum components enter through their light fractions
+inside K; emission lines through a K-weighted histogram of their line-of-sight velocities.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.special import erf
+
+from .. import constants as C
+from .galaxy import LINE_NAMES, LINE_WAVELENGTHS_REST_A, Galaxy, component_spectra_rest
+from .templates import TemplateSet, _rebin_flux_conserving
+
+ARMS = tuple(C.DESI_ARMS_A)  # ("b", "r", "z")
+#: Offsets of the 11 stored resolution diagonals, DESI/desispec convention (scipy dia_matrix offsets 5 .. -5).
+RESOLUTION_OFFSETS = np.arange(C.DESI_RESOLUTION_NDIAG // 2, -(C.DESI_RESOLUTION_NDIAG // 2) - 1, -1)
+#: Velocity histogram bin for the line profiles, km/s.
+VELOCITY_BIN_KMS = 10.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Grids and resolution
+# ------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def arm_wavelengths() -> dict[str, np.ndarray]:
+    """The real DESI b, r, z wavelength grids (vacuum A, 0.8 A steps, overlapping)."""
+    out = {}
+    for arm, (lo, hi) in C.DESI_ARMS_A.items():
+        n = int(round((hi - lo) / C.DESI_WAVELENGTH_STEP_A)) + 1
+        out[arm] = lo + C.DESI_WAVELENGTH_STEP_A * np.arange(n)
+    return out
+
+
+def _edges(wavelength: np.ndarray) -> np.ndarray:
+    half = 0.5 * np.diff(wavelength)
+    return np.concatenate([[wavelength[0] - half[0]], wavelength[:-1] + half, [wavelength[-1] + half[-1]]])
+
+
+@functools.lru_cache(maxsize=1)
+def _all_arm_edges() -> np.ndarray:
+    return np.concatenate([_edges(w) for w in arm_wavelengths().values()])
+
+
+def resolution_sigma_pix(arm: str, wavelength: np.ndarray) -> np.ndarray:
+    """Line-spread Gaussian sigma (pixels) of an arm, fit to the real coadd's RESOLUTION (constants)."""
+    if arm not in C.DESI_RESOLUTION_SIGMA_PIX:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    a, b = C.DESI_RESOLUTION_SIGMA_PIX[arm]
+    return a + b * wavelength
+
+
+@functools.lru_cache(maxsize=3)
+def resolution_data(arm: str) -> np.ndarray:
+    """(11, N) float32 resolution diagonals in DESI's storage convention (columns sum to 1).
+
+    Element data[k, j] is R[j - offsets[k], j]: how much of the true flux at pixel j lands in pixel
+    j - offsets[k], for a Gaussian line-spread function of the arm's measured width.
+    """
+    wavelength = arm_wavelengths()[arm]
+    sigma = resolution_sigma_pix(arm, wavelength)
+    rows = -RESOLUTION_OFFSETS[:, None]  # row - column
+    data = np.exp(-0.5 * (rows / sigma[None, :]) ** 2)
+    data /= data.sum(axis=0, keepdims=True)
+    return data.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=3)
+def resolution_matrix(arm: str):
+    """scipy.sparse matrix R of an arm (observed = R @ true)."""
+    from scipy.sparse import dia_matrix  # noqa: PLC0415
+
+    data = resolution_data(arm).astype(np.float64)
+    n = data.shape[1]
+    return dia_matrix((data, RESOLUTION_OFFSETS), shape=(n, n)).tocsr()
+
+
+# ------------------------------------------------------------------------------------------------
+# Fiber aperture kernel
+# ------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=128)
+def fiber_kernel_table(seeing_fwhm_arcsec: float, fiber_diameter_arcsec: float = C.DESI_FIBER_DIAMETER_ARCSEC):
+    """Radial table of K(d): fraction of a point source at distance d that enters the fiber.
+
+    K = (circular aperture) convolved with a Moffat PSF (beta = constants.MOFFAT_BETA), integrated
+    numerically on a polar grid over the aperture.
+
+    Returns
+    -------
+    distance_arcsec : (M,) array; fraction : (M,) array (K(0) < 1 is the point-source fiber fraction).
+    """
+    if seeing_fwhm_arcsec <= 0 or fiber_diameter_arcsec <= 0:
+        raise ValueError("seeing_fwhm_arcsec and fiber_diameter_arcsec must be > 0")
+    beta = C.MOFFAT_BETA
+    alpha = seeing_fwhm_arcsec / (2 * math.sqrt(2 ** (1 / beta) - 1))
+    radius = fiber_diameter_arcsec / 2
+    n_r, n_phi = 24, 48
+    r = (np.arange(n_r) + 0.5) / n_r * radius
+    phi = (np.arange(n_phi) + 0.5) / n_phi * 2 * math.pi
+    rr, pp = np.meshgrid(r, phi, indexing="ij")
+    ax, ay = (rr * np.cos(pp)).ravel(), (rr * np.sin(pp)).ravel()
+    area = (rr * (radius / n_r) * (2 * math.pi / n_phi)).ravel()
+    d_max = radius + 6 * seeing_fwhm_arcsec
+    distance = np.linspace(0.0, d_max, 160)
+    r2 = (ax[None, :] - distance[:, None]) ** 2 + ay[None, :] ** 2
+    psf = (beta - 1) / (math.pi * alpha**2) * (1 + r2 / alpha**2) ** (-beta)
+    fraction = psf @ area
+    fraction[-1] = 0.0
+    return distance, fraction
+
+
+def fiber_weights(
+    east: np.ndarray, north: np.ndarray, fiber_east: float, fiber_north: float, seeing_fwhm_arcsec: float
+) -> np.ndarray:
+    """K(|x - p|) on a pixel grid: fraction of each pixel's intrinsic light that enters the fiber at p."""
+    distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02)
+    d = np.hypot(east - fiber_east, north - fiber_north)
+    return np.interp(d, distance, fraction, right=0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fiber spectrum
+# ------------------------------------------------------------------------------------------------
+def gaussian_lines_on_grid(
+    edges: np.ndarray, centres_A: np.ndarray, sigmas_A: np.ndarray, fluxes: np.ndarray
+) -> np.ndarray:
+    """Sum of pixel-integrated Gaussians (flux per A) on a grid of pixel edges.
+
+    Parameters
+    ----------
+    edges : (N + 1,) pixel edges, A. centres_A, sigmas_A, fluxes : (G,) line centres, widths and integrated fluxes.
+
+    Returns
+    -------
+    (N,) flux density: integral over each pixel / pixel width.
+    """
+    out = np.zeros(edges.size - 1)
+    keep = (fluxes != 0) & (centres_A + 6 * sigmas_A > edges[0]) & (centres_A - 6 * sigmas_A < edges[-1])
+    if not np.any(keep):
+        return out
+    centres_A, sigmas_A, fluxes = centres_A[keep], sigmas_A[keep], fluxes[keep]
+    lo = np.searchsorted(edges, (centres_A - 6 * sigmas_A).min()) - 1
+    hi = np.searchsorted(edges, (centres_A + 6 * sigmas_A).max()) + 1
+    lo, hi = max(lo, 0), min(hi, edges.size - 1)
+    # evaluate line by line groups within the window that they span
+    order = np.argsort(centres_A)
+    centres_A, sigmas_A, fluxes = centres_A[order], sigmas_A[order], fluxes[order]
+    start = 0
+    while start < centres_A.size:
+        stop = start + 1
+        while stop < centres_A.size and centres_A[stop] - centres_A[stop - 1] < 12 * sigmas_A.max():
+            stop += 1
+        c, s, f = centres_A[start:stop], sigmas_A[start:stop], fluxes[start:stop]
+        i0 = max(int(np.searchsorted(edges, (c - 6 * s).min())) - 1, lo)
+        i1 = min(int(np.searchsorted(edges, (c + 6 * s).max())) + 1, hi)
+        window = edges[i0 : i1 + 1]
+        cdf = 0.5 * (1 + erf((window[None, :] - c[:, None]) / (math.sqrt(2) * s[:, None])))
+        out[i0:i1] += (f[:, None] * np.diff(cdf, axis=1)).sum(axis=0) / np.diff(window)
+        start = stop
+    return out
+
+
+def fiber_model(
+    galaxy: Galaxy,
+    templates: TemplateSet,
+    maps: dict,
+    east: np.ndarray,
+    north: np.ndarray,
+    fiber_east: float | None = None,
+    fiber_north: float | None = None,
+    apply_resolution: bool = True,
+) -> dict:
+    """Noiseless spectrum that a DESI fiber records at a sky position, on the three arm grids.
+
+    Parameters
+    ----------
+    galaxy, templates : the galaxy and its stellar populations.
+    maps : :func:`galaxy.render_maps` on the grid ``east``, ``north`` (arcsec from the target).
+    fiber_east, fiber_north : fiber centre, arcsec from the target (default: the galaxy's fiber position).
+    apply_resolution : multiply by the arm resolution matrices (True for what the instrument records).
+
+    Returns
+    -------
+    dict with 'flux' : {arm: (N_arm,) 1e-17 erg/s/cm2/A}, 'line_flux' : (L,) true line fluxes in the fiber
+    (1e-17 erg/s/cm2, observed), 'bulge_fraction', 'disk_fraction' : fraction of each component's total light
+    in the fiber, 'velocity_gas_kms' : H-alpha-weighted mean line-of-sight gas velocity in the fiber.
+    """
+    if fiber_east is None:
+        fiber_east, fiber_north = galaxy.fiber_east_arcsec, galaxy.fiber_north_arcsec
+    weights = fiber_weights(east, north, fiber_east, fiber_north, galaxy.fiber_seeing_fwhm_arcsec)
+    inside = weights > 0
+    w = weights[inside]
+    bulge_fraction = float(maps["bulge"][inside] @ w)
+    disk_w = maps["disk"][inside] * w
+    disk_fraction = float(disk_w.sum())
+    v_stars = float((disk_w @ maps["velocity_stars"][inside]) / disk_fraction) if disk_fraction > 0 else 0.0
+
+    spectra = component_spectra_rest(templates, galaxy)
+    z = galaxy.redshift
+    scale = galaxy.continuum_scale / (1 + z)
+    wave_rest = templates.wavelength_rest
+    lines_sf = maps["lines_sf"][:, inside] * w[None, :]  # (L, P)
+    lines_agn = maps["lines_agn"][:, inside] @ w  # (L,)
+    v_gas = maps["velocity_gas"][inside]
+    line_flux = lines_sf.sum(axis=1) + lines_agn
+    halpha = LINE_NAMES.index("Halpha")
+    v_mean = float((lines_sf[halpha] @ v_gas) / lines_sf[halpha].sum()) if lines_sf[halpha].sum() > 0 else 0.0
+
+    # velocity histogram of each line's light in the fiber
+    v_min = v_gas.min() if v_gas.size else 0.0
+    bins = np.floor((v_gas - v_min) / VELOCITY_BIN_KMS).astype(np.int64) if v_gas.size else np.zeros(0, np.int64)
+    n_bins = int(bins.max()) + 1 if bins.size else 1
+    hist = np.stack([np.bincount(bins, weights=lines_sf[i], minlength=n_bins) for i in range(len(LINE_NAMES))])
+    v_centres = v_min + (np.arange(n_bins) + 0.5) * VELOCITY_BIN_KMS
+    nonzero = hist.sum(axis=0) > 0
+    hist, v_centres = hist[:, nonzero], v_centres[nonzero]
+    beta = v_centres / C.SPEED_OF_LIGHT_KMS
+    doppler = np.sqrt((1 + beta) / (1 - beta))
+    centres = (LINE_WAVELENGTHS_REST_A[:, None] * (1 + z) * doppler[None, :]).ravel()
+    sigma_v = math.hypot(galaxy.sigma_gas_kms, VELOCITY_BIN_KMS / math.sqrt(12))
+    sigmas = centres * sigma_v / C.SPEED_OF_LIGHT_KMS
+    fluxes = hist.ravel()
+    agn_centres = LINE_WAVELENGTHS_REST_A * (1 + z)
+    agn_sigmas = agn_centres * galaxy.agn_sigma_kms / C.SPEED_OF_LIGHT_KMS
+    all_centres = np.concatenate([centres, agn_centres])
+    all_sigmas = np.concatenate([sigmas, agn_sigmas])
+    all_fluxes = np.concatenate([fluxes, lines_agn])
+
+    flux = {}
+    disk_shift = math.sqrt((1 + v_stars / C.SPEED_OF_LIGHT_KMS) / (1 - v_stars / C.SPEED_OF_LIGHT_KMS))
+    all_edges = _all_arm_edges()
+    bulge_all = _rebin_flux_conserving(wave_rest * (1 + z), spectra["bulge"], all_edges, keep_all=True)
+    disk_all = _rebin_flux_conserving(wave_rest * (1 + z) * disk_shift, spectra["disk"], all_edges, keep_all=True)
+    start = 0
+    for arm, wavelength in arm_wavelengths().items():
+        edges = _edges(wavelength)
+        stop = start + edges.size
+        bulge = np.diff(bulge_all[start:stop]) / np.diff(edges)
+        disk = np.diff(disk_all[start:stop]) / np.diff(edges)
+        start = stop
+        model = scale * (bulge_fraction * bulge + disk_fraction * disk)
+        model += gaussian_lines_on_grid(edges, all_centres, all_sigmas, all_fluxes)
+        if apply_resolution:
+            model = resolution_matrix(arm) @ model
+        flux[arm] = model
+    return {
+        "flux": flux,
+        "line_flux": line_flux,
+        "bulge_fraction": bulge_fraction,
+        "disk_fraction": disk_fraction,
+        "velocity_gas_kms": v_mean,
+        "velocity_stars_kms": v_stars,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Sky and noise
+# ------------------------------------------------------------------------------------------------
+def air_to_vacuum(wavelength_air: np.ndarray) -> np.ndarray:
+    """Air to vacuum wavelengths, Angstrom (Morton 1991, ApJS 77, 119, eq. 3 inverted iteratively)."""
+    wavelength_air = np.asarray(wavelength_air, dtype=np.float64)
+    vac = wavelength_air.copy()
+    for _ in range(3):
+        s2 = (1e4 / vac) ** 2
+        n = 1 + 6.4328e-5 + 2.94981e-2 / (146 - s2) + 2.5540e-4 / (41 - s2)
+        vac = wavelength_air * n
+    return vac
+
+
+#: Night-sky emission lines (air Angstrom, Rayleigh): [OI] 5577, 6300, 6364 (Osterbrock et al. 1996, PASP 108, 277),
+#: Na D and Hg street-lamp lines (Massey & Foltz 2000, PASP 112, 566), and strong OH Meinel lines used as sky
+#: calibrators (PypeIt's flexure list: 6553.617, 6912.62, 7340.885, 7913.708, 7993.332, 8344.602, 8430.174,
+#: 8827.096, 8919.610, 9439.660). Intensities are typical values, rounded.
+SKY_LINES_AIR_RAYLEIGH = (
+    (4046.56, 20.0),
+    (4358.34, 40.0),
+    (5460.74, 40.0),
+    (5577.338, 250.0),
+    (5889.95, 60.0),
+    (5895.92, 50.0),
+    (6300.304, 150.0),
+    (6363.776, 50.0),
+    (6553.617, 60.0),
+    (6912.62, 120.0),
+    (7340.885, 150.0),
+    (7913.708, 200.0),
+    (7993.332, 250.0),
+    (8344.602, 350.0),
+    (8430.174, 300.0),
+    (8827.096, 400.0),
+    (8919.610, 350.0),
+    (9439.660, 500.0),
+)
+#: OH Meinel band regions (air A, total Rayleigh of the schematic forest in each): the strongest OH emission in the
+#: optical/near-IR (Rousselot et al. 2000, A&A 354, 1134, Fig. 1). Individual line positions inside each band are a
+#: fixed pseudo-random draw (seed 0) -- a schematic forest, not the real line list.
+OH_BANDS_AIR_RAYLEIGH = (
+    ((6250.0, 6400.0), 150.0),
+    ((6470.0, 6600.0), 200.0),
+    ((6830.0, 7000.0), 500.0),
+    ((7240.0, 7420.0), 800.0),
+    ((7750.0, 8050.0), 1400.0),
+    ((8280.0, 8550.0), 1800.0),
+    ((8760.0, 9050.0), 2200.0),
+    ((9300.0, 9850.0), 3000.0),
+)
+#: Bright-time (moon up, the BGS program) sky continuum, AB mag per arcsec^2, linear in between. Dark Kitt Peak sky
+#: is V ~ 21.9 (Neugent & Massey 2010, PASP 122, 1246); scattered moonlight brightens it by ~2 mag, most in the blue
+#: (Krisciunas & Schaefer 1991, PASP 103, 1033).
+SKY_CONTINUUM_AB_MAG = ((3600.0, 19.8), (4500.0, 19.7), (5500.0, 19.8), (6500.0, 19.9), (8000.0, 19.7), (9824.0, 19.3))
+#: Length of one DESI exposure for the read-noise term, s (BGS main survey exposures are ~180-400 s).
+DESI_EXPOSURE_S = 360.0
+#: Effective DESI system throughput per arm (atmosphere, telescope, fiber, spectrograph, CCD; fiber-aperture losses of
+#: the sky-dominated noise folded in), calibrated so that the noise model at the real coadd's effective exposure time
+#: (EFFTIME_BGS = 0.14 x TSNR2_BGS = 3095 s, TSNR2 of ../shared/data/desi/redrock-4-80613-*.fits; desispec tsnr) and
+#: the bright-time sky below reproduces its measured median per-pixel sigma in 80 A windows. Peak values ~0.3-0.7
+#: are the same order as DESI's measured total throughput (DESI Collaboration 2022, AJ 164, 207).
+DESI_THROUGHPUT = {
+    "b": (
+        (3640.0, 0.015),
+        (3943.0, 0.097),
+        (4246.0, 0.151),
+        (4549.0, 0.188),
+        (4851.0, 0.232),
+        (5154.0, 0.248),
+        (5457.0, 0.250),
+        (5760.0, 0.069),
+    ),
+    "r": (
+        (5800.0, 0.329),
+        (6054.0, 0.372),
+        (6309.0, 0.399),
+        (6563.0, 0.449),
+        (6817.0, 0.423),
+        (7071.0, 0.463),
+        (7326.0, 0.468),
+        (7580.0, 0.203),
+    ),
+    "z": (
+        (7560.0, 0.148),
+        (7878.0, 0.481),
+        (8195.0, 0.615),
+        (8513.0, 0.761),
+        (8831.0, 0.696),
+        (9149.0, 0.697),
+        (9466.0, 0.324),
+        (9784.0, 0.316),
+    ),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def sky_surface_brightness() -> dict[str, np.ndarray]:
+    """Sky f_lambda per arcsec^2 on each arm grid, 1e-17 erg/s/cm2/A/arcsec2, at DESI resolution."""
+    rng = np.random.default_rng(0)
+    lines = [(air_to_vacuum(np.array([w]))[0], i) for w, i in SKY_LINES_AIR_RAYLEIGH]
+    for (lo, hi), total in OH_BANDS_AIR_RAYLEIGH:
+        n = 24
+        positions = np.sort(rng.uniform(lo, hi, n))
+        strengths = rng.lognormal(0.0, 0.8, n)
+        strengths *= total / strengths.sum()
+        lines += list(zip(air_to_vacuum(positions), strengths, strict=True))
+    line_wave = np.array([w for w, _ in lines])
+    rayleigh = np.array([i for _, i in lines])
+    # 1 R = 1e6 / (4 pi) photons/s/cm2/sr; 1 sr = 4.2545e10 arcsec2
+    photons = rayleigh * 1e6 / (4 * math.pi) / 4.2545e10
+    line_flux = photons * C.HC_ERG_A / line_wave / C.FLUX_UNIT_ERG_S_CM2_A
+    knots_w, knots_m = np.array(SKY_CONTINUUM_AB_MAG).T
+    out = {}
+    for arm, wavelength in arm_wavelengths().items():
+        mag = np.interp(wavelength, knots_w, knots_m)
+        f_nu = 10 ** (-0.4 * (mag + 48.6))
+        continuum = f_nu * C.SPEED_OF_LIGHT_KMS * 1e13 / wavelength**2 / C.FLUX_UNIT_ERG_S_CM2_A
+        edges = _edges(wavelength)
+        sigma = resolution_sigma_pix(arm, wavelength).mean() * C.DESI_WAVELENGTH_STEP_A
+        sky_lines = gaussian_lines_on_grid(edges, line_wave, np.full(line_wave.size, sigma), line_flux)
+        out[arm] = continuum + sky_lines
+    return out
+
+
+def counts_per_flux(wavelength: np.ndarray, exptime_s: float) -> np.ndarray:
+    """Detected electrons per pixel per unit flux density (1e-17 erg/s/cm2/A) in ``exptime_s`` seconds.
+
+    ``wavelength`` is one arm's grid (the arm is recognised from its first pixel).
+    """
+    arm = "b" if wavelength[0] < 5000 else ("r" if wavelength[0] < 7000 else "z")
+    knots_w, knots_t = np.array(DESI_THROUGHPUT[arm]).T
+    throughput = np.interp(wavelength, knots_w, knots_t)
+    area_cm2 = C.DESI_COLLECTING_AREA_M2 * 1e4
+    photon_energy = C.HC_ERG_A / wavelength
+    return exptime_s * area_cm2 * throughput * C.DESI_WAVELENGTH_STEP_A * C.FLUX_UNIT_ERG_S_CM2_A / photon_energy
+
+
+def noise_sigma(arm: str, model_flux: np.ndarray, exptime_s: float) -> np.ndarray:
+    """Per-pixel noise sigma (1e-17 erg/s/cm2/A) of a DESI fiber spectrum.
+
+    Variance in electrons = object + sky (sky surface brightness x fiber area) + read noise over an
+    effective 4-pixel extraction width per exposure of ``DESI_EXPOSURE_S``; converted back to flux units.
+    """
+    if exptime_s <= 0:
+        raise ValueError(f"exptime_s must be > 0, got {exptime_s}")
+    wavelength = arm_wavelengths()[arm]
+    gain = counts_per_flux(wavelength, exptime_s)
+    fiber_area = math.pi * (C.DESI_FIBER_DIAMETER_ARCSEC / 2) ** 2
+    n_exp = max(1, math.ceil(exptime_s / DESI_EXPOSURE_S))
+    electrons_var = (
+        gain * np.maximum(model_flux, 0.0)
+        + gain * sky_surface_brightness()[arm] * fiber_area
+        + n_exp * 4.0 * C.DESI_READ_NOISE_E**2
+    )
+    return np.sqrt(electrons_var) / gain
+
+
+def observe(model: dict[str, np.ndarray], exptime_s: float, rng: np.random.Generator) -> dict:
+    """Add noise to a noiseless fiber spectrum; the ivar written is exactly 1 / variance of the noise drawn.
+
+    Returns
+    -------
+    dict arm -> (flux float32, ivar float32).
+    """
+    out = {}
+    for arm in ARMS:
+        sigma = noise_sigma(arm, model[arm], exptime_s)
+        flux = model[arm] + sigma * rng.standard_normal(sigma.size)
+        out[arm] = (flux.astype(np.float32), (1.0 / sigma**2).astype(np.float32))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Writers (DESI coadd and redrock data model)
+# ------------------------------------------------------------------------------------------------
+#: FIBERMAP columns of a DESI coadd, names and FITS formats as in the real file ../shared/data/desi/coadd-*.fits.
+FIBERMAP_COLUMNS = (
+    ("TARGETID", "K"), ("PETAL_LOC", "I"), ("DEVICE_LOC", "J"), ("LOCATION", "K"), ("FIBER", "J"),
+    ("COADD_FIBERSTATUS", "J"), ("TARGET_RA", "D"), ("TARGET_DEC", "D"), ("PMRA", "E"), ("PMDEC", "E"),
+    ("REF_EPOCH", "E"), ("LAMBDA_REF", "E"), ("FA_TARGET", "K"), ("FA_TYPE", "B"), ("OBJTYPE", "3A"),
+    ("FIBERASSIGN_X", "E"), ("FIBERASSIGN_Y", "E"), ("PRIORITY", "J"), ("SUBPRIORITY", "D"), ("OBSCONDITIONS", "J"),
+    ("RELEASE", "I"), ("BRICKNAME", "8A"), ("BRICKID", "J"), ("BRICK_OBJID", "J"), ("MORPHTYPE", "4A"), ("EBV", "E"),
+    ("FLUX_G", "E"), ("FLUX_R", "E"), ("FLUX_Z", "E"), ("FLUX_W1", "E"), ("FLUX_W2", "E"), ("FLUX_IVAR_G", "E"),
+    ("FLUX_IVAR_R", "E"), ("FLUX_IVAR_Z", "E"), ("FLUX_IVAR_W1", "E"), ("FLUX_IVAR_W2", "E"), ("FIBERFLUX_G", "E"),
+    ("FIBERFLUX_R", "E"), ("FIBERFLUX_Z", "E"), ("FIBERTOTFLUX_G", "E"), ("FIBERTOTFLUX_R", "E"),
+    ("FIBERTOTFLUX_Z", "E"), ("MASKBITS", "I"), ("SERSIC", "E"), ("SHAPE_R", "E"), ("SHAPE_E1", "E"),
+    ("SHAPE_E2", "E"), ("REF_ID", "K"), ("REF_CAT", "2A"), ("GAIA_PHOT_G_MEAN_MAG", "E"),
+    ("GAIA_PHOT_BP_MEAN_MAG", "E"), ("GAIA_PHOT_RP_MEAN_MAG", "E"), ("PARALLAX", "E"), ("PHOTSYS", "1A"),
+    ("PRIORITY_INIT", "K"), ("NUMOBS_INIT", "K"), ("SV1_DESI_TARGET", "K"), ("SV1_BGS_TARGET", "K"),
+    ("SV1_MWS_TARGET", "K"), ("SV1_SCND_TARGET", "K"), ("DESI_TARGET", "K"), ("BGS_TARGET", "K"),
+    ("MWS_TARGET", "K"), ("PLATE_RA", "D"), ("PLATE_DEC", "D"), ("TILEID", "J"), ("COADD_NUMEXP", "I"),
+    ("COADD_EXPTIME", "E"), ("COADD_NUMNIGHT", "I"), ("COADD_NUMTILE", "I"), ("MEAN_DELTA_X", "E"),
+    ("RMS_DELTA_X", "E"), ("MEAN_DELTA_Y", "E"), ("RMS_DELTA_Y", "E"), ("MEAN_FIBER_RA", "D"), ("STD_FIBER_RA", "E"),
+    ("MEAN_FIBER_DEC", "D"), ("STD_FIBER_DEC", "E"), ("MEAN_PSF_TO_FIBER_SPECFLUX", "E"), ("MEAN_FIBER_X", "E"),
+    ("MEAN_FIBER_Y", "E"),
+)  # fmt: skip
+#: desitarget bits: DESI_TARGET BGS_ANY = 2**60, BGS_TARGET BGS_BRIGHT = 2**1 (desitarget data/targetmask.yaml).
+DESI_TARGET_BGS_ANY = 1 << 60
+BGS_TARGET_BGS_BRIGHT = 1 << 1
+REDSHIFTS_COLUMNS = (
+    ("TARGETID", "K"), ("Z", "D"), ("ZERR", "D"), ("ZWARN", "K"), ("CHI2", "D"), ("COEFF", "10D"), ("NPIXELS", "K"),
+    ("SPECTYPE", "6A"), ("SUBTYPE", "20A"), ("NCOEFF", "K"), ("DELTACHI2", "D"),
+)  # fmt: skip
+
+#: EXP_FIBERMAP columns written (a subset of the real file's, same names and formats).
+EXP_FIBERMAP_COLUMNS = (
+    ("TARGETID", "K"), ("NIGHT", "J"), ("EXPID", "J"), ("TILEID", "J"), ("EXPTIME", "D"), ("FIBER", "J"),
+    ("FIBERSTATUS", "J"), ("FIBER_RA", "D"), ("FIBER_DEC", "D"),
+)  # fmt: skip
+
+_FITS_DTYPES = {"K": np.int64, "J": np.int32, "I": np.int16, "B": np.uint8, "D": np.float64, "E": np.float32}
+
+
+def _table_hdu(columns, values: dict, n_rows: int, extname: str):
+    """Binary table with the given (name, format) columns; values[name] fills a column, else zeros/blanks."""
+    from astropy.io import fits  # noqa: PLC0415
+
+    cols = []
+    for name, fmt in columns:
+        code = fmt.lstrip("0123456789")
+        repeat = int(fmt[: len(fmt) - len(code)] or 1)
+        if name in values:
+            array = np.asarray(values[name])
+        elif code == "A":
+            array = np.array([""] * n_rows)
+        else:
+            shape = (n_rows,) if repeat == 1 else (n_rows, repeat)
+            array = np.zeros(shape, dtype=_FITS_DTYPES[code])
+        if code != "A":
+            array = array.astype(_FITS_DTYPES[code])
+        cols.append(fits.Column(name=name, format=fmt, array=array))
+    hdu = fits.BinTableHDU.from_columns(cols)
+    hdu.header["EXTNAME"] = extname
+    return hdu
+
+
+def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int) -> dict:
+    """FIBERMAP column values for a list of galaxies.
+
+    Parameters
+    ----------
+    photometry : per galaxy, dict with 'flux' and 'fiberflux' (band -> nanomaggies) and 'flux_ivar'.
+    """
+    n = len(galaxies)
+    ra = np.array([g.target_ra_deg for g in galaxies])
+    dec = np.array([g.target_dec_deg for g in galaxies])
+    d_east = np.array([g.fiber_east_arcsec for g in galaxies]) / 3600.0
+    d_north = np.array([g.fiber_north_arcsec for g in galaxies]) / 3600.0
+    fiber = np.arange(n, dtype=np.int32)
+    values = {
+        "TARGETID": np.array([g.targetid for g in galaxies], dtype=np.int64),
+        "PETAL_LOC": fiber // 500,
+        "DEVICE_LOC": fiber % 500,
+        "LOCATION": (fiber // 500) * 1000 + fiber % 500,
+        "FIBER": fiber,
+        "COADD_FIBERSTATUS": np.zeros(n, np.int32),
+        "TARGET_RA": ra,
+        "TARGET_DEC": dec,
+        "REF_EPOCH": np.full(n, 2015.5),
+        "LAMBDA_REF": np.full(n, 5400.0),
+        "FA_TYPE": np.ones(n, np.uint8),
+        "OBJTYPE": np.array(["TGT"] * n),
+        "PRIORITY": np.full(n, 2100),
+        "OBSCONDITIONS": np.full(n, 4),  # BRIGHT
+        "RELEASE": np.full(n, 9010),
+        "MORPHTYPE": np.array(["SER"] * n),
+        "PHOTSYS": np.array(["S"] * n),
+        "DESI_TARGET": np.full(n, DESI_TARGET_BGS_ANY),
+        "BGS_TARGET": np.full(n, BGS_TARGET_BGS_BRIGHT),
+        "PLATE_RA": ra,
+        "PLATE_DEC": dec,
+        "TILEID": np.full(n, tileid),
+        "COADD_NUMEXP": np.array([max(1, math.ceil(g.exptime_s / DESI_EXPOSURE_S)) for g in galaxies]),
+        "COADD_EXPTIME": np.array([g.exptime_s for g in galaxies]),
+        "COADD_NUMNIGHT": np.ones(n),
+        "COADD_NUMTILE": np.ones(n),
+        "MEAN_FIBER_RA": ra + d_east / np.cos(np.radians(dec)),
+        "MEAN_FIBER_DEC": dec + d_north,
+        "MEAN_PSF_TO_FIBER_SPECFLUX": np.array([_psf_to_fiber(g.fiber_seeing_fwhm_arcsec) for g in galaxies]),
+        "SERSIC": np.array([g.bulge_sersic_n if g.bulge_light_fraction > 0.5 else 1.0 for g in galaxies]),
+        "SHAPE_R": np.array([g.disk_re_arcsec for g in galaxies]),
+        "NUMOBS_INIT": np.ones(n),
+        "PRIORITY_INIT": np.full(n, 2100),
+    }
+    for band in C.LEGACY_BANDS:
+        values[f"FLUX_{band.upper()}"] = np.array([p["flux"][band] for p in photometry])
+        values[f"FLUX_IVAR_{band.upper()}"] = np.array([p["flux_ivar"][band] for p in photometry])
+        values[f"FIBERFLUX_{band.upper()}"] = np.array([p["fiberflux"][band] for p in photometry])
+        values[f"FIBERTOTFLUX_{band.upper()}"] = np.array([p["fiberflux"][band] for p in photometry])
+    return values
+
+
+def _psf_to_fiber(seeing_fwhm_arcsec: float) -> float:
+    distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02)
+    return float(fraction[0])
+
+
+def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int):
+    """Write a DESI coadd file for many targets.
+
+    Parameters
+    ----------
+    observed : per galaxy, dict arm -> (flux, ivar) from :func:`observe`.
+    """
+    from astropy.io import fits  # noqa: PLC0415
+
+    n = len(galaxies)
+    if n == 0 or len(photometry) != n or len(observed) != n:
+        raise ValueError("galaxies, photometry and observed must be non-empty lists of the same length")
+    primary = fits.PrimaryHDU()
+    primary.header["SPGRP"] = "cumulative"
+    primary.header["TILEID"] = tileid
+    primary.header["SURVEY"] = "main"
+    primary.header["PROGRAM"] = "bright"
+    primary.header["SYNTHETC"] = (True, "galspec-hf simulated survey")
+    hdus = [primary, _table_hdu(FIBERMAP_COLUMNS, fibermap_values(galaxies, photometry, tileid), n, "FIBERMAP")]
+    exp_values = {
+        "TARGETID": np.array([g.targetid for g in galaxies]),
+        "TILEID": np.full(n, tileid),
+        "EXPTIME": np.array([g.exptime_s for g in galaxies]),
+        "FIBER": np.arange(n),
+        "FIBER_RA": hdus[1].data["MEAN_FIBER_RA"],
+        "FIBER_DEC": hdus[1].data["MEAN_FIBER_DEC"],
+    }
+    hdus.append(_table_hdu(EXP_FIBERMAP_COLUMNS, exp_values, n, "EXP_FIBERMAP"))
+    for arm in ARMS:
+        a = arm.upper()
+        wave = fits.ImageHDU(arm_wavelengths()[arm].astype(np.float64), name=f"{a}_WAVELENGTH")
+        wave.header["BUNIT"] = "Angstrom"
+        flux = fits.ImageHDU(np.stack([o[arm][0] for o in observed]).astype(np.float32), name=f"{a}_FLUX")
+        flux.header["BUNIT"] = "10**-17 erg/(s cm2 Angstrom)"
+        ivar = fits.ImageHDU(np.stack([o[arm][1] for o in observed]).astype(np.float32), name=f"{a}_IVAR")
+        ivar.header["BUNIT"] = "10**+34 (s2 cm4 Angstrom2) / erg2"
+        mask = fits.ImageHDU(np.zeros((n, arm_wavelengths()[arm].size), np.int32), name=f"{a}_MASK")
+        res = np.broadcast_to(resolution_data(arm), (n,) + resolution_data(arm).shape)
+        resolution = fits.ImageHDU(np.ascontiguousarray(res, dtype=np.float32), name=f"{a}_RESOLUTION")
+        hdus += [wave, flux, ivar, mask, resolution]
+    scores = {"TARGETID": np.array([g.targetid for g in galaxies])}
+    for arm in ARMS:
+        snr = [float(np.median(o[arm][0] * np.sqrt(o[arm][1]))) for o in observed]
+        scores[f"MEDIAN_COADD_SNR_{arm.upper()}"] = np.array(snr)
+        scores[f"MEDIAN_COADD_FLUX_{arm.upper()}"] = np.array([float(np.median(o[arm][0])) for o in observed])
+    score_columns = [("TARGETID", "K")] + [
+        (f"{kind}_{arm.upper()}", "E") for arm in ARMS for kind in ("MEDIAN_COADD_FLUX", "MEDIAN_COADD_SNR")
+    ]
+    hdus.append(_table_hdu(score_columns, scores, n, "SCORES"))
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return Path(path)
+
+
+def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int,
+                  rng: np.random.Generator):  # fmt: skip
+    """Write a redrock-format catalogue: REDSHIFTS (true z plus a redrock-like error), FIBERMAP, EXP_FIBERMAP, TSNR2.
+
+    No redshift fitting is run: Z is the true redshift perturbed by ZERR, ZERR = 1e-5 (1 + z)
+    (DESI BGS redshift precision ~ 10 km/s; Lan et al. 2023, ApJ 943, 68), ZWARN = 0.
+    """
+    from astropy.io import fits  # noqa: PLC0415
+
+    n = len(galaxies)
+    if n == 0:
+        raise ValueError("galaxies must be non-empty")
+    z = np.array([g.redshift for g in galaxies])
+    zerr = 1e-5 * (1 + z)
+    npix = np.array([sum(int((o[arm][1] > 0).sum()) for arm in ARMS) for o in observed])
+    chi2_min = npix * (1 + 0.05 * rng.standard_normal(n))
+    snr2 = np.array([sum(float(((o[arm][0] ** 2) * o[arm][1]).sum()) for arm in ARMS) for o in observed])
+    values = {
+        "TARGETID": np.array([g.targetid for g in galaxies]),
+        "Z": z + zerr * rng.standard_normal(n),
+        "ZERR": zerr,
+        "ZWARN": np.zeros(n, np.int64),
+        "CHI2": chi2_min,
+        "NPIXELS": npix,
+        "SPECTYPE": np.array(["GALAXY"] * n),
+        "SUBTYPE": np.array([""] * n),
+        "NCOEFF": np.full(n, 10),
+        "DELTACHI2": np.maximum(snr2 * 0.05, 26.0),
+    }
+    primary = fits.PrimaryHDU()
+    primary.header["SPGRP"] = "cumulative"
+    primary.header["TILEID"] = tileid
+    primary.header["SYNTHETC"] = (True, "galspec-hf simulation: Z = true z + ZERR noise")
+    hdus = [
+        primary,
+        _table_hdu(REDSHIFTS_COLUMNS, values, n, "REDSHIFTS"),
+        _table_hdu(FIBERMAP_COLUMNS, fibermap_values(galaxies, photometry, tileid), n, "FIBERMAP"),
+        _table_hdu(
+            EXP_FIBERMAP_COLUMNS,
+            {"TARGETID": values["TARGETID"], "TILEID": np.full(n, tileid), "EXPTIME": [g.exptime_s for g in galaxies]},
+            n,
+            "EXP_FIBERMAP",
+        ),
+        _table_hdu([("TARGETID", "K"), ("TSNR2_BGS", "E")], {"TARGETID": values["TARGETID"]}, n, "TSNR2"),
+    ]
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return Path(path)

@@ -1,0 +1,407 @@
+"""Physics and file-format tests of the synthetic universe (galspec_hf.simulate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galspec_hf import constants as C
+from galspec_hf.simulate import galaxy as G
+from galspec_hf.simulate import imaging as I
+from galspec_hf.simulate import spectra as S
+from galspec_hf.simulate.ifu import DAP_EMLINE_CHANNELS, simulate_cube, write_maps
+from galspec_hf.simulate.survey import simulate_galaxy, simulate_survey
+from galspec_hf.simulate.templates import kcorrect_template_path, load_templates
+
+HALPHA = G.LINE_NAMES.index("Halpha")
+
+
+@pytest.fixture(scope="session")
+def template_source(request):
+    """None (kcorrect's shipped templates, the default) when installed, else the real SSP file's path."""
+    if kcorrect_template_path() is not None:
+        return None
+    shared_file = request.getfixturevalue("shared_file")
+    return str(shared_file("templates/SSP_Padova_CKC14z_Kroupa_Z0.0190.fits"))
+
+
+@pytest.fixture(scope="session")
+def templates(template_source):
+    return load_templates(template_source)
+
+
+def _galaxy(templates, seed=5, **overrides):
+    """A drawn galaxy made compact, centred and star-forming so that small grids hold all its light."""
+    base = G.sample_galaxy(np.random.default_rng(seed), templates, 1, offcentre=False)
+    values = dict(
+        disk_scale_arcsec=0.6,
+        disk_re_arcsec=1.0,
+        bulge_re_arcsec=0.3,
+        rotation_turnover_arcsec=0.3,
+        inclination_deg=60.0,
+        disk_axis_ratio=0.53,
+        position_angle_deg=30.0,
+        halpha_flux_sf_intrinsic=500.0,
+        centre_east_arcsec=0.0,
+        centre_north_arcsec=0.0,
+        fiber_east_arcsec=0.0,
+        fiber_north_arcsec=0.0,
+        fiber_seeing_fwhm_arcsec=1.2,
+        agn=False,
+        agn_halpha_flux=0.0,
+        redshift=0.08,
+        oxygen_central=8.6,
+        oxygen_gradient_dex_per_re=-0.15,
+    )
+    values.update(overrides)
+    return dataclasses.replace(base, **values)
+
+
+def _grid(size=140, pixel=0.131):
+    east, north = I.pixel_grid(size, pixel)
+    return east, north, pixel
+
+
+# ------------------------------------------------------------------------------------------------
+# Physics
+# ------------------------------------------------------------------------------------------------
+def test_fiber_apertures_tiling_a_galaxy_sum_to_its_total_flux(templates):
+    galaxy = _galaxy(templates)
+    east, north, pixel = _grid()
+    maps = G.render_maps(galaxy, east, north, pixel, subsample=3)
+    # the compact galaxy is (almost) entirely inside the grid, and the maps are normalised analytically
+    assert maps["disk"].sum() == pytest.approx(1.0, abs=2e-3)
+    assert maps["lines_sf"][HALPHA].sum() == pytest.approx(G.total_line_fluxes(galaxy)[HALPHA], rel=2e-3)
+    spacing = 0.6
+    positions = np.arange(-7.2, 7.21, spacing)
+    total = np.zeros(3)
+    spectrum_sum = None
+    for pe in positions:
+        for pn in positions:
+            fiber = S.fiber_model(galaxy, templates, maps, east, north, pe, pn, apply_resolution=False)
+            total += [fiber["bulge_fraction"], fiber["disk_fraction"], fiber["line_flux"][HALPHA]]
+            r = fiber["flux"]["r"]
+            spectrum_sum = r.copy() if spectrum_sum is None else spectrum_sum + r
+    per_area = spacing**2 / (math.pi * (C.DESI_FIBER_DIAMETER_ARCSEC / 2) ** 2)
+    np.testing.assert_allclose(
+        total * per_area,
+        [maps["bulge"].sum(), maps["disk"].sum(), maps["lines_sf"][HALPHA].sum()],
+        rtol=3e-3,
+    )
+    # the summed r-arm spectrum equals the whole galaxy's continuum + lines
+    whole = S.fiber_model(galaxy, templates, maps, east, north, 0.0, 0.0, apply_resolution=False)
+    assert whole["bulge_fraction"] < 0.8 * maps["bulge"].sum()  # one fiber sees only part of the galaxy
+    integrated = np.sum(spectrum_sum) * per_area
+    # a fiber with an infinite aperture would see everything: compare against the analytic total
+    wave_r = S.arm_wavelengths()["r"]
+    spectra = G.component_spectra_rest(templates, galaxy)
+    wave_obs = templates.wavelength_rest * (1 + galaxy.redshift)
+    scale = galaxy.continuum_scale / (1 + galaxy.redshift)
+    continuum = scale * (
+        maps["bulge"].sum() * np.interp(wave_r, wave_obs, spectra["bulge"])
+        + maps["disk"].sum() * np.interp(wave_r, wave_obs, spectra["disk"])
+    )
+    line_part = maps["lines_sf"].sum(axis=(1, 2))
+    line_wave = G.LINE_WAVELENGTHS_REST_A * (1 + galaxy.redshift)
+    in_arm = (line_wave > wave_r[0] + 20) & (line_wave < wave_r[-1] - 20)
+    expected = np.sum(continuum) * C.DESI_WAVELENGTH_STEP_A + line_part[in_arm].sum()
+    assert integrated * C.DESI_WAVELENGTH_STEP_A == pytest.approx(expected, rel=5e-3)
+
+
+def test_old_bulge_is_redder_in_g_minus_r_than_a_star_forming_disk(templates):
+    galaxy = _galaxy(templates, young_light_fraction=0.7, ebv_disk=0.05, ebv_bulge=0.0, bulge_light_fraction=0.5)
+    weights = I.band_weights(galaxy, templates)
+    bulge_gr = -2.5 * math.log10(weights["g"][0] / weights["r"][0])
+    disk_gr = -2.5 * math.log10(weights["g"][1] / weights["r"][1])
+    assert bulge_gr > disk_gr + 0.2
+    # the same holds in the rendered image: the centre (bulge) is redder than the disk outskirts
+    east, north, pixel = _grid(120, C.LEGACY_PIXEL_SCALE_ARCSEC)
+    maps = G.render_maps(galaxy, east, north, pixel, subsample=3)
+    image = I.render_image(galaxy, templates, maps, pixel, 1, 10, weights=weights)
+    radius = np.hypot(*I.pixel_grid(image.shape[1], pixel))
+    centre, ring = radius < 0.4, (radius > 1.5) & (radius < 2.5)
+    gr_centre = -2.5 * math.log10(image[0][centre].sum() / image[1][centre].sum())
+    gr_ring = -2.5 * math.log10(image[0][ring].sum() / image[1][ring].sum())
+    assert gr_centre > gr_ring + 0.05
+
+
+def test_velocity_field_shifts_halpha_by_the_expected_amount_on_each_side(templates):
+    galaxy = _galaxy(templates, vmax_kms=220.0, sigma_gas_kms=30.0)
+    no_lines = dataclasses.replace(galaxy, halpha_flux_sf_intrinsic=0.0)
+    east, north, pixel = _grid()
+    maps = G.render_maps(galaxy, east, north, pixel, subsample=3)
+    maps_cont = G.render_maps(no_lines, east, north, pixel, subsample=3)
+    pa = math.radians(galaxy.position_angle_deg)
+    # independent expectation: K-weighted mean of V(R) sin(i) cos(phi) over the H-alpha light (arctan rotation curve)
+    major = east * math.sin(pa) + north * math.cos(pa)
+    minor = east * math.cos(pa) - north * math.sin(pa)
+    radius = np.hypot(major, minor / galaxy.disk_axis_ratio)
+    v_los = (
+        (2 / math.pi)
+        * galaxy.vmax_kms
+        * np.arctan(radius / galaxy.rotation_turnover_arcsec)
+        * math.sin(math.radians(galaxy.inclination_deg))
+        * np.divide(major, radius, out=np.zeros_like(radius), where=radius > 0)
+    )
+    measured = {}
+    for side in (+1, -1):
+        fe, fn = side * 1.5 * math.sin(pa), side * 1.5 * math.cos(pa)
+        weights = S.fiber_weights(east, north, fe, fn, galaxy.fiber_seeing_fwhm_arcsec)
+        halpha_light = maps["lines_sf"][HALPHA] * weights
+        v_expected = float((halpha_light * v_los).sum() / halpha_light.sum())
+        spec = S.fiber_model(galaxy, templates, maps, east, north, fe, fn, apply_resolution=False)["flux"]["r"]
+        cont = S.fiber_model(no_lines, templates, maps_cont, east, north, fe, fn, apply_resolution=False)["flux"]["r"]
+        wave = S.arm_wavelengths()["r"]
+        rest = C.EMISSION_LINES_VACUUM_A["Halpha"] * (1 + galaxy.redshift)
+        window = np.abs(wave - rest) < 10.0
+        line = (spec - cont)[window]
+        centroid = float((wave[window] * line).sum() / line.sum())
+        v_measured = C.SPEED_OF_LIGHT_KMS * (centroid / rest - 1)
+        measured[side] = v_measured
+        assert abs(v_expected) > 60.0
+        assert v_measured == pytest.approx(v_expected, abs=6.0)
+    assert measured[+1] > 60.0 and measured[-1] < -60.0  # receding along +major axis, approaching opposite
+
+
+def test_noise_actually_added_matches_the_written_ivar(templates, tmp_path):
+    galaxy = _galaxy(templates, exptime_s=300.0)
+    east, north, pixel = _grid()
+    maps = G.render_maps(galaxy, east, north, pixel, subsample=3)
+    model = S.fiber_model(galaxy, templates, maps, east, north)["flux"]
+    rng = np.random.default_rng(11)
+    observed = [S.observe(model, galaxy.exptime_s, rng) for _ in range(3)]
+    photometry = {
+        "flux": {b: 1.0 for b in "grz"},
+        "fiberflux": {b: 0.5 for b in "grz"},
+        "flux_ivar": {b: 1.0 for b in "grz"},
+    }
+    path = S.write_coadd(tmp_path / "coadd.fits", [galaxy] * 3, [photometry] * 3, observed, tileid=1)
+    chi2, n = 0.0, 0
+    with fits.open(path) as hdul:
+        for arm in S.ARMS:
+            flux = hdul[f"{arm.upper()}_FLUX"].data.astype(np.float64)
+            ivar = hdul[f"{arm.upper()}_IVAR"].data.astype(np.float64)
+            chi2 += float((((flux - model[arm][None]) ** 2) * ivar).sum())
+            n += flux.size
+    assert chi2 / n == pytest.approx(1.0, abs=0.04)
+    # the noise is sky-line dominated: ivar drops at the [OI] 5577 sky line
+    wave_b = S.arm_wavelengths()["b"]
+    ivar_b = observed[0]["b"][1]
+    at_line = ivar_b[np.argmin(np.abs(wave_b - 5578.9))]
+    assert at_line < 0.3 * np.median(ivar_b[(wave_b > 5400) & (wave_b < 5500)])
+
+
+def test_line_fluxes_in_the_truth_maps_equal_the_injected_ones(templates, tmp_path):
+    galaxy = _galaxy(templates, disk_scale_arcsec=0.5, disk_re_arcsec=0.84, redshift=0.05)
+    cube = simulate_cube(galaxy, templates, n_spaxels=20, rng=None)
+    path = write_maps(tmp_path / "maps.fits.gz", galaxy, cube, "1-1")
+    injected = G.total_line_fluxes(galaxy)
+    with fits.open(path) as hdul:
+        header = hdul["EMLINE_GFLUX"].header
+        channels = {header[f"C{k + 1:02d}"]: k for k in range(len(DAP_EMLINE_CHANNELS))}
+        gflux = hdul["EMLINE_GFLUX"].data
+        halpha_map = gflux[channels["Ha-6564"]]
+        nii_map = gflux[channels["NII-6585"]]
+    assert halpha_map.sum() == pytest.approx(injected[HALPHA], rel=0.01)
+    assert nii_map.sum() == pytest.approx(injected[G.LINE_NAMES.index("NII_6585")], rel=0.01)
+    # and the cube's own H-alpha line (cube minus its continuum) carries the map's flux spaxel by spaxel
+    continuum = simulate_cube(dataclasses.replace(galaxy, halpha_flux_sf_intrinsic=0.0), templates, 20, rng=None)
+    wave = cube["wavelength"]
+    centre = C.EMISSION_LINES_VACUUM_A["Halpha"] * (1 + galaxy.redshift)
+    window = np.abs(wave - centre) < 9.0
+    dlam = wave * math.log(10) * C.MANGA_LOGLAM_STEP
+    line_cube = ((cube["model"] - continuum["model"])[window] * dlam[window, None, None]).sum(axis=0)
+    bright = halpha_map > 0.05 * halpha_map.max()
+    np.testing.assert_allclose(line_cube[bright], halpha_map[bright], rtol=0.03)
+    # metallicity gradient: [NII]/H-alpha falls outwards
+    ratio = nii_map / np.maximum(halpha_map, 1e-30)
+    r = np.hypot(cube["east"], cube["north"])
+    assert ratio[r < 0.6].mean() > ratio[(r > 2.5) & (r < 4)].mean()
+
+
+def test_simulation_is_deterministic_for_a_seed(tmp_path, template_source):
+    kwargs = dict(n_galaxies=3, n_ifu=0, templates=template_source, cutout_size=32, progress=False)
+    a = simulate_survey(tmp_path / "a", seed=7, **kwargs)
+    b = simulate_survey(tmp_path / "b", seed=7, **kwargs)
+    c = simulate_survey(tmp_path / "c", seed=8, **kwargs)
+    for name in ("B_FLUX", "R_IVAR", "FIBERMAP"):
+        da, db, dc = (fits.getdata(w["coadd"][0], name) for w in (a, b, c))
+        if name == "FIBERMAP":
+            assert (da == db).all() and not (da["TARGET_RA"] == dc["TARGET_RA"]).all()
+        else:
+            np.testing.assert_array_equal(da, db)
+            assert not np.array_equal(da, dc)
+    for pa, pb in zip(a["cutouts"], b["cutouts"], strict=True):
+        np.testing.assert_array_equal(fits.getdata(pa), fits.getdata(pb))
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(a["truth"]).equals(pq.read_table(b["truth"]))
+    # galaxy i does not depend on how many galaxies are drawn
+    single = simulate_galaxy(1, 7, load_templates(template_source), cutout_size=32)
+    np.testing.assert_array_equal(single.image, fits.getdata(a["cutouts"][1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_survey(tmp_path_factory, template_source):
+    out = tmp_path_factory.mktemp("survey")
+    return simulate_survey(
+        out, n_galaxies=5, n_ifu=1, seed=3, templates=template_source, targets_per_file=3, cutout_size=48,
+        ifu_spaxels=14,
+        progress=False,
+    )  # fmt: skip
+
+
+def test_survey_layout_and_files_open_with_astropy(small_survey):
+    assert len(small_survey["coadd"]) == 2 and len(small_survey["redrock"]) == 2
+    assert all(p.name.startswith("coadd-") and p.parent.name == "desi" for p in small_survey["coadd"])
+    assert len(small_survey["cutouts"]) == 5 and len(small_survey["logcubes"]) == 1 and len(small_survey["maps"]) == 1
+    with fits.open(small_survey["coadd"][0]) as hdul:
+        names = [h.name for h in hdul]
+        for arm in "BRZ":
+            for kind in ("WAVELENGTH", "FLUX", "IVAR", "MASK", "RESOLUTION"):
+                assert f"{arm}_{kind}" in names
+        assert hdul["B_FLUX"].data.shape == (3, 2751) and hdul["R_FLUX"].data.shape == (3, 2326)
+        assert hdul["Z_RESOLUTION"].data.shape == (3, 11, 2881)
+        assert hdul["B_FLUX"].header["BUNIT"] == "10**-17 erg/(s cm2 Angstrom)"
+        fibermap = hdul["FIBERMAP"].data
+        for col in (
+            "TARGETID",
+            "TARGET_RA",
+            "TARGET_DEC",
+            "MEAN_FIBER_RA",
+            "MEAN_FIBER_DEC",
+            "COADD_FIBERSTATUS",
+            "OBJTYPE",
+        ):
+            assert col in fibermap.columns.names
+        assert list(fibermap["OBJTYPE"]) == ["TGT"] * 3
+        # fiber offsets: ~0.1 arcsec pointing scatter around the target
+        dec = fibermap["TARGET_DEC"]
+        offset = np.hypot(
+            (fibermap["MEAN_FIBER_RA"] - fibermap["TARGET_RA"]) * np.cos(np.radians(dec)),
+            fibermap["MEAN_FIBER_DEC"] - dec,
+        )
+        assert np.all(offset * 3600 < 0.6)
+    with fits.open(small_survey["redrock"][0]) as hdul:
+        redshifts = hdul["REDSHIFTS"].data
+        for col in ("TARGETID", "Z", "ZERR", "ZWARN", "CHI2", "SPECTYPE", "SUBTYPE", "DELTACHI2"):
+            assert col in redshifts.columns.names
+        assert "FIBERMAP" in hdul
+        assert np.all((redshifts["Z"] > 0.005) & (redshifts["Z"] < 0.41))
+    with fits.open(small_survey["cutouts"][0]) as hdul:
+        header = hdul[0].header
+        assert hdul[0].data.shape == (3, 48, 48) and hdul[0].data.dtype == np.dtype(">f4")
+        assert header["BANDS"] == "grz" and header["CD1_1"] < 0 and header["CTYPE1"] == "RA---TAN"
+    with fits.open(small_survey["logcubes"][0]) as hdul:
+        assert hdul["FLUX"].data.shape == (C.MANGA_NUM_PIXELS, 14, 14)
+        assert hdul["FLUX"].header["CTYPE3"] == "WAVE-LOG"
+        np.testing.assert_allclose(hdul["WAVE"].data[0], 10**C.MANGA_LOGLAM0)
+    with fits.open(small_survey["maps"][0]) as hdul:
+        for name in (
+            "SPX_SKYCOO",
+            "EMLINE_GFLUX",
+            "EMLINE_GFLUX_IVAR",
+            "EMLINE_GFLUX_MASK",
+            "EMLINE_GVEL",
+            "STELLAR_VEL",
+        ):
+            assert name in hdul
+        assert hdul["EMLINE_GFLUX"].header["C19"] == "Ha-6564"
+    import pyarrow.parquet as pq
+
+    truth = pq.read_table(small_survey["truth"])
+    assert truth.num_rows == 5
+    for col in ("targetid", "redshift", "line_flux_fiber_Halpha", "plateifu", "coadd_file", "cutout_file"):
+        assert col in truth.column_names
+
+
+def test_cutout_wcs_is_centred_on_the_target(small_survey):
+    from astropy.wcs import WCS
+
+    with fits.open(small_survey["cutouts"][0]) as hdul:
+        wcs = WCS(hdul[0].header).celestial
+        ra, dec = hdul[0].header["CRVAL1"], hdul[0].header["CRVAL2"]
+        x, y = wcs.world_to_pixel_values(ra, dec)
+    assert (x, y) == pytest.approx((23.5, 23.5))  # the centre of a 48-pixel image (0-based)
+
+
+def test_bad_arguments_raise_value_errors_naming_them(templates, tmp_path):
+    with pytest.raises(ValueError, match="n_galaxies"):
+        simulate_survey(tmp_path, n_galaxies=0)
+    with pytest.raises(ValueError, match="n_ifu"):
+        simulate_survey(tmp_path, n_galaxies=2, n_ifu=3)
+    with pytest.raises(ValueError, match="cutout_size"):
+        simulate_galaxy(0, 0, templates, cutout_size=33)
+    with pytest.raises(ValueError, match="ebv"):
+        from galspec_hf.simulate.dust import calzetti_transmission
+
+        calzetti_transmission(np.array([5000.0]), -0.1)
+
+
+def test_cli_simulate_writes_a_survey(tmp_path, capsys, template_source):
+    from galspec_hf.cli import main
+
+    extra = [] if template_source is None else ["--templates", template_source]
+    code = main(
+        [
+            "simulate",
+            "--n-galaxies",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--cutout-size",
+            "32",
+            "--no-progress",
+        ]
+        + extra
+    )
+    assert code == 0
+    assert len(list((tmp_path / "desi").glob("coadd-*.fits"))) == 1
+    assert (tmp_path / "truth.parquet").is_file()
+    assert main(["simulate", "--n-galaxies", "0", "--out", str(tmp_path)]) == 2
+    assert "n-galaxies" in capsys.readouterr().err
+
+
+def test_project_readers_read_the_synthetic_files_in_the_right_frame(small_survey, templates, tmp_path):
+    readers = pytest.importorskip("galspec_hf.data.readers")
+    import pyarrow.parquet as pq
+
+    truth = pq.read_table(small_survey["truth"]).to_pylist()
+    coadd = readers.read_desi_coadd(small_survey["coadd"][0])
+    assert list(coadd.targetid) == [row["targetid"] for row in truth[:3]]
+    expected = np.array([[row["fiber_east_arcsec"], row["fiber_north_arcsec"]] for row in truth[:3]])
+    np.testing.assert_allclose(coadd.fiber_offset_arcsec, expected, atol=2e-3)
+    assert coadd.flux.shape == (3, C.DESI_NUM_PIXELS)
+    # an off-centre target: the reader's sky offsets put the galaxy's light where the truth says its centre is
+    sim = simulate_galaxy(0, 11, templates, cutout_size=64, offcentre=True)
+    galaxy = sim.galaxy
+    path = I.write_cutout(tmp_path / "cutout.fits", sim.image, galaxy.target_ra_deg, galaxy.target_dec_deg)
+    cutout = readers.read_legacy_cutout(path)
+    clean = np.clip(cutout.image[1], 0, None)
+    peak = np.unravel_index(np.argmax(_smooth(clean)), clean.shape)
+    offset = cutout.pixel_to_offset_arcsec(float(peak[1]), float(peak[0]))
+    centre = np.array([galaxy.centre_east_arcsec, galaxy.centre_north_arcsec])
+    assert np.hypot(*centre) > 1.0
+    np.testing.assert_allclose(offset, centre, atol=0.5)
+    maps = readers.read_manga_maps(small_survey["maps"][0])
+    flux, _, mask = maps.line_map("Ha-6564")
+    row = next(r for r in truth if r["plateifu"])
+    assert 0.2 * row["line_flux_total_Halpha"] < flux.sum() <= row["line_flux_total_Halpha"]  # a 7" field
+    assert (mask == 0).all()
+    peak = np.unravel_index(np.argmax(flux), flux.shape)
+    assert np.hypot(*maps.spaxel_offset_arcsec[peak]) < 1.0  # the cube is centred on the galaxy
+
+
+def _smooth(image: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(image, 2.0)
