@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelF
 
 from .models.galspec import (
     GalSpecConfig,
+    GalSpecCubeOutput,
     GalSpecForMaskedSpectra,
     GalSpecForMaskedSpectraOutput,
     GalSpecModel,
@@ -36,6 +37,7 @@ AutoProcessor.register(GalSpecConfig, GalSpecProcessor, exist_ok=True)
 
 __all__ = [
     "GalSpecConfig",
+    "GalSpecCubeOutput",
     "GalSpecForMaskedSpectra",
     "GalSpecForMaskedSpectraOutput",
     "GalSpecModel",

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from .. import constants as C
+from ..data.writers import spaxel_wcs_header
+from ..data.writers import write_logcube as write_cube_file
 from .galaxy import LINE_NAMES, LINE_WAVELENGTHS_REST_A, Galaxy, component_spectra_rest, render_maps
 from .imaging import gaussian_kernel, pixel_grid
 from .spectra import gaussian_lines_on_grid
@@ -197,17 +199,6 @@ def simulate_cube(
     }
 
 
-def _spatial_wcs(header, ra_deg: float, dec_deg: float, n: int) -> None:
-    header["CRPIX1"] = (n / 2 + 0.5, "Pixel coordinate of reference point")
-    header["CRPIX2"] = (n / 2 + 0.5, "Pixel coordinate of reference point")
-    header["CTYPE1"] = ("RA---TAN", "Right ascension, gnomonic projection")
-    header["CTYPE2"] = ("DEC--TAN", "Declination, gnomonic projection")
-    header["CRVAL1"] = (ra_deg, "[deg] Coordinate value at reference point")
-    header["CRVAL2"] = (dec_deg, "[deg] Coordinate value at reference point")
-    header["CUNIT1"] = "deg"
-    header["CUNIT2"] = "deg"
-
-
 def _galaxy_radec(galaxy: Galaxy) -> tuple[float, float]:
     dec = galaxy.target_dec_deg + galaxy.centre_north_arcsec / 3600.0
     ra = galaxy.target_ra_deg + galaxy.centre_east_arcsec / 3600.0 / math.cos(math.radians(galaxy.target_dec_deg))
@@ -238,34 +229,23 @@ def write_logcube(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -
     """Write a MaNGA DRP-like LOGCUBE (PRIMARY, FLUX, IVAR, MASK, WAVE, SPECRES, SPECRESD); gzip if path ends .gz."""
     from astropy.io import fits  # noqa: PLC0415
 
-    n = cube["flux"].shape[1]
     ra, dec = _galaxy_radec(galaxy)
-    hdus = [fits.PrimaryHDU(header=_primary_header(galaxy, plateifu))]
-    for name, data, bunit in (
-        ("FLUX", cube["flux"], "1E-17 erg/s/cm^2/Ang/spaxel"),
-        ("IVAR", cube["ivar"], "1E+34 (erg/s/cm^2/Ang/spaxel)^-2"),
-        ("MASK", np.zeros(cube["flux"].shape, np.int32), None),
-    ):
-        hdu = fits.ImageHDU(data, name=name)
-        _spatial_wcs(hdu.header, ra, dec, n)
-        hdu.header["CD1_1"] = -C.MANGA_SPAXEL_ARCSEC / 3600.0
-        hdu.header["CD2_2"] = C.MANGA_SPAXEL_ARCSEC / 3600.0
-        hdu.header["CTYPE3"] = "WAVE-LOG"
-        hdu.header["CRPIX3"] = 1.0
-        hdu.header["CRVAL3"] = float(cube["wavelength"][0])
-        hdu.header["CD3_3"] = float(cube["wavelength"][0] * math.log(10) * C.MANGA_LOGLAM_STEP)
-        hdu.header["CUNIT3"] = "Angstrom"
-        if bunit:
-            hdu.header["BUNIT"] = bunit
-        hdu.header["HDUCLASS"] = "SDSS"
-        hdus.append(hdu)
-    hdus.append(fits.ImageHDU(cube["wavelength"].astype(np.float64), name="WAVE"))
     r0, slope, w0 = MANGA_RESOLUTION_FIT
     specres = r0 + slope * (cube["wavelength"] - w0)
-    hdus.append(fits.ImageHDU(specres.astype(np.float64), name="SPECRES"))
-    hdus.append(fits.ImageHDU(np.full(specres.size, 50.0), name="SPECRESD"))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return Path(path)
+    return write_cube_file(
+        path,
+        cube["wavelength"],
+        cube["flux"],
+        cube["ivar"],
+        ra_deg=ra,
+        dec_deg=dec,
+        spaxel_arcsec=C.MANGA_SPAXEL_ARCSEC,
+        primary_header=_primary_header(galaxy, plateifu),
+        extra_hdus=[
+            fits.ImageHDU(specres.astype(np.float64), name="SPECRES"),
+            fits.ImageHDU(np.full(specres.size, 50.0), name="SPECRESD"),
+        ],
+    )
 
 
 def write_maps(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -> Path:
@@ -305,11 +285,7 @@ def write_maps(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -> P
     def image(name, data, bunit=None, channels=None, hduclas2="DATA", errdata=None, qualdata=None):
         hdu = fits.ImageHDU(np.asarray(data), name=name)
         h = hdu.header
-        _spatial_wcs(h, ra, dec, n)
-        h["PC1_1"] = (-C.MANGA_SPAXEL_ARCSEC / 3600.0, "Coordinate transformation matrix element")
-        h["PC2_2"] = (C.MANGA_SPAXEL_ARCSEC / 3600.0, "Coordinate transformation matrix element")
-        h["CDELT1"] = (1.0, "[deg] Coordinate increment at reference point")
-        h["CDELT2"] = (1.0, "[deg] Coordinate increment at reference point")
+        spaxel_wcs_header(h, ra, dec, n, n, C.MANGA_SPAXEL_ARCSEC, matrix="pc")
         h["MASKNAME"] = "MANGA_DAPPIXMASK"
         if channels is not None:
             for k, ch in enumerate(channels):

@@ -2,6 +2,7 @@
 
 from .configuration_galspec import GalSpecConfig, list_presets
 from .modeling_galspec import (
+    GalSpecCubeOutput,
     GalSpecForMaskedSpectra,
     GalSpecForMaskedSpectraOutput,
     GalSpecModel,
@@ -13,6 +14,7 @@ from .processing_galspec import GalSpecProcessor
 
 __all__ = [
     "GalSpecConfig",
+    "GalSpecCubeOutput",
     "GalSpecForMaskedSpectra",
     "GalSpecForMaskedSpectraOutput",
     "GalSpecModel",

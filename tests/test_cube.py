@@ -1,0 +1,93 @@
+"""Cubes: predict_cube on a MaNGA-like grid and footprint, and `galspec predict-cube` to a LOGCUBE."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
+from galspec_hf.cli import main
+from galspec_hf.data import read_manga_cube
+from galspec_hf.models.galspec.modeling_galspec import hexagon_footprint, spaxel_grid
+
+from .galspec_testing import toy_galaxies
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GalSpecForMaskedSpectra(GalSpecConfig.from_preset("tiny")).eval()
+
+
+def test_spaxel_grid_orientation():
+    grid = spaxel_grid(4, 0.5)
+    assert grid.shape == (4, 4, 2)
+    assert grid[0, 0, 0] > grid[0, 3, 0]  # columns run west: east offset falls
+    assert grid[3, 0, 1] > grid[0, 0, 1]  # rows run north
+    assert torch.allclose(grid.mean(dim=(0, 1)), torch.zeros(2))
+
+
+def test_hexagon_footprint_area():
+    grid = spaxel_grid(200, 0.1)
+    inside = hexagon_footprint(grid, 12.5)
+    area = inside.sum().item() * 0.1**2
+    assert area == pytest.approx(3 * math.sqrt(3) / 2 * (12.5 / 2) ** 2, rel=0.02)  # regular hexagon
+    assert inside[100, 100] and not inside[0, 0]
+
+
+def test_predict_cube_matches_predict_spectra(model):
+    inputs = toy_galaxies(model.config, 2)
+    cube = model.predict_cube(inputs["pixel_values"], inputs["redshift"], spaxel_size=0.5, bundle_diameter=6.0)
+    side = int(model.config.image_size * model.config.pixel_scale // 0.5)
+    assert cube.mean.shape == cube.sigma.shape == (2, side, side, model.config.num_wavelengths)
+    assert cube.footprint.shape == (side, side) and 0 < cube.footprint.sum() < side * side
+    assert torch.all(cube.mean[:, ~cube.footprint] == 0)
+    # a spaxel is the fiber spectrum at its centre, scaled to flux per spaxel
+    y, x = side // 2, side // 2 - 2
+    assert cube.footprint[y, x]
+    fiber = model.predict_spectra(
+        inputs["pixel_values"], inputs["redshift"], cube.spaxel_offset[y, x][None, None].expand(2, 1, 2)
+    )
+    area_ratio = 0.25 / (math.pi * model.config.fiber_diameter**2 / 4)
+    assert torch.allclose(cube.mean[:, y, x], fiber.mean[:, 0] * area_ratio, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(cube.sigma[:, y, x], fiber.sigma[:, 0] * area_ratio, rtol=1e-4, atol=1e-6)
+
+
+def test_predict_cube_bad_arguments(model):
+    inputs = toy_galaxies(model.config, 1)
+    with pytest.raises(ValueError, match="`spaxel_size`"):
+        model.predict_cube(inputs["pixel_values"], inputs["redshift"], spaxel_size=0)
+    with pytest.raises(ValueError, match="`bundle_diameter`"):
+        model.predict_cube(inputs["pixel_values"], inputs["redshift"], bundle_diameter=-1)
+
+
+@pytest.mark.realdata
+def test_predict_cube_cli_writes_a_logcube_the_reader_reads(model, tmp_path, shared_file):
+    cutout = shared_file("legacysurvey/legacysurvey-dr9-grz-357.9087-54.8817.fits")
+    model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "cube.fits.gz"
+    code = main(["predict-cube", "--model", str(tmp_path / "model"), "--image", str(cutout), "--redshift", "0.1",
+                 "--out", str(out), "--bundle-diameter", "7.5"])  # fmt: skip
+    assert code == 0
+    cube = read_manga_cube(out)
+    side = int(model.config.image_size * model.config.pixel_scale // 0.5)
+    assert cube.flux.shape == (model.config.num_wavelengths, side, side)
+    assert cube.spaxel_arcsec == pytest.approx(0.5)
+    assert cube.center.ra.deg == pytest.approx(357.9087, abs=1e-4)
+    # the sky frame survives the round trip: the reader's WCS offsets are the model's spaxel offsets
+    assert np.allclose(cube.spaxel_offset_arcsec, spaxel_grid(side, 0.5).numpy(), atol=1e-3)
+    outside = cube.mask[0] != 0
+    assert outside.any() and not outside[side // 2, side // 2]
+    assert np.all(cube.ivar[:, outside] == 0) and np.all(cube.ivar[:, ~outside] > 0)
+    # the written cube is the model's prediction for that image
+    assert np.isfinite(cube.flux).all() and np.abs(cube.flux[:, ~outside]).max() > 0
+
+
+def test_predict_cube_cli_errors(tmp_path):
+    assert (
+        main(["predict-cube", "--model", str(tmp_path), "--image", "x.fits", "--redshift", "0.1", "--out", "c.fits"])
+        == 2
+    )
