@@ -61,3 +61,70 @@ def spectral_metrics(observed, ivar, mean, sigma) -> dict[str, float]:
         "coverage_2sigma": coverage(observed, ivar, mean, sigma, 2.0),
         "num_pixels": int(_as_arrays(observed, ivar, mean, sigma)[3].sum()),
     }
+
+
+# ----------------------------------------------------------------------------------------
+# Line-map agreement
+# ----------------------------------------------------------------------------------------
+def line_map_agreement(predicted, truth, truth_ivar=None, min_snr: float = 3.0) -> dict[str, float]:
+    """Agreement of a predicted emission-line map with a truth map, over spaxels where the truth has S/N > min_snr.
+
+    Parameters
+    ----------
+    predicted, truth : arrays of the same shape (e.g. (ny, nx)), line flux (any common unit)
+    truth_ivar : array like `truth`, optional
+        Inverse variance of the truth; without it every spaxel with truth > 0 is used.
+    min_snr : float
+        Spaxels with truth * sqrt(truth_ivar) <= min_snr are left out.
+
+    Returns
+    -------
+    dict
+        ``pearson_r`` (of the log10 fluxes, over spaxels where both are positive), ``bias_dex`` (median of
+        log10(predicted / truth)), ``scatter_dex`` (1.4826 x median absolute deviation of that log ratio,
+        a robust standard deviation), ``num_spaxels``.
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"`predicted` {predicted.shape} and `truth` {truth.shape} must have the same shape")
+    good = np.isfinite(predicted) & np.isfinite(truth) & (truth > 0)
+    if truth_ivar is not None:
+        truth_ivar = np.asarray(truth_ivar, dtype=np.float64)
+        if truth_ivar.shape != truth.shape:
+            raise ValueError(f"`truth_ivar` {truth_ivar.shape} must have the shape of `truth` {truth.shape}")
+        good &= np.isfinite(truth_ivar) & (truth * np.sqrt(np.clip(truth_ivar, 0, None)) > min_snr)
+    both = good & (predicted > 0)
+    result = {"pearson_r": float("nan"), "bias_dex": float("nan"), "scatter_dex": float("nan"), "num_spaxels": 0}
+    if both.sum() < 3:
+        result["num_spaxels"] = int(good.sum())
+        return result
+    log_ratio = np.log10(predicted[both] / truth[both])
+    log_truth, log_predicted = np.log10(truth[both]), np.log10(predicted[both])
+    result.update(
+        pearson_r=float(np.corrcoef(log_predicted, log_truth)[0, 1]),
+        bias_dex=float(np.median(log_ratio)),
+        scatter_dex=float(1.4826 * np.median(np.abs(log_ratio - np.median(log_ratio)))),
+        num_spaxels=int(good.sum()),
+    )
+    return result
+
+
+def stacked_line_map_agreement(predicted_maps, truth_maps, truth_ivar_maps=None, min_snr: float = 3.0) -> dict:
+    """:func:`line_map_agreement` per galaxy and over all galaxies' spaxels stacked.
+
+    Returns ``{"per_galaxy": [dict, ...], "stacked": dict}``.
+    """
+    if truth_ivar_maps is None:
+        truth_ivar_maps = [None] * len(truth_maps)
+    per_galaxy = [
+        line_map_agreement(p, t, i, min_snr)
+        for p, t, i in zip(predicted_maps, truth_maps, truth_ivar_maps, strict=True)
+    ]
+    flat = [np.ravel(np.asarray(m, dtype=np.float64)) for m in predicted_maps]
+    flat_truth = [np.ravel(np.asarray(m, dtype=np.float64)) for m in truth_maps]
+    flat_ivar = None
+    if truth_ivar_maps[0] is not None:
+        flat_ivar = np.concatenate([np.ravel(np.asarray(m, dtype=np.float64)) for m in truth_ivar_maps])
+    stacked = line_map_agreement(np.concatenate(flat), np.concatenate(flat_truth), flat_ivar, min_snr)
+    return {"per_galaxy": per_galaxy, "stacked": stacked}
