@@ -406,6 +406,13 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def get_attention_interface(config: GalSpecConfig) -> Callable:
+    """The attention function of `config._attn_implementation` ("eager", "sdpa", ...) from transformers' registry."""
+    if config._attn_implementation in (None, "eager"):
+        return eager_attention_forward
+    return ALL_ATTENTION_FUNCTIONS[config._attn_implementation]
+
+
 class GalSpecAttention(nn.Module):
     """Multi-head self-attention through transformers' attention interface (eager, SDPA, ...)."""
 
@@ -425,9 +432,7 @@ class GalSpecAttention(nn.Module):
         # (3, batch, heads, tokens, head_dim)
         qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
-        attention_interface: Callable = eager_attention_forward
-        if self.config._attn_implementation not in (None, "eager"):
-            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attention_interface = get_attention_interface(self.config)
         attn_output, attn_weights = attention_interface(
             self,
             query,
@@ -870,9 +875,7 @@ class GalSpecFiberReadout(nn.Module):
         query = query.reshape(fibers, patches, self.num_heads, self.head_dim).transpose(1, 2)
         key = key.reshape(fibers, -1, self.num_heads, self.head_dim).transpose(1, 2)
         value = value.reshape(fibers, -1, self.num_heads, self.head_dim).transpose(1, 2)
-        attention_interface: Callable = eager_attention_forward
-        if self.config._attn_implementation not in (None, "eager"):
-            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        attention_interface = get_attention_interface(self.config)
         attn_output, _ = attention_interface(
             self,
             query,
