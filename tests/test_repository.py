@@ -18,7 +18,7 @@ def test_readme_starts_with_demo_and_test_commands():
     demo, tests = _readme_commands()
     assert "torch==2.13.0" in demo and "torch==2.13.0" in tests
     assert "python3.11 -m venv .venv" in demo and "python3.11 -m venv .venv" in tests
-    assert "galspec demo" in demo
+    assert "examples/ifu_from_one_fiber.py --quick" in demo
     assert "pytest" in tests
     # the two commands are the first two blocks of the README
     assert text.index(demo) < text.index(tests) < text.index("## ")

@@ -111,6 +111,35 @@ EMISSION_LINES_VACUUM_A = {
     "SII_6733": 6732.67,
 }
 
+#: The emission lines the package simulates and fits, in wavelength order (keys of EMISSION_LINES_VACUUM_A).
+MODELLED_EMISSION_LINES = (
+    "OII_3727",
+    "OII_3730",
+    "Hbeta",
+    "OIII_4960",
+    "OIII_5008",
+    "NII_6550",
+    "Halpha",
+    "NII_6585",
+    "SII_6718",
+    "SII_6733",
+)
+
+#: Their channel names in MaNGA DAP MAPS files (EMLINE_GFLUX header of
+#: ../shared/data/manga/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz; Westfall et al. 2019, AJ 158, 231).
+DAP_CHANNEL_NAMES = {
+    "OII_3727": "OII-3727",
+    "OII_3730": "OII-3729",
+    "Hbeta": "Hb-4862",
+    "OIII_4960": "OIII-4960",
+    "OIII_5008": "OIII-5008",
+    "NII_6550": "NII-6549",
+    "Halpha": "Ha-6564",
+    "NII_6585": "NII-6585",
+    "SII_6718": "SII-6718",
+    "SII_6733": "SII-6732",
+}
+
 #: Fixed doublet ratios from atomic physics (Storey & Zeippen 2000, MNRAS 312, 813):
 #: [OIII] 5008/4960 = 2.98 and [NII] 6585/6550 = 3.05 (transition probabilities, emissivity ratio).
 OIII_DOUBLET_RATIO = 2.98
@@ -208,3 +237,17 @@ DESI_COLLECTING_AREA_M2 = 8.659
 DESI_READ_NOISE_E = 3.0
 #: Planck constant times speed of light, erg Angstrom (CODATA 2018).
 HC_ERG_A = 6.62607015e-27 * 2.99792458e18
+
+# --- line fitting ---
+#: MaNGA spectral resolution R = lambda / FWHM (vacuum Angstrom, R) every 600 A, the median SRES of the real spaxel
+#: spectra in ../shared/data/manga/MaNGA_test_spectra.fits.gz (mangadap test data; Yan et al. 2016, AJ 151, 8 quote
+#: R ~ 1400-2600). Default instrumental resolution of galspec_hf.analysis.lines (linear interpolation in between).
+MANGA_RESOLUTION_TABLE = (
+    (3700.0, 1449.0), (4300.0, 1709.0), (4900.0, 1805.0), (5500.0, 1866.0), (6100.0, 1860.0), (6700.0, 1927.0),
+    (7300.0, 2049.0), (7900.0, 2177.0), (8500.0, 2328.0), (9100.0, 2417.0), (9700.0, 2345.0), (10300.0, 2014.0),
+)  # fmt: skip
+#: MANGA_DAPPIXMASK bits (sdss/mangadap, mangadap/config/bitmasks/dap_maps_bits.ini): NOVALUE = 4 (not analysed),
+#: NEARBOUND = 8 (fitted parameter at an imposed boundary), DONOTUSE = 30.
+DAP_MASK_NOVALUE_BIT = 4
+DAP_MASK_NEARBOUND_BIT = 8
+DAP_MASK_DONOTUSE_BIT = 30

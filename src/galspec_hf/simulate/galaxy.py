@@ -22,18 +22,7 @@ from .dust import calzetti_k, calzetti_transmission
 from .templates import TemplateSet
 
 #: Emission lines simulated, keyed as in constants.EMISSION_LINES_VACUUM_A.
-LINE_NAMES = (
-    "OII_3727",
-    "OII_3730",
-    "Hbeta",
-    "OIII_4960",
-    "OIII_5008",
-    "NII_6550",
-    "Halpha",
-    "NII_6585",
-    "SII_6718",
-    "SII_6733",
-)
+LINE_NAMES = C.MODELLED_EMISSION_LINES
 LINE_WAVELENGTHS_REST_A = np.array([C.EMISSION_LINES_VACUUM_A[name] for name in LINE_NAMES])
 
 #: Ratio of the 5500 A light-to-mass ratio of a 100-Myr constant-SFR population to that of a 10-Gyr SSP,

@@ -36,18 +36,7 @@ DAP_EMLINE_CHANNELS = (
     "Hdel-4102", "Hgam-4341", "HeII-4687", "Hb-4862", "OIII-4960", "OIII-5008", "HeI-5877", "OI-6302", "OI-6365",
     "NII-6549", "Ha-6564", "NII-6585", "SII-6718", "SII-6732",
 )  # fmt: skip
-DAP_CHANNEL_OF_LINE = {
-    "OII_3727": "OII-3727",
-    "OII_3730": "OII-3729",
-    "Hbeta": "Hb-4862",
-    "OIII_4960": "OIII-4960",
-    "OIII_5008": "OIII-5008",
-    "NII_6550": "NII-6549",
-    "Halpha": "Ha-6564",
-    "NII_6585": "NII-6585",
-    "SII_6718": "SII-6718",
-    "SII_6733": "SII-6732",
-}
+DAP_CHANNEL_OF_LINE = C.DAP_CHANNEL_NAMES
 #: MANGA_DAPPIXMASK bits (sdss/mangadap, data/bitmasks): 4 NOVALUE, 30 DONOTUSE.
 DAP_NOVALUE = 1 << 4
 DAP_DONOTUSE = 1 << 30

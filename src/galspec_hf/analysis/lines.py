@@ -1,0 +1,878 @@
+"""Emission-line maps and Dn4000, fitted over all spaxels at once.
+
+The model (see docs/LINES.md): each line is a Gaussian integrated over the pixel, its observed centre
+``lambda_rest (1 + z) (1 + v / c)`` and its observed width ``lambda_centre / c * sqrt(sigma^2 + sigma_inst^2)``.
+Velocity ``v`` and intrinsic dispersion ``sigma`` are tied within two kinematic groups: the Balmer lines
+(H-alpha, H-beta) and the forbidden lines ([NII], [OIII], [SII], [OII]); the MaNGA DAP also ties emission-line
+kinematics (Belfiore et al. 2019, AJ 158, 160), with its own choice of ties. [NII] 6550 = [NII] 6585 / 3.05 and
+[OIII] 4960 = [OIII] 5008 / 2.98 are fixed to their atomic values (Storey & Zeippen 2000). Each line complex (a
+rest-frame window) has its own straight-line continuum, fitted at the same time as the lines, so the flux error
+includes the continuum's uncertainty; a broad Gaussian trough under H-alpha and H-beta stands in for stellar
+Balmer absorption.
+
+The fit is a batched Levenberg-Marquardt (Levenberg 1944; Marquardt 1963) over all spectra at once in numpy:
+a grid search over a shared velocity and dispersion (amplitudes and continua solved by weighted linear least
+squares at every grid point) gives the start, then 4 non-linear (v, sigma^2 of each group) and 20 linear
+parameters are refined together. Errors are the square roots of the diagonal of the inverse of J^T W J
+(W = ivar) at the solution (linear propagation of the ivar), multiplied by sqrt(max(1, chi^2/dof)) of the line's
+complex unless ``rescale_errors=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import ndtr
+
+from .. import constants as C
+
+__all__ = [
+    "LINE_NAMES",
+    "DAP_CHANNEL_NAMES",
+    "KINEMATIC_GROUPS",
+    "LineMaps",
+    "fit_emission_lines",
+    "dn4000",
+    "default_instrumental_sigma_kms",
+    "desi_instrumental_sigma_kms",
+]
+
+_C_KMS = C.SPEED_OF_LIGHT_KMS
+_LINES = C.EMISSION_LINES_VACUUM_A
+
+#: Lines measured, in output order (keys of :data:`galspec_hf.constants.EMISSION_LINES_VACUUM_A`).
+LINE_NAMES = C.MODELLED_EMISSION_LINES
+#: Channel names written to the FITS headers (C01, C02, ...): the MaNGA DAP's names, as in the EMLINE_GFLUX header
+#: of ../shared/data/manga/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz.
+DAP_CHANNEL_NAMES = C.DAP_CHANNEL_NAMES
+#: Lines sharing one velocity and one intrinsic dispersion.
+KINEMATIC_GROUPS = {
+    "balmer": ("Hbeta", "Halpha"),
+    "forbidden": ("OII_3727", "OII_3730", "OIII_4960", "OIII_5008", "NII_6550", "NII_6585", "SII_6718", "SII_6733"),
+}
+_GROUP_INDEX = {name: i for i, group in enumerate(KINEMATIC_GROUPS.values()) for name in group}
+
+#: Rest-frame fitting windows (vacuum Angstrom) of the line complexes; each has its own linear continuum. They
+#: leave >= 20 A (~1000 km/s at H-alpha) of continuum on both sides of the outermost lines.
+COMPLEX_WINDOWS_REST_A = {
+    "OII": (3697.0, 3760.0),
+    "Hbeta": (4805.0, 4920.0),
+    "OIII": (4935.0, 5035.0),
+    "Halpha": (6510.0, 6625.0),
+    "SII": (6690.0, 6760.0),
+}
+# Fitted components: (name of the flux parameter, complex, [(line, flux of the line / flux parameter), ...]).
+_COMPONENTS = (
+    ("OII_3727", "OII", (("OII_3727", 1.0),)),
+    ("OII_3730", "OII", (("OII_3730", 1.0),)),
+    ("Hbeta", "Hbeta", (("Hbeta", 1.0),)),
+    ("OIII_5008", "OIII", (("OIII_5008", 1.0), ("OIII_4960", 1.0 / C.OIII_DOUBLET_RATIO))),
+    ("Halpha", "Halpha", (("Halpha", 1.0),)),
+    ("NII_6585", "Halpha", (("NII_6585", 1.0), ("NII_6550", 1.0 / C.NII_DOUBLET_RATIO))),
+    ("SII_6718", "SII", (("SII_6718", 1.0),)),
+    ("SII_6733", "SII", (("SII_6733", 1.0),)),
+)
+_COMPLEXES = tuple(COMPLEX_WINDOWS_REST_A)
+_N_COMP = len(_COMPONENTS)
+#: Stellar Balmer absorption under H-beta and H-alpha: one broad Gaussian column per line, fixed at the given
+#: redshift with a fixed rest-frame sigma (BALMER_ABSORPTION_SIGMA_KMS), free (signed) amplitude. A local stand-in
+#: for the stellar-continuum fit of the MaNGA DAP (Westfall et al. 2019, AJ 158, 231): without it, absorption
+#: troughs of old populations pull H-beta emission fluxes low (or negative). Off with balmer_absorption=False.
+_ABSORPTION = (("Hbeta", "Hbeta"), ("Halpha", "Halpha"))
+#: Gaussian sigma of the absorption troughs, km/s: 450 km/s is 7.3 A at H-beta and 9.8 A at H-alpha, the core
+#: width of Balmer absorption in intermediate-age and old populations (EW 2-6 A; Worthey & Ottaviani 1997,
+#: ApJS 111, 377: H-delta_F/H-gamma_F index bands are ~20 A wide).
+BALMER_ABSORPTION_SIGMA_KMS = 450.0
+_N_ABS = len(_ABSORPTION)
+_I_CONT = _N_COMP + _N_ABS
+_N_LIN = _I_CONT + 2 * len(_COMPLEXES)  # line fluxes, absorption depths, (offset, slope) per complex
+_N_NONLIN = 2 * len(KINEMATIC_GROUPS)  # (v, sigma^2) per group
+_CONT_SLOPE_SCALE_A = 100.0  # continuum slope parameter per 100 A (conditioning)
+
+#: Search range of the fit: |v| <= VELOCITY_LIMIT_KMS, intrinsic sigma <= SIGMA_LIMIT_KMS.
+VELOCITY_LIMIT_KMS = 500.0
+SIGMA_LIMIT_KMS = 350.0
+_GRID_VELOCITY_KMS = np.arange(-480.0, 481.0, 40.0)
+_GRID_SIGMA_KMS = np.array([30.0, 120.0, 300.0])
+# A line is measured only where >= this many unmasked pixels lie within +-_LINE_CORE_KMS of its expected centre, and
+# its window has >= _MIN_WINDOW_PIXELS unmasked pixels (else NaN with the DAP NOVALUE bit).
+_LINE_CORE_KMS = 250.0
+_MIN_CORE_PIXELS = 3
+_MIN_WINDOW_PIXELS = 10
+
+
+def default_instrumental_sigma_kms(wavelength_obs: np.ndarray) -> np.ndarray:
+    """MaNGA instrumental Gaussian sigma in km/s at observed vacuum wavelengths (Angstrom), any shape.
+
+    sigma = c / (R * 2 sqrt(2 ln 2)), with R = lambda / FWHM interpolated in
+    :data:`galspec_hf.constants.MANGA_RESOLUTION_TABLE` (the real MaNGA SRES; R ~ 1450-2420).
+    """
+    table = np.asarray(C.MANGA_RESOLUTION_TABLE, float)
+    resolution = np.interp(np.asarray(wavelength_obs, float), table[:, 0], table[:, 1])
+    return _C_KMS / (resolution * C.FWHM_PER_SIGMA)
+
+
+def desi_instrumental_sigma_kms(wavelength_obs: np.ndarray) -> np.ndarray:
+    """DESI instrumental Gaussian sigma in km/s at observed vacuum wavelengths (Angstrom), any shape.
+
+    From :data:`galspec_hf.constants.DESI_RESOLUTION_SIGMA_PIX` (sigma in 0.8 A pixels, linear in wavelength per
+    arm, fit to the real coadd's resolution matrices); where two arms overlap the mean of the two is used.
+    """
+    wavelength_obs = np.asarray(wavelength_obs, float)
+    total = np.zeros_like(wavelength_obs)
+    count = np.zeros_like(wavelength_obs)
+    for arm, (a, b) in C.DESI_RESOLUTION_SIGMA_PIX.items():
+        lo, hi = C.DESI_ARMS_A[arm]
+        inside = (wavelength_obs >= lo) & (wavelength_obs <= hi)
+        total += np.where(inside, a + b * wavelength_obs, 0.0)
+        count += inside
+    # outside all arms: the nearest arm's formula
+    first, last = C.DESI_RESOLUTION_SIGMA_PIX["b"], C.DESI_RESOLUTION_SIGMA_PIX["z"]
+    outside = np.where(
+        wavelength_obs < C.DESI_ARMS_A["b"][0],
+        first[0] + first[1] * wavelength_obs,
+        last[0] + last[1] * wavelength_obs,
+    )
+    sigma_pix = np.where(count > 0, total / np.maximum(count, 1), outside)
+    return sigma_pix * C.DESI_WAVELENGTH_STEP_A / wavelength_obs * _C_KMS
+
+
+# ----------------------------------------------------------------------------------------
+# Result
+# ----------------------------------------------------------------------------------------
+@dataclass
+class LineMaps:
+    """Emission-line and Dn4000 measurements; every array has the leading shape of the input spectra.
+
+    Attributes
+    ----------
+    line_names : tuple of str
+        Keys of the per-line dicts (:data:`LINE_NAMES`).
+    flux, flux_err : dict of str -> ndarray, shape (...)
+        Line flux in 1e-17 erg/s/cm2 (per spaxel for a cube) and its 1-sigma error from the ivar.
+        NaN where the line is not covered by unmasked pixels.
+    velocity_kms, velocity_err_kms : dict of str -> ndarray, shape (...)
+        Line-of-sight velocity relative to the given redshift, km/s: centre = lambda_rest (1 + z) (1 + v / c).
+        The same for all lines of a kinematic group (:data:`KINEMATIC_GROUPS`).
+    dispersion_kms, dispersion_err_kms : dict of str -> ndarray, shape (...)
+        Intrinsic Gaussian sigma, km/s, the instrument removed in quadrature (0 for lines narrower than the
+        instrument). Same within a group.
+    ew_rest_a, ew_rest_err_a : dict of str -> ndarray, shape (...)
+        Rest-frame equivalent width, Angstrom, positive for emission: flux / continuum(line centre) / (1 + z),
+        the continuum being the fitted straight line of the line's complex. NaN where that continuum is <= 0.
+    continuum : dict of str -> ndarray, shape (...)
+        That continuum at the observed line centre, 1e-17 erg/s/cm2/A.
+    instrumental_sigma_kms : dict of str -> ndarray, shape (...)
+        Instrumental sigma used at each line, km/s.
+    mask : dict of str -> ndarray, shape (...), int32
+        MANGA_DAPPIXMASK bits: NOVALUE | DONOTUSE where the line is not measured (all values NaN); NEARBOUND
+        where the group's velocity or dispersion hit the search limits (|v| = VELOCITY_LIMIT_KMS or
+        sigma = SIGMA_LIMIT_KMS: usually no line, the kinematics are meaningless, the flux still holds); else 0.
+    dn4000, dn4000_err : ndarray, shape (...)
+        Dn4000 (Balogh et al. 1999) and its error; NaN where either band has < 50 % unmasked pixels.
+    chi2_reduced : ndarray, shape (...)
+        chi^2 per degree of freedom of the line fit over the unmasked pixels of all windows.
+    redshift : ndarray, shape (...)
+    """
+
+    line_names: tuple[str, ...]
+    flux: dict
+    flux_err: dict
+    velocity_kms: dict
+    velocity_err_kms: dict
+    dispersion_kms: dict
+    dispersion_err_kms: dict
+    ew_rest_a: dict
+    ew_rest_err_a: dict
+    continuum: dict
+    instrumental_sigma_kms: dict
+    mask: dict
+    dn4000: np.ndarray
+    dn4000_err: np.ndarray
+    chi2_reduced: np.ndarray
+    redshift: np.ndarray
+    meta: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Leading shape of the maps, e.g. (ny, nx) for a cube or (N,) for N spectra."""
+        return self.dn4000.shape
+
+    def _stack(self, quantity: dict) -> np.ndarray:
+        return np.stack([np.asarray(quantity[name], np.float32) for name in self.line_names])
+
+    def to_fits(self, path: str | Path, header=None) -> Path:
+        """Write a MaNGA DAP-MAPS-like multi-extension FITS file.
+
+        HDUs: PRIMARY (``header`` copied in), EMLINE_GFLUX (+_IVAR, _MASK), EMLINE_GVEL (+_IVAR, _MASK),
+        EMLINE_GSIGMA (+_IVAR, _MASK; intrinsic sigma), EMLINE_INSTSIGMA, EMLINE_GEW (+_IVAR; rest frame, Angstrom),
+        EMLINE_GEW_CNT, EMLINE_RCHI2 (one map), SPECINDEX (+_IVAR, _MASK; channel C01 = 'Dn4000'), and, for 2-D
+        maps, STELLAR_VEL (+_MASK; zeros marked NOVALUE | DONOTUSE, this module measures no stars) and SPX_SKYCOO
+        (from ``meta['spaxel_offset_arcsec']`` when known), so that :func:`galspec_hf.data.read_manga_maps` reads
+        the file. The celestial WCS is ``meta['wcs_header']`` (the cube's); without it a placeholder TAN WCS at
+        (0, 0) is written and flagged with ``WCSPLACE = T``. Line arrays have shape (n_lines, ...) with channel
+        names C01.. in the DAP's convention (``'Ha-6564'``, see :data:`DAP_CHANNEL_NAMES`); IVAR = 1 / err^2
+        (0 where the error is not finite). Units in BUNIT as in the DAP (flux 1E-17 erg/s/cm^2/spaxel). A last
+        HDU REDSHIFT holds the redshift of every spectrum.
+        """
+        from astropy.io import fits  # noqa: PLC0415
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        channels = [DAP_CHANNEL_NAMES[name] for name in self.line_names]
+        wcs_header = self.meta.get("wcs_header")
+        if wcs_header is None and len(self.shape) == 2:
+            # no sky position known: a placeholder TAN WCS on 0.5" spaxels at (0, 0), flagged in WCSPLACE, so that
+            # readers requiring a celestial WCS (read_manga_maps) accept the file
+            ny, nx = self.shape
+            scale = C.MANGA_SPAXEL_ARCSEC / 3600.0
+            wcs_header = fits.Header()
+            for key, value in (("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CRPIX1", nx / 2 + 0.5),
+                               ("CRPIX2", ny / 2 + 0.5), ("CRVAL1", 0.0), ("CRVAL2", 0.0), ("CD1_1", -scale),
+                               ("CD2_2", scale), ("CUNIT1", "deg"), ("CUNIT2", "deg")):  # fmt: skip
+                wcs_header[key] = value
+            wcs_header["WCSPLACE"] = (True, "placeholder WCS: sky position unknown")
+        primary = fits.PrimaryHDU()
+        if header is not None:
+            for card in fits.Header(header).cards:
+                if card.keyword not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "") and not card.keyword.startswith(
+                    "NAXIS"
+                ):
+                    primary.header.append(card, end=True)
+        primary.header["AUTHOR"] = "galspec_hf.analysis.lines"
+        primary.header["LINEFIT"] = ("Gaussian; v, sigma tied: Balmer, forbidden", "docs/LINES.md")
+        hdus = [primary]
+        no_value = (1 << C.DAP_MASK_NOVALUE_BIT) | (1 << C.DAP_MASK_DONOTUSE_BIT)
+
+        def ivar(err: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = 1.0 / np.asarray(err, np.float64) ** 2
+            return np.where(np.isfinite(out), out, 0.0).astype(np.float32)
+
+        def add(name, data, bunit=None, chans=None, hduclas2="DATA", err=None, qual=None):
+            data = np.asarray(data)
+            if data.dtype.kind == "f":
+                data = np.where(np.isfinite(data), data, 0.0).astype(np.float32)
+            hdu = fits.ImageHDU(data, name=name)
+            if wcs_header is not None:
+                hdu.header.update(wcs_header)
+            if chans is not None:
+                for k, ch in enumerate(chans):
+                    hdu.header[f"C{k + 1:02d}"] = (ch, f"Data in channel {k + 1}")
+            if bunit:
+                hdu.header["BUNIT"] = (bunit, "Unit of pixel value")
+            hdu.header["HDUCLASS"] = ("SDSS", "SDSS format class")
+            hdu.header["HDUCLAS2"] = hduclas2
+            if err:
+                hdu.header["ERRDATA"] = (err, "Associated inv. variance extension")
+            if qual:
+                hdu.header["QUALDATA"] = (qual, "Associated quality extension")
+            hdus.append(hdu)
+
+        mask = np.stack([self.mask[name] for name in self.line_names]).astype(np.int32)
+        if len(self.shape) == 2:
+            offsets = self.meta.get("spaxel_offset_arcsec")
+            if offsets is None:
+                ny, nx = self.shape
+                y, x = np.mgrid[0:ny, 0:nx]
+                offsets = np.stack([-(x - (nx - 1) / 2.0), y - (ny - 1) / 2.0], axis=-1) * C.MANGA_SPAXEL_ARCSEC
+            add("SPX_SKYCOO", np.moveaxis(np.asarray(offsets, np.float32), -1, 0), "arcsec", ("On-sky X", "On-sky Y"))
+            add("STELLAR_VEL", np.zeros(self.shape, np.float32), "km/s", None, "DATA", None, "STELLAR_VEL_MASK")
+            add("STELLAR_VEL_MASK", np.full(self.shape, no_value, np.int32), None, None, "QUALITY")
+        flux_unit = "1E-17 erg/s/cm^2/spaxel"
+        add(
+            "EMLINE_GFLUX",
+            self._stack(self.flux),
+            flux_unit,
+            channels,
+            "DATA",
+            "EMLINE_GFLUX_IVAR",
+            "EMLINE_GFLUX_MASK",
+        )
+        add("EMLINE_GFLUX_IVAR", ivar(self._stack(self.flux_err)), f"({flux_unit})^{{-2}}", channels, "ERROR")
+        add("EMLINE_GFLUX_MASK", mask, None, channels, "QUALITY")
+        add(
+            "EMLINE_GVEL",
+            self._stack(self.velocity_kms),
+            "km/s",
+            channels,
+            "DATA",
+            "EMLINE_GVEL_IVAR",
+            "EMLINE_GVEL_MASK",
+        )
+        add("EMLINE_GVEL_IVAR", ivar(self._stack(self.velocity_err_kms)), "(km/s)^{-2}", channels, "ERROR")
+        add("EMLINE_GVEL_MASK", mask, None, channels, "QUALITY")
+        add("EMLINE_GSIGMA", self._stack(self.dispersion_kms), "km/s", channels, "DATA", "EMLINE_GSIGMA_IVAR",
+            "EMLINE_GSIGMA_MASK")  # fmt: skip
+        add("EMLINE_GSIGMA_IVAR", ivar(self._stack(self.dispersion_err_kms)), "(km/s)^{-2}", channels, "ERROR")
+        add("EMLINE_GSIGMA_MASK", mask, None, channels, "QUALITY")
+        add("EMLINE_INSTSIGMA", self._stack(self.instrumental_sigma_kms), "km/s", channels)
+        add("EMLINE_GEW", self._stack(self.ew_rest_a), "ang", channels, "DATA", "EMLINE_GEW_IVAR", "EMLINE_GEW_MASK")
+        add("EMLINE_GEW_IVAR", ivar(self._stack(self.ew_rest_err_a)), "(ang)^{-2}", channels, "ERROR")
+        add("EMLINE_GEW_MASK", mask, None, channels, "QUALITY")
+        add("EMLINE_GEW_CNT", self._stack(self.continuum), "1E-17 erg/s/cm^2/ang/spaxel", channels)
+        add("EMLINE_RCHI2", self.chi2_reduced.astype(np.float32))
+        dn_mask = np.where(np.isfinite(self.dn4000), 0, no_value).astype(np.int32)[None]
+        add("SPECINDEX", self.dn4000[None].astype(np.float32), "", ("Dn4000",), "DATA", "SPECINDEX_IVAR",
+            "SPECINDEX_MASK")  # fmt: skip
+        add("SPECINDEX_IVAR", ivar(self.dn4000_err)[None], "", ("Dn4000",), "ERROR")
+        add("SPECINDEX_MASK", dn_mask, None, ("Dn4000",), "QUALITY")
+        hdus.append(fits.ImageHDU(np.asarray(self.redshift, np.float64), name="REDSHIFT"))
+        fits.HDUList(hdus).writeto(path, overwrite=True)
+        return path
+
+    def plot(self, path: str | Path, lines: tuple[str, ...] = ("Halpha", "Hbeta", "NII_6585", "OIII_5008")) -> Path:
+        """Write a PNG grid of 2-D maps: flux of ``lines``, then H-alpha velocity, dispersion and EW, and Dn4000.
+
+        Raises ValueError when the maps are not 2-D (a cube's (ny, nx)).
+        """
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        if len(self.shape) != 2:
+            raise ValueError(f"plot needs 2-D maps (a cube), got maps of shape {self.shape}")
+        panels = [(f"{DAP_CHANNEL_NAMES[n]} flux [1e-17 erg/s/cm2]", self.flux[n], "viridis", True) for n in lines]
+        panels += [
+            ("Ha-6564 velocity [km/s]", self.velocity_kms["Halpha"], "RdBu_r", False),
+            ("Ha-6564 sigma [km/s]", self.dispersion_kms["Halpha"], "magma", False),
+            ("Ha-6564 EW rest [A]", self.ew_rest_a["Halpha"], "viridis", True),
+            ("Dn4000", self.dn4000, "cividis", False),
+        ]
+        ncol = 4
+        nrow = math.ceil(len(panels) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.0 * nrow), squeeze=False)
+        for ax, (title, data, cmap, positive) in zip(axes.ravel(), panels, strict=False):
+            data = np.asarray(data, float)
+            finite = data[np.isfinite(data)]
+            if positive:
+                finite = finite[finite > 0]
+            vmin, vmax = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+            if cmap == "RdBu_r":
+                vmax = max(abs(vmin), abs(vmax), 1.0)
+                vmin = -vmax
+            image = ax.imshow(data, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax)
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in axes.ravel()[len(panels) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+# ----------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------
+def _pixel_edges(wavelength: np.ndarray) -> np.ndarray:
+    """(L + 1,) pixel edges: midpoints between centres, the ends mirrored."""
+    mid = 0.5 * (wavelength[1:] + wavelength[:-1])
+    return np.concatenate([[2 * wavelength[0] - mid[0]], mid, [2 * wavelength[-1] - mid[-1]]])
+
+
+def _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution) -> np.ndarray:
+    if instrumental_sigma_kms is not None and spectral_resolution is not None:
+        raise ValueError("give instrumental_sigma_kms or spectral_resolution, not both")
+    if spectral_resolution is not None:
+        resolution = np.broadcast_to(np.asarray(spectral_resolution, float), wavelength.shape)
+        if not np.all(np.isfinite(resolution)) or np.any(resolution <= 0):
+            raise ValueError("spectral_resolution must be positive and finite (R = lambda / FWHM), shape () or (L,)")
+        return _C_KMS / (resolution * C.FWHM_PER_SIGMA)
+    if instrumental_sigma_kms is None:
+        return default_instrumental_sigma_kms(wavelength)
+    sigma = np.asarray(instrumental_sigma_kms, float)
+    try:
+        sigma = np.broadcast_to(sigma, wavelength.shape)
+    except ValueError as error:
+        raise ValueError(f"instrumental_sigma_kms must have shape () or (L,) = {wavelength.shape}") from error
+    if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+        raise ValueError("instrumental_sigma_kms must be finite and >= 0")
+    return sigma.astype(float)
+
+
+# ----------------------------------------------------------------------------------------
+# The fit
+# ----------------------------------------------------------------------------------------
+class _Chunk:
+    """Pixels of the line windows of n spectra, gathered into (n, P) arrays, plus the model and its derivatives."""
+
+    def __init__(self, wavelength, edges, sigma_inst_pix, flux, weight, redshift, balmer_absorption=True):
+        n = flux.shape[0]
+        self.n = n
+        self.redshift = redshift
+        one_plus_z = 1.0 + redshift
+        blocks, index_list, valid_list = {}, [], []
+        start_col = 0
+        for name in _COMPLEXES:
+            lo, hi = COMPLEX_WINDOWS_REST_A[name]
+            first = np.searchsorted(wavelength, lo * one_plus_z)
+            stop = np.searchsorted(wavelength, hi * one_plus_z)
+            width = max(int((stop - first).max()), 1)
+            idx = first[:, None] + np.arange(width)[None]
+            valid = idx < stop[:, None]
+            idx = np.clip(idx, 0, wavelength.size - 1)
+            blocks[name] = slice(start_col, start_col + width)
+            index_list.append(idx)
+            valid_list.append(valid)
+            start_col += width
+        self.blocks = blocks
+        idx = np.concatenate(index_list, axis=1)
+        valid = np.concatenate(valid_list, axis=1)
+        rows = np.arange(n)[:, None]
+        self.wave = wavelength[idx]
+        self.edge_lo = edges[idx]
+        self.edge_hi = edges[idx + 1]
+        self.dlam = self.edge_hi - self.edge_lo
+        self.y = np.where(valid, flux[rows, idx], 0.0)
+        self.w = np.where(valid, weight[rows, idx], 0.0)
+        # expected observed centres (v = 0) and instrumental sigma of every line
+        self.centre0 = {name: _LINES[name] * one_plus_z for name in LINE_NAMES}
+        self.sigma_inst = {
+            name: np.interp(self.centre0[name], wavelength, sigma_inst_pix) for name in LINE_NAMES
+        }  # (n,) km/s
+        # fixed design columns: continuum of each complex
+        self.base = np.zeros((n, self.y.shape[1], _N_LIN))
+        self.cont_ref = {}
+        for c, name in enumerate(_COMPLEXES):
+            sl = blocks[name]
+            lo, hi = COMPLEX_WINDOWS_REST_A[name]
+            ref = 0.5 * (lo + hi) * one_plus_z
+            self.cont_ref[name] = ref
+            self.base[:, sl, _I_CONT + 2 * c] = 1.0
+            self.base[:, sl, _I_CONT + 2 * c + 1] = (self.wave[:, sl] - ref[:, None]) / _CONT_SLOPE_SCALE_A
+        if balmer_absorption:
+            for j, (line, cplx) in enumerate(_ABSORPTION):
+                sl = blocks[cplx]
+                mu = _LINES[line] * one_plus_z
+                s_kms = np.hypot(BALMER_ABSORPTION_SIGMA_KMS, np.interp(mu, wavelength, sigma_inst_pix))
+                s = (mu * s_kms / _C_KMS)[:, None]
+                a = (self.edge_lo[:, sl] - mu[:, None]) / s
+                b = (self.edge_hi[:, sl] - mu[:, None]) / s
+                self.base[:, sl, _N_COMP + j] = -(ndtr(b) - ndtr(a)) / self.dlam[:, sl]  # positive = absorption
+        self.base *= (self.w > 0)[..., None]
+        # coverage of each line and window
+        good = self.w > 0
+        self.window_ok = {name: good[:, blocks[name]].sum(axis=1) >= _MIN_WINDOW_PIXELS for name in _COMPLEXES}
+        self.line_ok = {}
+        for _, cplx, members in _COMPONENTS:
+            sl = blocks[cplx]
+            for line, _ in members:
+                half = self.centre0[line] * _LINE_CORE_KMS / _C_KMS
+                near = np.abs(self.wave[:, sl] - self.centre0[line][:, None]) <= half[:, None]
+                core = (near & good[:, sl]).sum(axis=1) >= _MIN_CORE_PIXELS
+                self.line_ok[line] = core & self.window_ok[cplx]
+        # a fitted component is constrained when its main line (the first member) is covered
+        self.comp_ok = np.stack([self.line_ok[members[0][0]] for _, _, members in _COMPONENTS], axis=1)
+
+    def design(self, theta: np.ndarray, jacobian: bool):
+        """Design matrix B (n, P, K) at ``theta`` (n, 4) and, if asked, dB/dtheta of the line columns.
+
+        Returns B and a list of (k, group, block slice, dB_k/dv, dB_k/dq), each derivative (n, P_block) on the
+        block of component k's complex (v in km/s, q = sigma^2 in (km/s)^2).
+        """
+        design = self.base.copy()
+        derivs = []
+        inv_c = 1.0 / _C_KMS
+        for k, (_, cplx, members) in enumerate(_COMPONENTS):
+            sl = self.blocks[cplx]
+            lo, hi, dlam = self.edge_lo[:, sl], self.edge_hi[:, sl], self.dlam[:, sl]
+            col = np.zeros_like(lo)
+            d_v = np.zeros_like(lo) if jacobian else None
+            d_q = np.zeros_like(lo) if jacobian else None
+            group = _GROUP_INDEX[members[0][0]]
+            v = theta[:, 2 * group]
+            q = theta[:, 2 * group + 1]
+            for line, ratio in members:
+                mu0 = self.centre0[line]
+                mu = mu0 * (1.0 + v * inv_c)
+                s2_kms = np.maximum(q + self.sigma_inst[line] ** 2, 1.0)
+                s_kms = np.sqrt(s2_kms)
+                s = mu * s_kms * inv_c
+                a = (lo - mu[:, None]) / s[:, None]
+                b = (hi - mu[:, None]) / s[:, None]
+                col += ratio * (ndtr(b) - ndtr(a)) / dlam
+                if jacobian:
+                    pa = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+                    pb = np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi)
+                    dp_dmu = -(pb - pa) / (s[:, None] * dlam)
+                    dp_ds = -(b * pb - a * pa) / (s[:, None] * dlam)
+                    dmu_dv = mu0 * inv_c
+                    ds_dv = s / mu * dmu_dv
+                    ds_dq = mu * inv_c / (2.0 * s_kms)
+                    d_v += ratio * (dp_dmu * dmu_dv[:, None] + dp_ds * ds_dv[:, None])
+                    d_q += ratio * dp_ds * ds_dq[:, None]
+            design[:, sl, k] = col * (self.w[:, sl] > 0)
+            if jacobian:
+                derivs.append((k, group, sl, d_v, d_q))
+        return design, derivs
+
+    def solve_linear(self, design: np.ndarray):
+        """Weighted least squares for the amplitudes at fixed kinematics: (alpha (n, K), chi2 (n,))."""
+        aw = (design * self.w[..., None]).transpose(0, 2, 1)
+        alpha = _solve_scaled(aw @ design, (aw @ self.y[..., None])[..., 0])
+        resid = self.y - (design @ alpha[..., None])[..., 0]
+        return alpha, (self.w * resid**2).sum(axis=1)
+
+    def full_jacobian(self, theta, alpha):
+        design, derivs = self.design(theta, jacobian=True)
+        jac_nl = np.zeros(design.shape[:2] + (_N_NONLIN,))
+        for k, group, sl, d_v, d_q in derivs:
+            jac_nl[:, sl, 2 * group] += alpha[:, k, None] * d_v
+            jac_nl[:, sl, 2 * group + 1] += alpha[:, k, None] * d_q
+        jac_nl *= (self.w > 0)[..., None]
+        model = (design @ alpha[..., None])[..., 0]
+        return np.concatenate([jac_nl, design], axis=2), model
+
+
+def _solve_scaled(normal: np.ndarray, rhs: np.ndarray, damping=None) -> np.ndarray:
+    """Solve batched normal equations (n, K, K) x = (n, K) after Jacobi scaling, optionally Marquardt-damped.
+
+    Parameters that the data do not touch (zero diagonal) get a zero step; scaling makes parameters of very
+    different units (km/s, (km/s)^2, flux) equally well conditioned.
+    """
+    diag = np.einsum("nkk->nk", normal)
+    dead = diag <= 1e-30 * np.maximum(diag.max(axis=1, keepdims=True), 1e-300)
+    d = np.where(dead, 1.0, np.sqrt(np.where(dead, 1.0, diag)))
+    scaled = normal / (d[:, :, None] * d[:, None, :])
+    scaled = np.where(dead[:, :, None] | dead[:, None, :], 0.0, scaled)
+    idx = np.arange(normal.shape[1])
+    scaled[:, idx, idx] = 1.0 + (0.0 if damping is None else damping[:, None])
+    step = np.linalg.solve(scaled, (np.where(dead, 0.0, rhs) / d)[..., None])[..., 0]
+    return step / d
+
+
+def _clip_theta(theta: np.ndarray, q_min: np.ndarray) -> np.ndarray:
+    theta = theta.copy()
+    theta[:, 0::2] = np.clip(theta[:, 0::2], -VELOCITY_LIMIT_KMS, VELOCITY_LIMIT_KMS)
+    theta[:, 1::2] = np.clip(theta[:, 1::2], q_min, SIGMA_LIMIT_KMS**2)
+    return theta
+
+
+def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
+    n = chunk.n
+    # no line narrower than the instrument (q = sigma^2 >= 0): allowing sigma_total < sigma_inst let low-S/N fits
+    # latch onto single noisy pixels (H-alpha flux pulls of std 1.6 instead of 1.4 at S/N 3)
+    q_min = np.zeros((n, len(KINEMATIC_GROUPS)))
+    # 1. grid search over a shared (v, sigma)
+    best_chi2 = np.full(n, np.inf)
+    theta = np.zeros((n, _N_NONLIN))
+    alpha = np.zeros((n, _N_LIN))
+    for sigma in _GRID_SIGMA_KMS:
+        for v in _GRID_VELOCITY_KMS:
+            trial = np.tile([v, sigma**2], len(KINEMATIC_GROUPS))[None].repeat(n, axis=0)
+            design, _ = chunk.design(trial, jacobian=False)
+            a, chi2 = chunk.solve_linear(design)
+            better = chi2 < best_chi2
+            best_chi2 = np.where(better, chi2, best_chi2)
+            theta[better] = trial[better]
+            alpha[better] = a[better]
+    # 2. Levenberg-Marquardt on all parameters
+    params = np.concatenate([theta, alpha], axis=1)
+    jac, model = chunk.full_jacobian(theta, alpha)
+    chi2 = (chunk.w * (chunk.y - model) ** 2).sum(axis=1)
+    damping = np.full(n, 1e-2)
+    for _ in range(n_iter):
+        jw = (jac * chunk.w[..., None]).transpose(0, 2, 1)
+        grad = (jw @ (chunk.y - model)[..., None])[..., 0]
+        step = _solve_scaled(jw @ jac, grad, damping)
+        trial = params + step
+        trial[:, :_N_NONLIN] = _clip_theta(trial[:, :_N_NONLIN], q_min)
+        t_jac, t_model = chunk.full_jacobian(trial[:, :_N_NONLIN], trial[:, _N_NONLIN:])
+        t_chi2 = (chunk.w * (chunk.y - t_model) ** 2).sum(axis=1)
+        accept = t_chi2 <= chi2
+        params = np.where(accept[:, None], trial, params)
+        jac = np.where(accept[:, None, None], t_jac, jac)
+        model = np.where(accept[:, None], t_model, model)
+        chi2 = np.where(accept, t_chi2, chi2)
+        damping = np.clip(np.where(accept, damping / 3.0, damping * 4.0), 1e-7, 1e7)
+    hess = (jac * chunk.w[..., None]).transpose(0, 2, 1) @ jac
+    # covariance: pseudo-inverse of the scaled Hessian (parameters the data cannot constrain drop out)
+    diag = np.sqrt(np.maximum(np.einsum("nkk->nk", hess), 1e-300))
+    scaled = hess / (diag[:, :, None] * diag[:, None, :])
+    cov = np.linalg.pinv(scaled, rcond=1e-10, hermitian=True) / (diag[:, :, None] * diag[:, None, :])
+    n_good = (chunk.w > 0).sum(axis=1)
+    dof = np.maximum(n_good - (params.shape[1]), 1)
+    rchi2 = chi2 / dof
+    if rescale_errors:
+        # errors x sqrt(max(1, reduced chi^2)) of the complex each parameter belongs to (all windows for the
+        # kinematics): a model that misses structure (e.g. stellar absorption features) does not claim
+        # ivar-limited errors. Where the model is adequate (chi^2/dof ~ 1) this leaves the errors unchanged.
+        factor = np.ones_like(params)
+        factor[:, :_N_NONLIN] = np.sqrt(np.maximum(rchi2, 1.0))[:, None]
+        resid2 = chunk.w * (chunk.y - model) ** 2
+        for c, cplx in enumerate(_COMPLEXES):
+            sl = chunk.blocks[cplx]
+            columns = [_N_NONLIN + k for k, comp in enumerate(_COMPONENTS) if comp[1] == cplx]
+            columns += [_N_NONLIN + _N_COMP + j for j, (_, ac) in enumerate(_ABSORPTION) if ac == cplx]
+            columns += [_N_NONLIN + _I_CONT + 2 * c, _N_NONLIN + _I_CONT + 2 * c + 1]
+            dof_c = np.maximum((chunk.w[:, sl] > 0).sum(axis=1) - len(columns) - 2, 1)
+            factor[:, columns] = np.sqrt(np.maximum(resid2[:, sl].sum(axis=1) / dof_c, 1.0))[:, None]
+        cov = cov * factor[:, :, None] * factor[:, None, :]
+    return params, cov, rchi2, q_min
+
+
+def fit_emission_lines(
+    wavelength,
+    flux,
+    ivar,
+    redshift,
+    *,
+    mask=None,
+    spectral_axis: int = -1,
+    instrumental_sigma_kms=None,
+    spectral_resolution=None,
+    balmer_absorption: bool = True,
+    rescale_errors: bool = True,
+    chunk_size: int = 256,
+    n_iter: int = 25,
+    progress: bool = False,
+    meta: dict | None = None,
+) -> LineMaps:
+    """Fit emission lines and measure Dn4000 in every spectrum at once.
+
+    Parameters
+    ----------
+    wavelength : array, shape (L,)
+        Observed-frame vacuum wavelengths, Angstrom, increasing.
+    flux, ivar : array, shape (..., L)
+        Flux density in 1e-17 erg/s/cm2/A and its inverse variance; any leading shape: (L,), (N, L), (ny, nx, L).
+        With ``spectral_axis=0`` MaNGA's (L, ny, nx) layout is accepted too.
+    redshift : float or array, shape broadcastable to (...)
+        Redshift of each spectrum; velocities are measured relative to it.
+    mask : array of int or bool, shape like ``flux``, optional
+        Nonzero pixels are ignored (as are pixels with ivar <= 0 or non-finite flux/ivar).
+    spectral_axis : int
+        Axis of ``flux``/``ivar``/``mask`` holding wavelength (default -1).
+    instrumental_sigma_kms : float or array (L,), optional
+        Instrumental Gaussian sigma, km/s, at each pixel. Default: MaNGA's
+        (:func:`default_instrumental_sigma_kms`); for DESI spectra use :func:`desi_instrumental_sigma_kms`.
+        Exclusive with ``spectral_resolution``.
+    spectral_resolution : float or array (L,), optional
+        R = lambda / FWHM at each pixel (e.g. a LOGCUBE's SPECRES).
+    balmer_absorption : bool
+        Fit a broad Gaussian absorption trough under H-alpha and H-beta (fixed width, see
+        :data:`BALMER_ABSORPTION_SIGMA_KMS`) as a stand-in for the stellar continuum's Balmer absorption.
+    rescale_errors : bool
+        Multiply the ivar-propagated errors by sqrt(max(1, chi^2/dof)) of each line complex (of all windows for
+        velocities and dispersions), so that a poor continuum model (stellar features) inflates them. False gives
+        the pure ivar propagation.
+    chunk_size : int
+        Spectra fitted together (memory ~ chunk_size x 400 pixels x 24 parameters x 8 bytes x a few).
+    n_iter : int
+        Levenberg-Marquardt iterations after the grid search.
+    progress : bool
+        Show a tqdm progress bar over chunks.
+    meta : dict, optional
+        Stored in ``LineMaps.meta`` (e.g. ``wcs_header``, ``spaxel_offset_arcsec`` for :meth:`LineMaps.to_fits`).
+
+    Returns
+    -------
+    LineMaps
+        Maps with the leading shape (...) of the spectra.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument whose shape or values are wrong.
+    """
+    wavelength = np.asarray(wavelength, np.float64)
+    if wavelength.ndim != 1 or wavelength.size < 2:
+        raise ValueError(f"wavelength must be 1-D with >= 2 pixels, got shape {wavelength.shape}")
+    if not np.all(np.diff(wavelength) > 0):
+        raise ValueError("wavelength must be strictly increasing (observed-frame vacuum Angstrom)")
+    flux = np.moveaxis(np.asarray(flux), spectral_axis, -1)  # views; converted to float64 chunk by chunk
+    ivar = np.moveaxis(np.asarray(ivar), spectral_axis, -1)
+    if flux.shape[-1] != wavelength.size:
+        raise ValueError(f"flux must have {wavelength.size} pixels on spectral_axis, got shape {flux.shape}")
+    if ivar.shape != flux.shape:
+        raise ValueError(f"ivar must have the shape of flux {flux.shape}, got {ivar.shape}")
+    if mask is not None:
+        mask = np.moveaxis(np.asarray(mask), spectral_axis, -1)
+        if mask.shape != flux.shape:
+            raise ValueError(f"mask must have the shape of flux {flux.shape}, got {mask.shape}")
+    lead = flux.shape[:-1]
+    try:
+        z = np.broadcast_to(np.asarray(redshift, np.float64), lead)
+    except ValueError as error:
+        raise ValueError(f"redshift must be a scalar or broadcastable to {lead}, got {np.shape(redshift)}") from error
+    if not np.all(np.isfinite(z)) or np.any(z <= -1):
+        raise ValueError("redshift must be finite and > -1")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    sigma_inst_pix = _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution)
+    edges = _pixel_edges(wavelength)
+
+    n_spec = int(np.prod(lead, dtype=np.int64))
+    flux2 = flux.reshape(n_spec, -1)
+    ivar2 = ivar.reshape(n_spec, -1)
+    mask2 = None if mask is None else mask.reshape(n_spec, -1)
+    z1 = z.reshape(n_spec)
+    dn, dn_err = np.full(n_spec, np.nan), np.full(n_spec, np.nan)
+
+    per_line = {key: {name: np.full(n_spec, np.nan) for name in LINE_NAMES} for key in _PER_LINE_KEYS}
+    masks = {name: np.zeros(n_spec, np.int32) for name in LINE_NAMES}
+    chi2_reduced = np.full(n_spec, np.nan)
+    starts = range(0, n_spec, chunk_size)
+    if progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        starts = tqdm(starts, desc="line fit", unit="chunk")
+    no_value = (1 << C.DAP_MASK_NOVALUE_BIT) | (1 << C.DAP_MASK_DONOTUSE_BIT)
+    for start in starts:
+        sl = slice(start, min(start + chunk_size, n_spec))
+        flux_c = np.asarray(flux2[sl], np.float64)
+        ivar_c = np.asarray(ivar2[sl], np.float64)
+        good = np.isfinite(flux_c) & np.isfinite(ivar_c) & (ivar_c > 0)
+        if mask2 is not None:
+            good &= mask2[sl] == 0
+        flux_c = np.where(good, flux_c, 0.0)
+        ivar_c = np.where(good, ivar_c, 0.0)
+        dn[sl], dn_err[sl] = dn4000(wavelength, flux_c, ivar_c, z1[sl])
+        chunk = _Chunk(wavelength, edges, sigma_inst_pix, flux_c, ivar_c, z1[sl], balmer_absorption)
+        params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors)
+        has_data = (chunk.w > 0).sum(axis=1) > 0
+        chi2_reduced[sl] = np.where(has_data, rchi2, np.nan)
+        _collect(chunk, params, cov, per_line, masks, sl, no_value)
+
+    def shaped(a):
+        return a.reshape(lead)
+
+    return LineMaps(
+        line_names=LINE_NAMES,
+        **{key: {name: shaped(per_line[key][name]) for name in LINE_NAMES} for key in _PER_LINE_KEYS},
+        mask={name: shaped(masks[name]) for name in LINE_NAMES},
+        dn4000=shaped(dn),
+        dn4000_err=shaped(dn_err),
+        chi2_reduced=shaped(chi2_reduced),
+        redshift=np.array(z, dtype=np.float64),
+        meta=dict(meta or {}),
+    )
+
+
+_PER_LINE_KEYS = (
+    "flux",
+    "flux_err",
+    "velocity_kms",
+    "velocity_err_kms",
+    "dispersion_kms",
+    "dispersion_err_kms",
+    "ew_rest_a",
+    "ew_rest_err_a",
+    "continuum",
+    "instrumental_sigma_kms",
+)
+
+
+def _collect(chunk: _Chunk, params, cov, out, masks, sl, no_value) -> None:
+    """Turn fitted parameters and covariance into per-line quantities, written into ``out[key][line][sl]``."""
+    var = np.einsum("nkk->nk", cov)
+    err = np.sqrt(np.maximum(var, 0.0))
+    one_plus_z = 1.0 + chunk.redshift
+    group_ok = [np.any([chunk.line_ok[line] for line in group], axis=0) for group in KINEMATIC_GROUPS.values()]
+    for k, (_, cplx, members) in enumerate(_COMPONENTS):
+        i_amp = _N_NONLIN + k
+        c = _COMPLEXES.index(cplx)
+        i_c0, i_c1 = _N_NONLIN + _I_CONT + 2 * c, _N_NONLIN + _I_CONT + 2 * c + 1
+        group = _GROUP_INDEX[members[0][0]]
+        v, q = params[:, 2 * group], params[:, 2 * group + 1]
+        v_err, q_err = err[:, 2 * group], err[:, 2 * group + 1]
+        sigma = np.sqrt(np.maximum(q, 0.0))
+        sigma_err = q_err / (2.0 * np.maximum(sigma, np.sqrt(np.maximum(q_err, 1e-300)) / 2.0))
+        amp = params[:, i_amp]
+        for line, ratio in members:
+            ok = chunk.line_ok[line] & chunk.comp_ok[:, k] & group_ok[group]
+            centre = chunk.centre0[line] * (1.0 + v / _C_KMS)
+            d = (centre - chunk.cont_ref[cplx]) / _CONT_SLOPE_SCALE_A
+            cont = params[:, i_c0] + params[:, i_c1] * d
+            line_flux = ratio * amp
+            # EW = F / C / (1 + z); gradient w.r.t. (amp, c0, c1) for the error
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ew = line_flux / cont / one_plus_z
+                g = (
+                    np.stack([ratio / cont, -line_flux / cont**2, -line_flux * d / cont**2], axis=1)
+                    / one_plus_z[:, None]
+                )
+            sub = cov[:, [i_amp, i_c0, i_c1]][:, :, [i_amp, i_c0, i_c1]]
+            ew_err = np.sqrt(np.maximum(np.einsum("nk,nkl,nl->n", g, sub, g), 0.0))
+            cont_ok = cont > 0
+            values = {
+                "flux": line_flux,
+                "flux_err": ratio * err[:, i_amp],
+                "velocity_kms": v,
+                "velocity_err_kms": v_err,
+                "dispersion_kms": sigma,
+                "dispersion_err_kms": sigma_err,
+                "ew_rest_a": np.where(cont_ok, ew, np.nan),
+                "ew_rest_err_a": np.where(cont_ok, ew_err, np.nan),
+                "continuum": cont,
+                "instrumental_sigma_kms": chunk.sigma_inst[line],
+            }
+            for key, value in values.items():
+                out[key][line][sl] = np.where(ok, value, np.nan)
+            near_bound = (np.abs(v) >= 0.99 * VELOCITY_LIMIT_KMS) | (sigma >= 0.99 * SIGMA_LIMIT_KMS)
+            masks[line][sl] = np.where(ok, np.where(near_bound, 1 << C.DAP_MASK_NEARBOUND_BIT, 0), no_value)
+
+
+# ----------------------------------------------------------------------------------------
+# Dn4000
+# ----------------------------------------------------------------------------------------
+def dn4000(wavelength, flux, ivar, redshift, *, mask=None, min_coverage: float = 0.5):
+    """Dn4000: mean f_nu in rest 4000-4100 A over mean f_nu in rest 3850-3950 A (Balogh et al. 1999, ApJ 527, 54).
+
+    f_nu is proportional to f_lambda lambda^2; each band mean is the pixel-width-weighted mean of
+    f_lambda lambda^2 over unmasked pixels whose centres lie in the band (bands from
+    :data:`galspec_hf.constants.DN4000_BLUE_A`, ``DN4000_RED_A``, shifted by 1 + z).
+
+    Parameters
+    ----------
+    wavelength : array (L,), observed vacuum Angstrom.
+    flux, ivar : arrays (..., L), 1e-17 erg/s/cm2/A and inverse variance.
+    redshift : float or array broadcastable to (...).
+    mask : optional, nonzero = bad pixel.
+    min_coverage : fraction of each band (in pixel width) that must be unmasked, else NaN.
+
+    Returns
+    -------
+    (dn4000, dn4000_err) : arrays (...); the error by linear propagation of the ivar.
+    """
+    wavelength = np.asarray(wavelength, np.float64)
+    flux = np.asarray(flux, np.float64)
+    ivar = np.asarray(ivar, np.float64)
+    if flux.shape[-1] != wavelength.size or ivar.shape != flux.shape:
+        raise ValueError(f"flux and ivar must have shape (..., {wavelength.size}), got {flux.shape}, {ivar.shape}")
+    lead = flux.shape[:-1]
+    z = np.broadcast_to(np.asarray(redshift, np.float64), lead)[..., None]
+    good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
+    if mask is not None:
+        good &= np.asarray(mask) == 0
+    dlam = np.diff(_pixel_edges(wavelength))
+    fnu = np.where(good, flux, 0.0) * wavelength**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_fnu = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0) * wavelength**4
+    rest = wavelength / (1.0 + z)
+    means, variances = [], []
+    ok = np.ones(lead, bool)
+    for lo, hi in (C.DN4000_BLUE_A, C.DN4000_RED_A):
+        in_band = (rest >= lo) & (rest < hi)
+        width_all = (in_band * dlam).sum(axis=-1)
+        weights = in_band * good * dlam
+        width = weights.sum(axis=-1)
+        ok &= (width_all > 0) & (width >= min_coverage * (hi - lo) * (1.0 + z[..., 0]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means.append((weights * fnu).sum(axis=-1) / width)
+            variances.append((weights**2 * var_fnu).sum(axis=-1) / width**2)
+    blue, red = means
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = red / blue
+        err = np.abs(ratio) * np.sqrt(variances[1] / red**2 + variances[0] / blue**2)
+    ok &= np.isfinite(ratio) & (blue > 0)
+    return np.where(ok, ratio, np.nan), np.where(ok, err, np.nan)
