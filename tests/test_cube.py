@@ -91,3 +91,14 @@ def test_predict_cube_cli_errors(tmp_path):
         main(["predict-cube", "--model", str(tmp_path), "--image", "x.fits", "--redshift", "0.1", "--out", "c.fits"])
         == 2
     )
+
+
+def test_predict_cube_cli_leaves_autograd_on(tmp_path, model):
+    """The CLI also runs in-process (galspec_hf.cli.main): it must not switch gradients off globally."""
+    from galspec_hf.data.testing import write_legacy_cutout
+
+    model.save_pretrained(tmp_path / "model")
+    cutout = write_legacy_cutout(tmp_path / "cutout.fits", 150.0, 2.0, size=40)
+    arguments = ["--model", str(tmp_path / "model"), "--image", str(cutout), "--redshift", "0.1"]
+    assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits")]) == 0
+    assert torch.is_grad_enabled()

@@ -95,9 +95,9 @@ def predict_cube_file(
 ) -> Path:
     """``galspec predict-cube``: model folder + cutout FITS + redshift -> LOGCUBE-like FITS."""
     model = GalSpecForMaskedSpectra.from_pretrained(model_path).eval()
-    torch.set_grad_enabled(False)
-    output, cutout = predict_cube_for_cutout(
-        model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter
-    )
+    with torch.no_grad():
+        output, cutout = predict_cube_for_cutout(
+            model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter
+        )
     centre = cutout.wcs.celestial.pixel_to_world((cutout.image.shape[-1] - 1) / 2, (cutout.image.shape[-2] - 1) / 2)
     return write_predicted_cube(out_path, output, centre.ra.deg, centre.dec.deg, redshift, model_name=model_path)
