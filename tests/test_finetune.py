@@ -6,16 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
 
 import galspec_hf  # noqa: F401
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
+from galspec_hf.data.custom import build_custom_dataset
+from galspec_hf.data.testing import write_legacy_cutout, write_sdss_spec
 from galspec_hf.training import adapt_pretrained, freeze_encoder
 
 from .galspec_testing import toy_galaxies
-from .training_data import write_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 HSC = {"bands": ["g", "r", "i", "z", "y"], "band_wavelengths": [4798.0, 6218.0, 7727.0, 8908.0, 9775.0]}
@@ -73,11 +76,42 @@ def test_freeze_encoder(pretrained):
     assert all(p.requires_grad for p in model.decoder.parameters())
 
 
+def _write_sdss_hsc_files(folder: Path, count: int) -> list[tuple[Path, Path]]:
+    """SDSS spec-*.fits spectra and 5-band HSC-like cutouts (0.168"/pixel), in the real file layouts."""
+    pairs = []
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        ra, dec, z = 150.0 + 0.01 * index, 2.0, float(rng.uniform(0.05, 0.3))
+        spec = write_sdss_spec(folder / f"spec-1000-52000-{index + 1:04d}.fits", z=z, ra=ra + 0.3 / 3600, dec=dec)
+        cutout = write_legacy_cutout(
+            folder / f"hsc-{index}.fits", ra, dec, size=40, bands="grizy", pixel_scale_arcsec=0.168, seed=index
+        )
+        pairs.append((spec, cutout))
+    return pairs
+
+
+def test_custom_dataset_from_sdss_and_hsc_files(tmp_path):
+    target = GalSpecConfig.from_preset("tiny", **HSC, **SDSS_GRID, fiber_diameter=3.0, pixel_scale=0.168)
+    pairs = _write_sdss_hsc_files(tmp_path, 3)
+    pairs.append((tmp_path / "missing-spec.fits", pairs[0][1]))
+    report = build_custom_dataset(pairs, tmp_path / "data", target, image_size=36)
+    assert report["n_written"] == 3 and len(report["skipped"]) == 1
+    assert "missing-spec.fits" in report["skipped"][0]["reason"]
+    rows = datasets.load_from_disk(str(tmp_path / "data")).with_format("numpy")
+    row = rows[0]
+    assert row["image"].shape == (5, 36, 36) and row["flux"].shape == (3841,)
+    # the fiber sits 0.3" east of the cutout centre, through the WCS
+    assert row["fiber_offset"] == pytest.approx([0.3, 0.0], abs=0.01)
+    # the SDSS spectrum (loglam from 3800 A, 3000 pixels) covers the start of the grid, not past its end
+    assert (row["ivar"][:100] > 0).all() and (row["ivar"][-10:] == 0).all()
+
+
 @pytest.mark.slow
 def test_finetune_end_to_end_on_hsc_sdss_data(pretrained, tmp_path):
     _, path = pretrained
     target = GalSpecConfig.from_preset("tiny", **HSC, **SDSS_GRID, fiber_diameter=3.0, pixel_scale=0.168)
-    write_toy_dataset(tmp_path / "sdss_hsc", target, num_rows=24)
+    report = build_custom_dataset(_write_sdss_hsc_files(tmp_path, 20), tmp_path / "sdss_hsc", target, image_size=40)
+    assert report["n_written"] == 20
     command = [
         sys.executable, str(ROOT / "examples" / "finetune.py"), "--model_name_or_path", str(path),
         "--dataset", str(tmp_path / "sdss_hsc"), "--bands", *HSC["bands"],
