@@ -16,10 +16,9 @@ skips complete files.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from galspec_hf.data.fetch import desi_dr1_manifest, download_manifest, format_manifest, read_target_list
+from galspec_hf.data.fetch import desi_dr1_manifest, read_target_list, run_manifest
 from galspec_hf.data.readers import GalspecFormatError
 
 
@@ -35,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, GalspecFormatError) as error:
         print(f"fetch_desi_dr1: error: {error}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        print(format_manifest(entries))
-        return 0
-    summary = download_manifest(entries, args.out, retries=args.retries)
-    print(json.dumps(summary, indent=2))
-    return 1 if summary["failed"] else 0
+    return run_manifest(entries, args.out, dry_run=args.dry_run, retries=args.retries)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ sizes against the server's Content-Length when it sends one.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from galspec_hf import constants as C
-from galspec_hf.data.fetch import download_manifest, format_manifest, legacy_cutout_manifest, read_target_list
+from galspec_hf.data.fetch import legacy_cutout_manifest, read_target_list, run_manifest
 from galspec_hf.data.readers import GalspecFormatError
 
 
@@ -51,12 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, GalspecFormatError) as error:
         print(f"fetch_legacy_cutouts: error: {error}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        print(format_manifest(entries))
-        return 0
-    summary = download_manifest(entries, args.out, retries=args.retries)
-    print(json.dumps(summary, indent=2))
-    return 1 if summary["failed"] else 0
+    return run_manifest(entries, args.out, dry_run=args.dry_run, retries=args.retries)
 
 
 if __name__ == "__main__":

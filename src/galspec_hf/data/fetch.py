@@ -247,3 +247,18 @@ def download_manifest(entries, output_dir: str | Path, *, retries: int = 3, time
         if error is not None:
             summary["failed"].append({"url": entry.url, "path": entry.path, "error": str(error)})
     return summary
+
+
+def run_manifest(entries, output_dir: str | Path, *, dry_run: bool, retries: int = 3) -> int:
+    """What the fetch scripts do with a manifest: print it (dry run) or download it and print the summary.
+
+    Returns the exit code: 0, or 1 when a download failed.
+    """
+    import json
+
+    if dry_run:
+        print(format_manifest(entries))
+        return 0
+    summary = download_manifest(entries, output_dir, retries=retries)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["failed"] else 0
