@@ -39,27 +39,11 @@ def find_legacy_cutout(shared_data: Path | None = None) -> Path | None:
 
 
 def load_cutout(path: Path, bands: list[str]) -> DemoImage:
-    """Read a Legacy Surveys cutout with astropy and bring it to the standard orientation via its WCS."""
-    import warnings
+    """Read a Legacy Surveys cutout (``read_legacy_cutout``) and bring it to the standard orientation via its WCS."""
+    from .data.readers import read_legacy_cutout
 
-    from astropy.io import fits
-    from astropy.wcs import WCS, FITSFixedWarning
-
-    with fits.open(path) as hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        header = hdul[0].header
-        data = hdul[0].data
-        if data is None or data.ndim != 3:
-            raise ValueError(
-                f"{path}: primary HDU must hold a (bands, H, W) image, got {None if data is None else data.shape}"
-            )
-        file_bands = list(str(header.get("BANDS", "")).strip())
-        missing = [b for b in bands if b not in file_bands]
-        if missing:
-            raise ValueError(f"{path}: header BANDS={header.get('BANDS')!r} lacks bands {missing} needed by the model")
-        image = np.stack([data[file_bands.index(b)] for b in bands]).astype(np.float32)
-        cd = WCS(header).celestial.pixel_scale_matrix
-    return DemoImage(GalSpecProcessor.orient_image(image, cd), str(path))
+    cutout = read_legacy_cutout(path, bands=tuple(bands))
+    return DemoImage(GalSpecProcessor.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix), str(path))
 
 
 def synthetic_image(config: GalSpecConfig, seed: int = 0) -> DemoImage:
