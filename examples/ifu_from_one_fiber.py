@@ -52,7 +52,7 @@ from galspec_hf.constants import (
 )  # noqa: E402
 from galspec_hf.data.build import build_desi_dataset  # noqa: E402
 from galspec_hf.data.readers import read_legacy_cutout, read_manga_cube, read_manga_maps  # noqa: E402
-from galspec_hf.metrics import coverage, stacked_line_map_agreement  # noqa: E402
+from galspec_hf.metrics import coverage_curve, stacked_line_map_agreement  # noqa: E402
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum  # noqa: E402
 from galspec_hf.simulate import simulate_survey  # noqa: E402
 
@@ -219,11 +219,12 @@ def coverage_on_fibers(model, dataset_path: Path, heldout_ids: set[int]) -> dict
 
 
 def _coverages(observed, ivar, mean, sigma) -> dict[str, float]:
-    levels = np.linspace(0.25, 3.0, 12)
+    levels = [float(k) for k in np.linspace(0.25, 3.0, 12)]
+    one, two, *curve = coverage_curve(observed, ivar, mean, sigma, [1.0, 2.0, *levels])
     return {
-        "coverage_1sigma": coverage(observed, ivar, mean, sigma, 1.0),
-        "coverage_2sigma": coverage(observed, ivar, mean, sigma, 2.0),
-        "coverage_curve": [[float(k), coverage(observed, ivar, mean, sigma, k)] for k in levels],
+        "coverage_1sigma": one,
+        "coverage_2sigma": two,
+        "coverage_curve": [[k, fraction] for k, fraction in zip(levels, curve, strict=True)],
     }
 
 

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -30,7 +29,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
 from galspec_hf.hub import build_model_card, load_metrics_file
-from galspec_hf.metrics import coverage, spectral_nll
+from galspec_hf.metrics import spectral_metrics
 from galspec_hf.training import (
     GalSpecCollator,
     augment_batch,
@@ -209,16 +208,16 @@ def evaluate(model, eval_loader, accelerator: Accelerator, config: GalSpecConfig
             batch["fiber_offset"].to(accelerator.device)[:, None, :],
             fiber_diameter=batch["fiber_diameter"].to(accelerator.device),
         )
-        observed, ivar = batch["spectrum"].numpy(), batch["spectrum_ivar"].numpy()
         mean, sigma = prediction.mean[:, 0].float().cpu().numpy(), prediction.sigma[:, 0].float().cpu().numpy()
-        pixels = int(((ivar > 0) & np.isfinite(observed)).sum())
+        metrics = spectral_metrics(batch["spectrum"].numpy(), batch["spectrum_ivar"].numpy(), mean, sigma)
+        pixels = metrics["num_pixels"]
         if pixels == 0:
             continue
         totals += torch.tensor(
             [
-                spectral_nll(observed, ivar, mean, sigma) * pixels,
-                coverage(observed, ivar, mean, sigma, 1.0) * pixels,
-                coverage(observed, ivar, mean, sigma, 2.0) * pixels,
+                metrics["nll"] * pixels,
+                metrics["coverage_1sigma"] * pixels,
+                metrics["coverage_2sigma"] * pixels,
                 pixels,
             ],
             dtype=torch.float64,

@@ -12,7 +12,12 @@ import math
 import numpy as np
 
 
-def _as_arrays(observed, ivar, mean, sigma):
+def _standardised(observed, ivar, mean, sigma):
+    """Squared standardised residuals, predictive variances and the good-pixel mask, computed once.
+
+    Returns (residual**2 / variance, variance, good), arrays of the common shape; only `good` entries
+    are meaningful.
+    """
     arrays = [np.asarray(a, dtype=np.float64) for a in (observed, ivar, mean, sigma)]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
@@ -20,24 +25,34 @@ def _as_arrays(observed, ivar, mean, sigma):
     observed, ivar, mean, sigma = arrays
     good = np.isfinite(observed) & np.isfinite(ivar) & (ivar > 0) & np.isfinite(mean) & np.isfinite(sigma)
     variance = np.where(good, sigma**2 + 1.0 / np.where(good, ivar, 1.0), 1.0)
-    return observed, mean, variance, good
+    squared = np.where(good, observed - mean, 0.0) ** 2 / variance
+    return squared, variance, good
+
+
+def _nll(squared, variance):
+    return 0.5 * (np.log(2 * math.pi * variance) + squared)
+
+
+def _mean_over_good(values, good) -> float:
+    return float(values[good].mean()) if good.any() else float("nan")
 
 
 def spectral_nll(observed, ivar, mean, sigma) -> float:
     """Mean Gaussian negative log-likelihood per good pixel, with variance sigma**2 + 1/ivar."""
-    observed, mean, variance, good = _as_arrays(observed, ivar, mean, sigma)
-    if not good.any():
-        return float("nan")
-    nll = 0.5 * (np.log(2 * math.pi * variance) + (observed - mean) ** 2 / variance)
-    return float(nll[good].mean())
+    squared, variance, good = _standardised(observed, ivar, mean, sigma)
+    return _mean_over_good(_nll(squared, variance), good)
 
 
 def reduced_chi2(observed, ivar, mean, sigma) -> float:
     """Mean of (observed - mean)**2 / (sigma**2 + 1/ivar) over good pixels (1 for calibrated errors)."""
-    observed, mean, variance, good = _as_arrays(observed, ivar, mean, sigma)
-    if not good.any():
-        return float("nan")
-    return float(((observed - mean) ** 2 / variance)[good].mean())
+    squared, _, good = _standardised(observed, ivar, mean, sigma)
+    return _mean_over_good(squared, good)
+
+
+def coverage_curve(observed, ivar, mean, sigma, n_sigmas) -> list[float]:
+    """:func:`coverage` at each of `n_sigmas`, from one pass over the arrays."""
+    squared, _, good = _standardised(observed, ivar, mean, sigma)
+    return [_mean_over_good(squared <= k**2, good) for k in n_sigmas]
 
 
 def coverage(observed, ivar, mean, sigma, n_sigma: float = 1.0) -> float:
@@ -45,21 +60,18 @@ def coverage(observed, ivar, mean, sigma, n_sigma: float = 1.0) -> float:
 
     A calibrated Gaussian prediction gives 0.683 at 1 sigma and 0.954 at 2 sigma.
     """
-    observed, mean, variance, good = _as_arrays(observed, ivar, mean, sigma)
-    if not good.any():
-        return float("nan")
-    inside = np.abs(observed - mean) <= n_sigma * np.sqrt(variance)
-    return float(inside[good].mean())
+    return coverage_curve(observed, ivar, mean, sigma, [n_sigma])[0]
 
 
 def spectral_metrics(observed, ivar, mean, sigma) -> dict[str, float]:
-    """NLL, reduced chi-square and coverage at 1 and 2 sigma, in one dict."""
+    """NLL, reduced chi-square and coverage at 1 and 2 sigma, in one dict (one pass over the arrays)."""
+    squared, variance, good = _standardised(observed, ivar, mean, sigma)
     return {
-        "nll": spectral_nll(observed, ivar, mean, sigma),
-        "reduced_chi2": reduced_chi2(observed, ivar, mean, sigma),
-        "coverage_1sigma": coverage(observed, ivar, mean, sigma, 1.0),
-        "coverage_2sigma": coverage(observed, ivar, mean, sigma, 2.0),
-        "num_pixels": int(_as_arrays(observed, ivar, mean, sigma)[3].sum()),
+        "nll": _mean_over_good(_nll(squared, variance), good),
+        "reduced_chi2": _mean_over_good(squared, good),
+        "coverage_1sigma": _mean_over_good(squared <= 1.0, good),
+        "coverage_2sigma": _mean_over_good(squared <= 4.0, good),
+        "num_pixels": int(good.sum()),
     }
 
 
