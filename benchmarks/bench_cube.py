@@ -21,12 +21,7 @@ import torch
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
 from galspec_hf.demo import synthetic_image
-
-
-def fiber_grid(side: int, spacing_arcsec: float) -> torch.Tensor:
-    steps = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing_arcsec
-    north, east = torch.meshgrid(steps, steps, indexing="ij")
-    return torch.stack([east.reshape(-1), north.reshape(-1)], dim=-1)
+from galspec_hf.models.galspec.modeling_galspec import spaxel_grid
 
 
 @torch.no_grad()
@@ -59,7 +54,7 @@ def main(argv=None) -> dict:
     pixel_values = torch.from_numpy(synthetic_image(config).image)[None]
     redshift = torch.tensor([0.1])
     side = 8 if args.quick else 32
-    fibers = fiber_grid(side, 0.5)  # MaNGA-like 0.5" spaxels
+    fibers = spaxel_grid(side, 0.5).reshape(-1, 2)  # MaNGA-like 0.5" spaxels, (side * side, 2)
 
     # warm-up both paths
     model.predict_spectra(pixel_values, redshift, fibers[None, :4], fiber_batch_size=args.fiber_batch_size)
