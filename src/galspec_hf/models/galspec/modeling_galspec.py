@@ -616,6 +616,28 @@ class GalSpecPreTrainedModel(PreTrainedModel):
                 nn.init.trunc_normal_(parameter, std=std)
 
 
+def broadcast_fiber_diameter(fiber_diameter, batch: int, num_fibers: int, config: GalSpecConfig, device):
+    """Fiber diameters (arcsec) for `batch` galaxies x `num_fibers` fibers, flattened to (batch * num_fibers,).
+
+    Accepts None (``config.fiber_diameter``), a scalar, one value per galaxy (batch,), or one per fiber
+    (batch * num_fibers,) / (batch, num_fibers). Raises ValueError for another shape or a value <= 0.
+    """
+    if fiber_diameter is None:
+        fiber_diameter = config.fiber_diameter
+    diameter = torch.as_tensor(fiber_diameter, dtype=torch.float32, device=device)
+    total = batch * num_fibers
+    diameter = diameter.expand(total) if diameter.dim() == 0 else diameter.reshape(-1)
+    if diameter.shape[0] == batch and num_fibers != 1:
+        diameter = diameter.repeat_interleave(num_fibers)
+    if diameter.shape[0] != total:
+        raise ValueError(
+            f"`fiber_diameter` must be a scalar or one value per galaxy or fiber, got {diameter.shape[0]}"
+        )
+    if torch.any(diameter <= 0):
+        raise ValueError(f"`fiber_diameter` must be positive (arcsec), got {diameter.tolist()}")
+    return diameter
+
+
 def _check_inputs(config: GalSpecConfig, pixel_values, redshift, fiber_offset=None, spectrum=None, spectrum_ivar=None):
     """Shape checks with errors that name the argument."""
     expected_image = (len(config.bands), config.image_size, config.image_size)
@@ -668,14 +690,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
     def _fiber_inputs(self, batch: int, fiber_offset, fiber_diameter, device):
         if fiber_offset is None:
             fiber_offset = torch.zeros(batch, 2, device=device)
-        if fiber_diameter is None:
-            fiber_diameter = torch.full((batch,), self.config.fiber_diameter, device=device)
-        fiber_diameter = torch.as_tensor(fiber_diameter, dtype=torch.float32, device=device)
-        if fiber_diameter.dim() == 0:
-            fiber_diameter = fiber_diameter.expand(batch)
-        if torch.any(fiber_diameter <= 0):
-            raise ValueError(f"`fiber_diameter` must be positive (arcsec), got {fiber_diameter.tolist()}")
-        return fiber_offset.float(), fiber_diameter
+        return fiber_offset.float(), broadcast_fiber_diameter(fiber_diameter, batch, 1, self.config, device)
 
     def forward(
         self,
@@ -1167,16 +1182,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
 
         flat_offset = fiber_offset.reshape(batch * num_fibers, 2)
         galaxy_index = torch.arange(batch, device=device).repeat_interleave(num_fibers)
-        if fiber_diameter is None:
-            fiber_diameter = config.fiber_diameter
-        diameter = torch.as_tensor(fiber_diameter, dtype=torch.float32, device=device)
-        diameter = diameter.expand(batch * num_fibers) if diameter.dim() == 0 else diameter.reshape(-1)
-        if diameter.shape[0] == batch and num_fibers != 1:
-            diameter = diameter.repeat_interleave(num_fibers)
-        if diameter.shape[0] != batch * num_fibers or torch.any(diameter <= 0):
-            raise ValueError(
-                f"`fiber_diameter` must be positive, scalar or one per galaxy / fiber, got {tuple(diameter.shape)}"
-            )
+        diameter = broadcast_fiber_diameter(fiber_diameter, batch, num_fibers, config, device)
 
         means, sigmas = [], []
         starts = range(0, batch * num_fibers, fiber_batch_size)
