@@ -83,12 +83,16 @@ def loader_throughput(builder, image_size: int, batch_size: int = 16, batches: i
     """Samples/s of the prepared data set through the training collator: Arrow (map-style) and streamed."""
     from torch.utils.data import DataLoader
 
-    from galspec_hf.training import GalSpecCollator
+    from galspec_hf.training import GalSpecCollator, shuffle_stream
 
     collator = GalSpecCollator(64, 7781, 1.5, margin=(image_size - 64) // 2 if image_size > 64 else 0)
     columns = ["image", "flux", "ivar", "mask", "redshift", "fiber_offset", "fiber_diameter", "targetid"]
     arrow = builder.as_dataset(split="train").select_columns(columns).with_format("numpy")
-    streamed = builder.as_streaming_dataset(split="train").select_columns(columns)
+    # streamed the way examples/pretrain.py streams: shard order and a row buffer shuffled (the warm-up
+    # batch below fills the buffer, then every timed row is one more row read from the FITS files)
+    streamed = shuffle_stream(
+        builder.as_streaming_dataset(split="train").select_columns(columns), buffer_size=256, seed=0
+    )
     shuffled = DataLoader(arrow, batch_size=batch_size, shuffle=True, collate_fn=collator)
     result = {
         "arrow_samples_per_s": round(_samples_per_second(shuffled, batches), 1),

@@ -2,7 +2,7 @@
 
 Writes two Parquet data sets of toy galaxies (N and 10 N rows), runs ``examples/pretrain.py --streaming``
 over each for one pass (the number of steps grows with the data; 1000 rows fill the 1000-row shuffle
-buffer already), and reports each run's peak RSS
+buffer already, so both runs reach the buffer's full size), and reports each run's peak RSS
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of the child process) and their ratio. Streaming should keep
 memory flat: the target is a ratio within 10 %.
 
@@ -53,8 +53,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True)
     parser.add_argument("--rows", type=int, default=1000, help="rows of the 1x data set (the 10x has ten times more)")
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--shuffle_buffer_size", type=int, default=1000, help="rows in pretrain.py's shuffle buffer")
     args = parser.parse_args(argv)
     config = GalSpecConfig.from_preset("tiny")
+    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_parquet(tmp / "x1", args.rows, config)
@@ -69,7 +71,7 @@ def main(argv=None) -> dict:
                 sys.executable, str(ROOT / "examples" / "pretrain.py"), "--dataset", str(tmp / name), "--streaming",
                 "--preset", "tiny", "--max_steps", str(rows // args.batch_size), "--per_device_batch_size",
                 str(args.batch_size), "--output_dir", str(tmp / f"run_{name}"), "--validation_fraction", "0.0",
-                "--no-augment",
+                "--no-augment", "--shuffle_buffer_size", str(args.shuffle_buffer_size),
             ]  # fmt: skip
             output = subprocess.run(probe, check=True, capture_output=True, text=True)
             results[name] = {
@@ -79,6 +81,7 @@ def main(argv=None) -> dict:
             }
     result = {
         "benchmark": "memory",
+        "shuffle_buffer_size": args.shuffle_buffer_size,
         "runs": results,
         "ratio_10x_over_1x": results["x10"]["peak_rss_mib"] / results["x1"]["peak_rss_mib"],
     }

@@ -38,6 +38,7 @@ from galspec_hf.training import (
     load_training_dataset,
     resolve_checkpoint,
     save_checkpoint,
+    shuffle_stream,
 )
 
 MODEL_INPUTS = ("pixel_values", "redshift", "spectrum", "spectrum_ivar", "fiber_offset", "fiber_diameter")
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", required=True, help="save_to_disk folder, Parquet folder, or Hub data set id")
     data.add_argument("--streaming", action="store_true", help="read the data set lazily (IterableDataset)")
     data.add_argument("--validation_fraction", type=float, default=0.1, help="held-out fraction (default 0.1)")
+    data.add_argument(
+        "--shuffle_buffer_size", type=int, default=1000, help="rows in the streaming shuffle buffer (default 1000)"
+    )
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default="small", help="model preset: tiny, small, base (default small)")
@@ -105,6 +109,8 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max_steps must be >= 1, got {args.max_steps}")
     if args.per_device_batch_size < 1:
         raise ValueError(f"--per_device_batch_size must be >= 1, got {args.per_device_batch_size}")
+    if args.shuffle_buffer_size < 1:
+        raise ValueError(f"--shuffle_buffer_size must be >= 1, got {args.shuffle_buffer_size}")
     if not 0.0 <= args.validation_fraction < 1.0:
         raise ValueError(f"--validation_fraction must be in [0, 1), got {args.validation_fraction}")
     if args.push_to_hub and not args.hub_model_id:
@@ -133,8 +139,9 @@ def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: 
     """Train and validation DataLoaders.
 
     Map-style data are shuffled by a seedable sampler and sharded by ``accelerator.prepare``.
-    Streamed data are sharded once, by ``split_dataset_by_node``, and their DataLoaders are *not*
-    passed through ``prepare`` (sharding twice would drop data).
+    Streamed data are sharded once, by ``split_dataset_by_node`` (in ``shuffle_stream`` for training), and
+    their DataLoaders are *not* passed through ``prepare`` (sharding twice would drop data). A stream is
+    shuffled through a fixed-size buffer of numpy rows, so its memory does not grow with the data.
     """
     from datasets.distributed import split_dataset_by_node
 
@@ -144,7 +151,7 @@ def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: 
     collator = GalSpecCollator(config.image_size, config.num_wavelengths, config.fiber_diameter, margin=margin)
     keep = [c for c in dataset.column_names if c in (*MODEL_INPUTS, "image", "flux", "ivar", "mask", "targetid")]
     keep += [c for c in ("fiber_diameter",) if c in dataset.column_names and c not in keep]
-    dataset = dataset.select_columns(keep)
+    dataset = dataset.select_columns(keep).with_format("numpy")
 
     if args.streaming:
         # held-out rows chosen by a hash of TARGETID, so the split needs no pass over the stream
@@ -156,9 +163,12 @@ def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: 
             train_set = dataset.filter(lambda row: not held_out(row))
         else:
             eval_set, train_set = dataset.take(0), dataset
-        train_set = train_set.shuffle(seed=args.seed, buffer_size=1000)
-        train_set = split_dataset_by_node(
-            train_set, rank=accelerator.process_index, world_size=accelerator.num_processes
+        train_set = shuffle_stream(
+            train_set,
+            buffer_size=args.shuffle_buffer_size,
+            seed=args.seed,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
         )
         eval_set = split_dataset_by_node(
             eval_set, rank=accelerator.process_index, world_size=accelerator.num_processes
@@ -167,7 +177,6 @@ def get_dataloaders(args: argparse.Namespace, accelerator: Accelerator, config: 
         eval_loader = DataLoader(eval_set, batch_size=args.per_device_batch_size, collate_fn=collator)
         return train_loader, eval_loader, False
 
-    dataset = dataset.with_format("numpy")
     if args.validation_fraction > 0 and len(dataset) > 1:
         split = dataset.train_test_split(test_size=args.validation_fraction, seed=args.seed, shuffle=True)
         train_set, eval_set = split["train"], split["test"]
@@ -307,6 +316,7 @@ def training_function(args: argparse.Namespace, create_model=create_model) -> di
                 else train_loader
             )
         else:
+            train_loader.dataset.set_epoch(epoch)  # a new order each pass, the same one again on resume
             loader = iter(train_loader)
             # position in a stream: skip what earlier epochs-in-progress consumed
             for _ in range(batches_done_in_epoch):

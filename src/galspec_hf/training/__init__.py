@@ -3,13 +3,21 @@
 from .adapt import AdaptedModel, adapt_pretrained, freeze_encoder
 from .augment import augment_batch, crop_window, flip_east_west, rotate_90
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from .data import GalSpecCollator, check_columns, load_training_dataset
+from .data import (
+    GalSpecCollator,
+    GalSpecStreamShuffler,
+    check_columns,
+    load_training_dataset,
+    shuffle_stream,
+    shuffled_rows,
+)
 
 __all__ = [
     "AdaptedModel",
     "adapt_pretrained",
     "freeze_encoder",
     "GalSpecCollator",
+    "GalSpecStreamShuffler",
     "augment_batch",
     "check_columns",
     "crop_window",
@@ -19,4 +27,6 @@ __all__ = [
     "resolve_checkpoint",
     "rotate_90",
     "save_checkpoint",
+    "shuffle_stream",
+    "shuffled_rows",
 ]
