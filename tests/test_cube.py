@@ -102,3 +102,18 @@ def test_predict_cube_cli_leaves_autograd_on(tmp_path, model):
     arguments = ["--model", str(tmp_path / "model"), "--image", str(cutout), "--redshift", "0.1"]
     assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits")]) == 0
     assert torch.is_grad_enabled()
+
+
+def test_predict_cube_cli_refuses_a_cutout_at_another_pixel_scale(tmp_path, model, capsys):
+    from galspec_hf.data.testing import write_legacy_cutout
+
+    model.save_pretrained(tmp_path / "model")
+    cutout = write_legacy_cutout(tmp_path / "hsc.fits", 150.0, 2.0, size=60, pixel_scale_arcsec=0.168)
+    arguments = ["--model", str(tmp_path / "model"), "--image", str(cutout), "--redshift", "0.1"]
+    assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits")]) == 2
+    error = capsys.readouterr().err  # (transformers' weight-loading progress bar comes first)
+    assert "Traceback" not in error
+    last = error.strip().splitlines()[-1]
+    assert last.startswith("galspec predict-cube: error: ")
+    assert "hsc.fits: pixel scale 0.1680 arcsec differs from the model's 0.262 arcsec" in last
+    assert not (tmp_path / "cube.fits").exists()

@@ -94,9 +94,12 @@ def test_custom_dataset_from_sdss_and_hsc_files(tmp_path):
     target = GalSpecConfig.from_preset("tiny", **HSC, **SDSS_GRID, fiber_diameter=3.0, pixel_scale=0.168)
     pairs = _write_sdss_hsc_files(tmp_path, 3)
     pairs.append((tmp_path / "missing-spec.fits", pairs[0][1]))
+    legacy_scale = write_legacy_cutout(tmp_path / "legacy.fits", 150.0, 2.0, size=40, bands="grizy")  # 0.262"/px
+    pairs.append((pairs[0][0], legacy_scale))
     report = build_custom_dataset(pairs, tmp_path / "data", target, image_size=36)
-    assert report["n_written"] == 3 and len(report["skipped"]) == 1
+    assert report["n_written"] == 3 and len(report["skipped"]) == 2
     assert "missing-spec.fits" in report["skipped"][0]["reason"]
+    assert "legacy.fits: pixel scale 0.2620 arcsec differs from the model's 0.168" in report["skipped"][1]["reason"]
     rows = datasets.load_from_disk(str(tmp_path / "data")).with_format("numpy")
     row = rows[0]
     assert row["image"].shape == (5, 36, 36) and row["flux"].shape == (3841,)

@@ -299,3 +299,54 @@ def test_tiny_loss_falls_over_50_steps():
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 1.0, f"loss did not fall: first steps {losses[:5]}, last steps {losses[-5:]}"
+
+
+def _readout_response(config, fiber_token: int, far_token: int) -> tuple[float, float]:
+    """How much a fiber centred on `fiber_token` moves when the value of `fiber_token` / `far_token` changes."""
+    from galspec_hf.models.galspec.modeling_galspec import GalSpecFiberReadout, image_token_offsets
+
+    torch.manual_seed(0)
+    readout = GalSpecFiberReadout(config).eval()
+    if readout.local:
+        readout.distance_strength.data.fill_(40.0)  # strongly local heads
+    hidden, tokens, patches = config.decoder_hidden_size, config.num_image_tokens, config.num_spectrum_patches
+    prepared = {
+        "query": torch.randn(1, patches, hidden),
+        "key": torch.randn(1, tokens, hidden),
+        "value": torch.randn(1, tokens, hidden),
+        "residual": torch.zeros(1, patches, hidden),
+    }
+    fiber = image_token_offsets(config)[fiber_token][None]  # (1, 2) arcsec: on the token's centre
+    index, diameter = torch.zeros(1, dtype=torch.long), torch.tensor([1.5])
+    changes = []
+    with torch.no_grad():
+        base = readout(prepared, index, fiber, diameter)
+        for token in (fiber_token, far_token):
+            moved = {k: v.clone() for k, v in prepared.items()}
+            moved["value"][0, token] += 10.0
+            changes.append(float((readout(moved, index, fiber, diameter) - base).abs().mean()))
+    return changes[0], changes[1]
+
+
+def test_local_readout_reads_the_sky_under_the_fiber():
+    local = GalSpecConfig.from_preset("tiny")
+    assert local.fiber_readout_local
+    near, far = _readout_response(local, fiber_token=5, far_token=15)  # 2 patches apart in both directions
+    assert far < 1e-3 * near
+    # the first design (absolute positions, no penalty) mixes in the far token as much as any other
+    near_abs, far_abs = _readout_response(GalSpecConfig.from_preset("tiny", fiber_readout_local=False), 5, 15)
+    assert far_abs > 0.1 * near_abs
+
+
+def test_local_readout_initial_strengths_and_bias():
+    from galspec_hf.models.galspec.modeling_galspec import readout_distance_bias
+
+    config = GalSpecConfig.from_preset("tiny")
+    model = _model(config)
+    strength = torch.nn.functional.softplus(model.decoder.readout.distance_strength)
+    heads = config.decoder_num_attention_heads
+    assert torch.allclose(strength, 4.0 * 2.0 ** -torch.arange(heads, dtype=torch.float32), rtol=1e-5)
+    tokens = torch.tensor([[0.0, 0.0], [3.0, 4.0]])  # 0 and 5 arcsec from the fiber
+    bias = readout_distance_bias(tokens, torch.zeros(1, 2), torch.tensor([2.0]), patch_arcsec=5.0)
+    assert bias.shape == (1, 1, 1, 2)
+    assert torch.allclose(bias[0, 0, 0], torch.tensor([0.0, -1.0]))  # -2 * (5/5)^2 / 2

@@ -29,12 +29,7 @@ def predict_cube_for_cutout(
     config = model.config
     cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
     processor = GalSpecProcessor.from_config(config)
-    image = GalSpecProcessor.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix)
-    if abs(cutout.pixel_scale_arcsec - config.pixel_scale) > 0.01 * config.pixel_scale:
-        raise ValueError(
-            f"{cutout_path}: pixel scale {cutout.pixel_scale_arcsec:.4f} arcsec differs from the model's "
-            f"{config.pixel_scale} arcsec"
-        )
+    image = processor.orient_cutout(cutout)
     batch = processor([image], [redshift])
     output = model.predict_cube(
         batch["pixel_values"],

@@ -48,17 +48,14 @@ def build_custom_dataset(
     image_size = image_size or config.image_size
     fiber_diameter = fiber_diameter or config.fiber_diameter
     wavelength = np.asarray(config.wavelength_grid())
+    processor = GalSpecProcessor.from_config(config)
     rows: dict[str, list] = {key: [] for key in ("targetid", "image", "flux", "ivar", "redshift", "fiber_offset")}
     skipped = []
     for index, (spec_path, cutout_path) in enumerate(pairs):
         try:
             spectrum = read_sdss_spec(spec_path)
             cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
-            if abs(cutout.pixel_scale_arcsec - config.pixel_scale) > 0.01 * config.pixel_scale:
-                raise GalspecFormatError(
-                    f"{cutout_path}: pixel scale {cutout.pixel_scale_arcsec:.4f} arcsec, the model expects "
-                    f"{config.pixel_scale}"
-                )
+            image = processor.orient_cutout(cutout)  # ValueError naming the file on a pixel-scale mismatch
             if min(cutout.image.shape[-2:]) < image_size:
                 raise GalspecFormatError(f"{cutout_path}: image {cutout.image.shape[-2:]} smaller than {image_size}")
             if not np.isfinite(spectrum.redshift) or not np.isfinite(spectrum.ra):
@@ -66,7 +63,6 @@ def build_custom_dataset(
         except (GalspecFormatError, OSError, ValueError) as error:
             skipped.append({"spectrum": str(spec_path), "cutout": str(cutout_path), "reason": str(error)})
             continue
-        image = GalSpecProcessor.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix)
         top = (image.shape[-2] - image_size) // 2
         left = (image.shape[-1] - image_size) // 2
         ivar = np.where(spectrum.and_mask != 0, 0.0, spectrum.ivar)

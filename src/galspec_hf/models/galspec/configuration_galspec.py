@@ -112,6 +112,14 @@ class GalSpecConfig(PreTrainedConfig):
             (5e-4 is 3.3 A at H-alpha, below the 25 A span of a DESI spectrum patch).
         sky_encoding_periods (`list[float]`, *optional*, defaults to `[0.5, 200.0]`):
             Shortest and longest period, in arcsec, of the sky-position encoding.
+        fiber_readout_local (`bool`, *optional*, defaults to `True`):
+            How the fiber readout (the cross-attention that reads a fiber's spectrum out of the image
+            tokens) sees the sky. `True`: the keys carry each image token's offset *relative to the
+            fiber*, the query carries only the fiber's diameter, and every head adds a learnt Gaussian
+            penalty on the token-fiber distance, -s_h d^2 / (2 p^2) with p the image patch size in
+            arcsec and s_h >= 0 (initialised from 4 down to nearly 0 across heads); the light in a
+            fiber comes from the sky around it, wherever on the galaxy it is. `False`: absolute
+            positions for keys and fiber, no distance penalty (the first design).
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -174,6 +182,7 @@ class GalSpecConfig(PreTrainedConfig):
         num_fourier_features: int = 32,
         wavelength_encoding_periods: list[float] | None = None,
         sky_encoding_periods: list[float] | None = None,
+        fiber_readout_local: bool = True,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -217,6 +226,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.num_fourier_features = num_fourier_features
         self.wavelength_encoding_periods = [float(p) for p in (wavelength_encoding_periods or [5e-4, 4.0])]
         self.sky_encoding_periods = [float(p) for p in (sky_encoding_periods or [0.5, 200.0])]
+        self.fiber_readout_local = bool(fiber_readout_local)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]

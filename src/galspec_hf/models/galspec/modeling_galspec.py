@@ -251,6 +251,26 @@ def image_patch_offsets(config: GalSpecConfig) -> torch.Tensor:
     return torch.stack([grid_east.reshape(-1), grid_north.reshape(-1)], dim=-1)
 
 
+def image_token_offsets(config: GalSpecConfig) -> torch.Tensor:
+    """Sky offsets of every image token, (num_image_tokens, 2) arcsec east/north (per-band tokens repeat the grid)."""
+    offsets = image_patch_offsets(config)
+    if config.image_tokens_per_band:
+        offsets = offsets.repeat(len(config.bands), 1)
+    return offsets
+
+
+def readout_distance_bias(
+    token_offsets: torch.Tensor, fiber_offset: torch.Tensor, strength: torch.Tensor, patch_arcsec: float
+) -> torch.Tensor:
+    """Additive attention bias of the local fiber readout: -strength_h * d^2 / (2 p^2).
+
+    token_offsets (tokens, 2) and fiber_offset (fibers, 2) arcsec, strength (heads,) >= 0, p = patch
+    size in arcsec -> (fibers, heads, 1, tokens), broadcast over the spectrum-token queries.
+    """
+    distance2 = ((token_offsets[None] - fiber_offset[:, None]) ** 2).sum(-1) / patch_arcsec**2  # (fibers, tokens)
+    return -0.5 * strength[None, :, None, None] * distance2[:, None, None, :]
+
+
 def patchify_image(images: torch.Tensor, patch_size: int, per_band: bool) -> torch.Tensor:
     """(batch, bands, H, W) -> (batch, num_tokens, values_per_token).
 
@@ -542,10 +562,7 @@ class GalSpecEmbeddings(nn.Module):
     def image_position_features(self) -> torch.Tensor:
         """Sky encoding of every image token, (num_image_tokens, 4F)."""
         # computed from the config on the fly (cheap), so nothing but weights lives in the state dict
-        encoding = sky_encoding(image_patch_offsets(self.config), self.config)
-        if self.config.image_tokens_per_band:
-            encoding = encoding.repeat(len(self.config.bands), 1)
-        return encoding
+        return sky_encoding(image_token_offsets(self.config), self.config)
 
     def band_features(self) -> torch.Tensor:
         """Wavelength encoding of each image token's band, (num_image_tokens, 2F) (per-band tokens only)."""
@@ -607,6 +624,12 @@ class GalSpecPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GalSpecEmbeddings):
             nn.init.trunc_normal_(module.image_type_embedding, std=std)
             nn.init.trunc_normal_(module.spectrum_type_embedding, std=std)
+        elif isinstance(module, GalSpecFiberReadout) and module.local:
+            # distance-penalty strengths from 4 down to 4 / 2^(heads - 1) (a range of localities, as ALiBi's
+            # slopes), stored before softplus: softplus^-1(s) = log(expm1(s))
+            heads = module.distance_strength.numel()
+            strength = 4.0 * 2.0 ** -torch.arange(heads, dtype=torch.float32)
+            module.distance_strength.copy_(torch.log(torch.expm1(strength)))
         elif isinstance(module, GalSpecDecoder):
             for parameter in (
                 module.image_mask_token,
@@ -838,6 +861,14 @@ class GalSpecFiberReadout(nn.Module):
     does not depend on the fiber (the spectrum tokens' queries, the image keys and values) is
     computed once per galaxy by :meth:`prepare`; a fiber then costs one attention over the image
     tokens, an output projection and the head. This is what makes a cube cheap.
+
+    With ``config.fiber_readout_local`` (the default) the readout is *local*: the keys carry each
+    image token's sky offset relative to the fiber instead of its absolute position, the query
+    carries only the fiber's diameter, and each head adds :func:`readout_distance_bias` (a learnt
+    Gaussian penalty on the token-fiber distance) to its attention logits. The same sky around a
+    fiber then reads out the same way anywhere on the galaxy, fibers between patch centres get a
+    smooth weighting of the nearby patches, and positions far from any training fiber (the outskirts
+    of an IFU footprint) are no extrapolation of an absolute-position encoding.
     """
 
     def __init__(self, config: GalSpecConfig):
@@ -860,6 +891,10 @@ class GalSpecFiberReadout(nn.Module):
         self.o_proj = nn.Linear(hidden, hidden)
         self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.spectrum_head = nn.Linear(hidden, 2 * config.spectrum_patch_length)
+        self.local = config.fiber_readout_local
+        if self.local:
+            # per-head strength of the distance penalty before softplus (set in _init_weights)
+            self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
 
     def prepare(self, image_states, spectrum_states, image_position_features) -> dict[str, torch.Tensor]:
         """The fiber-independent part, once per galaxy.
@@ -869,10 +904,12 @@ class GalSpecFiberReadout(nn.Module):
         values (batch, num_image_tokens, hidden), and the spectrum states for the residual.
         """
         image = self.key_norm(image_states)
-        position = self.key_position(image_position_features.to(image.device, image.dtype))
+        key = self.k_proj(image)
+        if not self.local:  # absolute positions; the local readout adds relative ones per fiber
+            key = key + self.key_position(image_position_features.to(image.device, image.dtype))
         return {
             "query": self.q_proj(self.query_norm(spectrum_states)),
-            "key": self.k_proj(image) + position,
+            "key": key,
             "value": self.v_proj(image),
             "residual": spectrum_states,
         }
@@ -882,9 +919,19 @@ class GalSpecFiberReadout(nn.Module):
 
         galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on.
         """
-        fiber = self.fiber_encoder(fiber_offset, fiber_diameter)  # (num_fibers, hidden)
-        query = prepared["query"][galaxy_index] + self.fiber_query(fiber.to(prepared["query"].dtype))[:, None, :]
+        dtype = prepared["query"].dtype
+        # the local readout's query knows the fiber's size, not where it is
+        fiber = self.fiber_encoder(torch.zeros_like(fiber_offset) if self.local else fiber_offset, fiber_diameter)
+        query = prepared["query"][galaxy_index] + self.fiber_query(fiber.to(dtype))[:, None, :]
         key, value = prepared["key"][galaxy_index], prepared["value"][galaxy_index]
+        bias = None
+        if self.local:
+            token_offsets = image_token_offsets(self.config).to(fiber_offset.device)  # (tokens, 2) arcsec
+            relative = token_offsets[None] - fiber_offset[:, None].float()  # (num_fibers, tokens, 2)
+            key = key + self.key_position(sky_encoding(relative, self.config).to(dtype))
+            patch_arcsec = self.config.image_patch_size * self.config.pixel_scale
+            strength = nn.functional.softplus(self.distance_strength.float())
+            bias = readout_distance_bias(token_offsets, fiber_offset.float(), strength, patch_arcsec).to(dtype)
         fibers, patches, hidden = query.shape
         # (num_fibers, heads, tokens, head_dim)
         query = query.reshape(fibers, patches, self.num_heads, self.head_dim).transpose(1, 2)
@@ -896,7 +943,7 @@ class GalSpecFiberReadout(nn.Module):
             query,
             key,
             value,
-            None,
+            bias,
             dropout=0.0 if not self.training else self.attention_dropout,
             scaling=self.scaling,
             is_causal=False,

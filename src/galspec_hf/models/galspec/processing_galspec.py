@@ -354,6 +354,20 @@ class GalSpecProcessor(FeatureExtractionMixin):
             image = image[..., ::-1, :]
         return np.ascontiguousarray(image)
 
+    def orient_cutout(self, cutout) -> np.ndarray:
+        """A cutout's (bands, H, W) image in the standard orientation, once its pixel scale is checked.
+
+        ``cutout`` is a :class:`galspec_hf.data.readers.LegacyCutout` (or anything with ``path``, ``image``,
+        ``wcs`` and ``pixel_scale_arcsec``). Raises ``ValueError`` naming the file when its pixel scale
+        differs from the model's by more than 1 % (images are not resampled).
+        """
+        if abs(cutout.pixel_scale_arcsec - self.pixel_scale) > 0.01 * self.pixel_scale:
+            raise ValueError(
+                f"{cutout.path}: pixel scale {cutout.pixel_scale_arcsec:.4f} arcsec differs from the model's "
+                f"{self.pixel_scale} arcsec"
+            )
+        return self.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix)
+
     def crop_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
         """Cut the central image_size x image_size pixels of a (bands, H, W) image."""
         image = np.asarray(image)
