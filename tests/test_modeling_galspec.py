@@ -350,3 +350,28 @@ def test_local_readout_initial_strengths_and_bias():
     bias = readout_distance_bias(tokens, torch.zeros(1, 2), torch.tensor([2.0]), patch_arcsec=5.0)
     assert bias.shape == (1, 1, 1, 2)
     assert torch.allclose(bias[0, 0, 0], torch.tensor([0.0, -1.0]))  # -2 * (5/5)^2 / 2
+
+
+def test_spectra_are_scaled_by_the_light_in_their_own_fiber(tester):
+    """forward and predict_spectra divide / multiply each fiber's spectrum by the image flux in that fiber."""
+    from galspec_hf.models.galspec.processing_galspec import spectrum_scales
+
+    config = tester.config
+    assert config.spectrum_normalization == "fiber"
+    model = _model(config)
+    inputs = tester.prepare_inputs()
+    offsets = torch.tensor([[0.0, 0.0], [2.5, -1.0], [-1.5, 2.0]])[: tester.batch_size]
+    output = model.galspec(inputs["pixel_values"], inputs["redshift"], fiber_offset=offsets)
+    batch = inputs["pixel_values"].shape[0]
+    expected = spectrum_scales(
+        inputs["pixel_values"], output.flux_scale, torch.arange(batch), offsets, torch.full((batch,), 1.5), config
+    )
+    assert torch.allclose(output.spectrum_scale, expected)
+    assert not torch.allclose(expected[0], expected[1])  # different sky under the two fibers
+    # the central design gives every fiber the galaxy's central-aperture scale
+    central = GalSpecConfig(**{**config.to_dict(), "spectrum_normalization": "central"})
+    shared = GalSpecModel(central).eval()(inputs["pixel_values"], inputs["redshift"], fiber_offset=offsets)
+    from galspec_hf.models.galspec.processing_galspec import spectrum_flux_scale
+
+    assert torch.allclose(shared.spectrum_scale, spectrum_flux_scale(shared.flux_scale, central))
+    assert not torch.allclose(shared.spectrum_scale, expected)

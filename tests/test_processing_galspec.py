@@ -7,11 +7,15 @@ from astropy import units as u
 
 from galspec_hf import GalSpecConfig, GalSpecProcessor
 from galspec_hf.models.galspec.processing_galspec import (
+    circular_aperture_weights,
     compute_flux_scale,
+    fiber_aperture_weights,
     nanomaggies_to_flux_density,
     normalize_images,
     pixel_offsets_arcsec,
     resample_spectrum,
+    spectrum_flux_scale,
+    spectrum_scales,
 )
 
 
@@ -146,3 +150,39 @@ def test_orient_image_flips_to_standard_orientation():
     assert np.array_equal(GalSpecProcessor.orient_image(swapped, [[0.0, -1.0], [1.0, 0.0]]), image)
     with pytest.raises(ValueError, match="`cd_matrix`"):
         GalSpecProcessor.orient_image(image, np.zeros((2, 2)))
+
+
+def test_fiber_aperture_weights_area_and_position():
+    config = GalSpecConfig.from_preset("small")
+    size, scale = config.image_size, config.pixel_scale
+    diameters = torch.tensor([1.5, 3.0])
+    weights = fiber_aperture_weights(torch.zeros(2, 2), diameters, size, scale)
+    for weight, diameter in zip(weights, diameters.tolist(), strict=True):
+        supersampled = circular_aperture_weights(size, scale, diameter).sum().item()
+        assert weight.sum().item() == pytest.approx(supersampled, rel=0.015)
+        assert weight.sum().item() == pytest.approx(math.pi * (diameter / 2 / scale) ** 2, rel=0.02)
+    # a fiber 4 pixels east and 2 north is the centred one moved: east is to the left (lower column index)
+    moved = fiber_aperture_weights(torch.tensor([[4 * scale, 2 * scale]]), diameters[:1], size, scale)[0]
+    assert torch.allclose(moved, torch.roll(weights[0], shifts=(2, -4), dims=(0, 1)), atol=1e-5)
+
+
+def test_spectrum_scales_follow_the_light_in_each_fiber():
+    fiber = GalSpecConfig.from_preset("small")
+    central = GalSpecConfig.from_preset("small", spectrum_normalization="central")
+    size, scale = fiber.image_size, fiber.pixel_scale
+    images = torch.full((1, 3, size, size), 0.2)
+    images[0, :, :, : size // 2] = 1.0  # the east half (low column index) is 5x brighter
+    index = torch.zeros(3, dtype=torch.long)
+    offsets = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 0.0]])  # east, west, centre
+    diameters = torch.full((3,), 1.5)
+    flux_scale = compute_flux_scale(images, fiber)
+    per_fiber = spectrum_scales(images, flux_scale, index, offsets, diameters, fiber)
+    area = fiber_aperture_weights(offsets[:1], diameters[:1], size, scale).sum()
+    assert per_fiber[0].item() == pytest.approx(spectrum_flux_scale(area * 1.0, fiber).item(), rel=1e-5)
+    assert per_fiber[1].item() == pytest.approx(spectrum_flux_scale(area * 0.2, fiber).item(), rel=1e-5)
+    assert per_fiber[1] < per_fiber[2] < per_fiber[0]
+    # "central": every fiber of a galaxy shares its central-aperture scale
+    shared = spectrum_scales(images, flux_scale, index, offsets, diameters, central)
+    assert torch.allclose(shared, spectrum_flux_scale(flux_scale, central).expand(3))
+    with pytest.raises(ValueError, match="spectrum_normalization"):
+        GalSpecConfig.from_preset("tiny", spectrum_normalization="total")

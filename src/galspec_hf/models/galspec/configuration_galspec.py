@@ -73,6 +73,13 @@ class GalSpecConfig(PreTrainedConfig):
             Diameter in arcsec of the circular aperture, centred on the image, whose flux in
             `normalization_band` is the galaxy's flux scale. Images and spectra are divided by this
             scale inside the model, so the normalisation needs only the image, never the spectrum.
+        spectrum_normalization (`str`, *optional*, defaults to `"fiber"`):
+            What the spectra are divided by. `"fiber"`: the `normalization_band` flux inside each
+            fiber's own aperture (its diameter, at its sky offset), so the model predicts a spectrum
+            relative to the light the image shows in that fiber and a fiber on a faint outskirt
+            gets a faint spectrum; for a fiber on the centre this is the usual fiber-magnitude
+            normalisation. `"central"`: the galaxy's central-aperture flux (the flux scale above)
+            for every fiber (the first design).
         normalization_floor (`float`, *optional*, defaults to 0.05):
             Smallest allowed flux scale, in nanomaggies (guards against blank or negative apertures).
         image_asinh_softening (`float`, *optional*, defaults to 0.05):
@@ -163,6 +170,7 @@ class GalSpecConfig(PreTrainedConfig):
         fiber_diameter: float = _DESI_FIBER_DIAMETER_ARCSEC,
         normalization_band: str = "r",
         normalization_aperture_diameter: float = 3.0,
+        spectrum_normalization: str = "fiber",
         normalization_floor: float = 0.05,
         image_asinh_softening: float = 0.05,
         hidden_size: int = 256,
@@ -207,6 +215,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.fiber_diameter = float(fiber_diameter)
         self.normalization_band = normalization_band
         self.normalization_aperture_diameter = float(normalization_aperture_diameter)
+        self.spectrum_normalization = spectrum_normalization
         self.normalization_floor = float(normalization_floor)
         self.image_asinh_softening = float(image_asinh_softening)
         self.hidden_size = hidden_size
@@ -278,6 +287,7 @@ class GalSpecConfig(PreTrainedConfig):
         require(self.fiber_diameter > 0, "fiber_diameter", "a positive diameter in arcsec")
         require(self.normalization_band in self.bands, "normalization_band", f"one of bands={self.bands}")
         require(self.normalization_aperture_diameter > 0, "normalization_aperture_diameter", "positive (arcsec)")
+        require(self.spectrum_normalization in ("fiber", "central"), "spectrum_normalization", "'fiber' or 'central'")
         require(self.normalization_floor > 0, "normalization_floor", "positive (nanomaggies)")
         require(self.image_asinh_softening > 0, "image_asinh_softening", "positive")
         for width, heads in (

@@ -2,8 +2,9 @@
 
 Walk-through
 ------------
-1. Normalise: each galaxy's flux scale comes from its image alone (``compute_flux_scale``);
-   images get an arcsinh stretch, spectra are divided by the scale (ivar multiplied by its square).
+1. Normalise from the image alone: images by the galaxy's central-aperture flux (``compute_flux_scale``)
+   and an arcsinh stretch; spectra by each fiber's own aperture flux (``spectrum_scales``; ivar
+   multiplied by the scale's square).
 2. Tokenise (:class:`GalSpecEmbeddings`):
    - image patches, each carrying the sky position (arcsec east/north) of its centre;
    - spectrum patches of ``spectrum_patch_length`` pixels, each carrying a wavelength encoding of
@@ -50,7 +51,7 @@ from .processing_galspec import (
     model_wavelength_grid,
     normalize_images,
     normalize_spectra,
-    spectrum_flux_scale,
+    spectrum_scales,
 )
 
 MASK_MODES = ("random", "chunk", "full")
@@ -77,7 +78,8 @@ class GalSpecModelOutput(ModelOutput):
         spectrum_mask (`torch.BoolTensor` of shape `(batch, num_spectrum_patches)`): True where a spectrum patch
             is masked.
         flux_scale (`torch.FloatTensor` of shape `(batch,)`): image flux scale, nanomaggies.
-        spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): spectrum flux scale, 1e-17 erg/s/cm2/A.
+        spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): spectrum flux scale of the observing fiber,
+            1e-17 erg/s/cm2/A (see `GalSpecConfig.spectrum_normalization`).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): encoder states after each layer.
         attentions (`tuple(torch.FloatTensor)`, *optional*): attention weights of each layer (eager only).
     """
@@ -768,7 +770,11 @@ class GalSpecModel(GalSpecPreTrainedModel):
 
         # 1. normalisation from the image alone
         flux_scale = compute_flux_scale(pixel_values, self.config)  # (batch,)
-        spectrum_scale = spectrum_flux_scale(flux_scale, self.config)  # (batch,)
+        galaxy_index = torch.arange(batch, device=device)
+        # (batch,): the observing fiber's scale (its own aperture flux, or the central one)
+        spectrum_scale = spectrum_scales(
+            pixel_values, flux_scale, galaxy_index, fiber_offset, fiber_diameter, self.config
+        )
         images = normalize_images(pixel_values, flux_scale, self.config)  # (batch, bands, H, W)
 
         # 2. masks
@@ -1242,9 +1248,15 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             galaxies = galaxy_index[start:stop]
             spectrum_output = decoder.readout(prepared, galaxies, flat_offset[start:stop], diameter[start:stop])
             mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
-            mean, sigma = denormalize_spectra(
-                mean_norm.float(), self._sigma(log_sigma).float(), encoder_output.spectrum_scale[galaxies].float()
-            )
+            scale = spectrum_scales(
+                pixel_values,
+                encoder_output.flux_scale,
+                galaxies,
+                flat_offset[start:stop],
+                diameter[start:stop],
+                config,
+            )  # (fibers in this batch,): each fiber's own scale
+            mean, sigma = denormalize_spectra(mean_norm.float(), self._sigma(log_sigma).float(), scale.float())
             means.append(mean)
             sigmas.append(sigma)
         mean = torch.cat(means).reshape(batch, num_fibers, -1)
