@@ -71,8 +71,9 @@ class GalSpecConfig(PreTrainedConfig):
             Band whose central aperture flux sets each galaxy's flux scale (see `normalization_aperture_diameter`).
         normalization_aperture_diameter (`float`, *optional*, defaults to 3.0):
             Diameter in arcsec of the circular aperture, centred on the image, whose flux in
-            `normalization_band` is the galaxy's flux scale. Images and spectra are divided by this
-            scale inside the model, so the normalisation needs only the image, never the spectrum.
+            `normalization_band` is the galaxy's flux scale. Images (and, with
+            `spectrum_normalization="central"`, spectra) are divided by this scale inside the model,
+            so the normalisation needs only the image, never the spectrum.
         spectrum_normalization (`str`, *optional*, defaults to `"fiber"`):
             What the spectra are divided by. `"fiber"`: the `normalization_band` flux inside each
             fiber's own aperture (its diameter, at its sky offset), so the model predicts a spectrum

@@ -1,10 +1,11 @@
 """GalSpec processing: image and spectrum normalisation, resampling onto the model grid.
 
-The normalisation is a deterministic function of the image alone (the flux in a central aperture
-of one band), so it can be computed at inference, when no spectrum exists, and predictions come
-back in absolute units (1e-17 erg/s/cm2/A). The model calls the same functions internally;
-:class:`GalSpecProcessor` exposes them, prepares raw inputs (crop, dtype, spectrum resampling with
-inverse-variance propagation) and saves as ``preprocessor_config.json``.
+The normalisation is a deterministic function of the image alone (the flux of one band in a central
+aperture for images, in each fiber's own aperture for spectra), so it can be computed at inference,
+when no spectrum exists, and predictions come back in absolute units (1e-17 erg/s/cm2/A). The model
+calls the same functions internally; :class:`GalSpecProcessor` exposes them, prepares raw inputs
+(crop, dtype, spectrum resampling with inverse-variance propagation) and saves as
+``preprocessor_config.json``.
 
 This file imports only torch, numpy, transformers and the configuration file, so it can be
 shipped to the Hub as custom code.
