@@ -346,8 +346,8 @@ def test_local_readout_initial_strengths_and_bias():
     strength = torch.nn.functional.softplus(model.decoder.readout.distance_strength)
     heads = config.decoder_num_attention_heads
     assert torch.allclose(strength, 4.0 * 2.0 ** -torch.arange(heads, dtype=torch.float32), rtol=1e-5)
-    tokens = torch.tensor([[0.0, 0.0], [3.0, 4.0]])  # 0 and 5 arcsec from the fiber
-    bias = readout_distance_bias(tokens, torch.zeros(1, 2), torch.tensor([2.0]), patch_arcsec=5.0)
+    relative = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # (1 fiber, 2 tokens, 2): 0 and 5 arcsec from the fiber
+    bias = readout_distance_bias(relative, torch.tensor([2.0]), patch_arcsec=5.0)
     assert bias.shape == (1, 1, 1, 2)
     assert torch.allclose(bias[0, 0, 0], torch.tensor([0.0, -1.0]))  # -2 * (5/5)^2 / 2
 

@@ -261,15 +261,13 @@ def image_token_offsets(config: GalSpecConfig) -> torch.Tensor:
     return offsets
 
 
-def readout_distance_bias(
-    token_offsets: torch.Tensor, fiber_offset: torch.Tensor, strength: torch.Tensor, patch_arcsec: float
-) -> torch.Tensor:
+def readout_distance_bias(relative_offset: torch.Tensor, strength: torch.Tensor, patch_arcsec: float) -> torch.Tensor:
     """Additive attention bias of the local fiber readout: -strength_h * d^2 / (2 p^2).
 
-    token_offsets (tokens, 2) and fiber_offset (fibers, 2) arcsec, strength (heads,) >= 0, p = patch
-    size in arcsec -> (fibers, heads, 1, tokens), broadcast over the spectrum-token queries.
+    relative_offset (fibers, tokens, 2) arcsec of each image token from each fiber, strength (heads,)
+    >= 0, p = patch size in arcsec -> (fibers, heads, 1, tokens), broadcast over the spectrum-token queries.
     """
-    distance2 = ((token_offsets[None] - fiber_offset[:, None]) ** 2).sum(-1) / patch_arcsec**2  # (fibers, tokens)
+    distance2 = (relative_offset**2).sum(-1) / patch_arcsec**2  # (fibers, tokens)
     return -0.5 * strength[None, :, None, None] * distance2[:, None, None, :]
 
 
@@ -937,7 +935,7 @@ class GalSpecFiberReadout(nn.Module):
             key = key + self.key_position(sky_encoding(relative, self.config).to(dtype))
             patch_arcsec = self.config.image_patch_size * self.config.pixel_scale
             strength = nn.functional.softplus(self.distance_strength.float())
-            bias = readout_distance_bias(token_offsets, fiber_offset.float(), strength, patch_arcsec).to(dtype)
+            bias = readout_distance_bias(relative, strength, patch_arcsec).to(dtype)
         fibers, patches, hidden = query.shape
         # (num_fibers, heads, tokens, head_dim)
         query = query.reshape(fibers, patches, self.num_heads, self.head_dim).transpose(1, 2)
