@@ -109,12 +109,20 @@ def compute_flux_scale(pixel_values: torch.Tensor, config: GalSpecConfig) -> tor
     torch.Tensor, (batch,)
         Aperture flux in nanomaggies, at least `config.normalization_floor`.
     """
-    band = config.bands.index(config.normalization_band)
     weights = circular_aperture_weights(config.image_size, config.pixel_scale, config.normalization_aperture_diameter)
     weights = weights.to(device=pixel_values.device, dtype=torch.float32)
-    image = torch.nan_to_num(pixel_values[:, band].float(), nan=0.0, posinf=0.0, neginf=0.0)
-    flux = (image * weights).sum(dim=(-2, -1))
-    return flux.clamp(min=config.normalization_floor)
+    return aperture_flux(normalization_band_image(pixel_values, config), weights, config)
+
+
+def normalization_band_image(pixel_values: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """The `normalization_band` plane of (batch, bands, H, W) images, float32, non-finite pixels set to 0."""
+    band = config.bands.index(config.normalization_band)
+    return torch.nan_to_num(pixel_values[:, band].float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def aperture_flux(image: torch.Tensor, weights: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """Flux of (n, H, W) images in apertures of pixel weights (H, W) or (n, H, W), at least the floor: (n,)."""
+    return (image * weights).sum(dim=(-2, -1)).clamp(min=config.normalization_floor)
 
 
 def fiber_aperture_weights(
@@ -154,11 +162,9 @@ def spectrum_scales(
     """
     if config.spectrum_normalization == "central":
         return spectrum_flux_scale(flux_scale[galaxy_index], config)
-    band = config.bands.index(config.normalization_band)
-    image = torch.nan_to_num(pixel_values[:, band].float(), nan=0.0, posinf=0.0, neginf=0.0)[galaxy_index]
+    image = normalization_band_image(pixel_values, config)[galaxy_index]  # (num_fibers, H, W)
     weights = fiber_aperture_weights(fiber_offset, fiber_diameter, image.shape[-1], config.pixel_scale)
-    fiber_flux = (image * weights).sum(dim=(-2, -1)).clamp(min=config.normalization_floor)
-    return spectrum_flux_scale(fiber_flux, config)
+    return spectrum_flux_scale(aperture_flux(image, weights, config), config)
 
 
 def spectrum_flux_scale(flux_scale: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
