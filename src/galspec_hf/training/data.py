@@ -61,10 +61,10 @@ def shuffled_rows(rows: Iterable[dict], buffer_size: int, rng: np.random.Generat
     The buffer is filled first; after that every incoming row takes the slot of a row drawn at random,
     which is yielded (the tf.data / ``datasets`` shuffle-buffer algorithm); at the end of the stream the
     rest is yielded in a random order. Each column lives in one ``(buffer_size, *shape)`` array made
-    when the first row arrives, so the memory held is fixed by ``buffer_size`` and the row size and does
-    not depend on how many rows stream through (``datasets``' own buffer keeps rows as Python objects and
-    grew with the data: benchmarks/bench_memory.py). A column whose shape changes from row to row, or
-    that is not numeric, is kept in an object array instead.
+    when the first row arrives, so the memory held is fixed by ``buffer_size`` and the row size, and is
+    reached as soon as the buffer fills (``datasets``' own buffer holds Python rows or Arrow tables and,
+    once a stream outlasts it, about 2.5 buffers of them: benchmarks/bench_memory.py, docs/BENCHMARKS.md).
+    A column whose shape changes from row to row, or that is not numeric, is kept in an object array instead.
 
     Parameters
     ----------
@@ -122,8 +122,8 @@ def _read_slot(columns: dict[str, np.ndarray], slot: int) -> dict:
 class GalSpecStreamShuffler(torch.utils.data.IterableDataset):
     """A streamed data set in a seeded random order that changes each epoch, with bounded memory.
 
-    The shard order comes from ``datasets`` (``IterableDataset.shuffle`` with a one-row buffer, so no
-    rows are held there) and the row order from :func:`shuffled_rows`. Iterating twice with the same
+    The row order comes from :func:`shuffled_rows`; :func:`shuffle_stream`, which makes this object,
+    also has ``datasets`` shuffle the shard order (``set_epoch`` reaches both). Iterating twice with the same
     ``seed``, ``rank`` and epoch gives the same rows in the same order, which is what lets
     ``examples/pretrain.py`` resume a stream exactly by skipping the batches already seen.
 
