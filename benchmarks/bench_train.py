@@ -19,7 +19,6 @@ of several square matmuls (``torch.mm``) on the same device, in the same precisi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -95,13 +94,10 @@ def main(argv=None) -> dict:
     batch = {name: tensor.to(device) for name, tensor in make_batch(config, args.batch_size).items()}
     noise_shape = (args.batch_size, 2 + config.num_spectrum_patches + config.num_image_tokens)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.dtype == "bf16" else contextlib.nullcontext
-    )
 
     def step(seed: int) -> None:
         noise = torch.rand(noise_shape, generator=torch.Generator().manual_seed(seed)).to(device)
-        with autocast():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = model(**batch, noise=noise).loss
         optimizer.zero_grad()
         loss.backward()
