@@ -12,10 +12,12 @@ import datasets
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from galspec_hf import constants as C
 from galspec_hf.cli import main
 from galspec_hf.data import DesiGalaxies, read_build_report, read_desi_coadd, read_legacy_cutout
+from galspec_hf.data.readers import desi_wavelength_grid
 from galspec_hf.data.testing import (
     make_targets,
     write_desi_coadd,
@@ -23,6 +25,7 @@ from galspec_hf.data.testing import (
     write_legacy_cutout,
     write_redrock,
 )
+from galspec_hf.simulate.galaxy import ab_nanomaggies
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
@@ -56,8 +59,10 @@ def test_rows_match_the_input_files(tmp_path):
         target = truth[int(row["targetid"])]
         coadd = coadds[row["coadd_file"]]
         i = coadd.targetid.tolist().index(target.targetid)
-        np.testing.assert_array_equal(row["flux"], coadd.flux[i])
-        np.testing.assert_array_equal(row["ivar"], coadd.ivar[i])
+        # the row holds the flux in the fiber: the file's point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX
+        np.testing.assert_allclose(row["flux"], coadd.flux[i] * target.psf_to_fiber, rtol=1e-6)
+        np.testing.assert_allclose(row["ivar"], coadd.ivar[i] / target.psf_to_fiber**2, rtol=1e-6)
+        assert row["psf_to_fiber"] == pytest.approx(target.psf_to_fiber, rel=1e-6)
         assert row["image"].shape == (3, IMAGE_SIZE, IMAGE_SIZE) and row["image"].dtype == np.float32
         cutout = read_legacy_cutout(tmp_path / "in" / "cutouts" / f"cutout-{target.targetid}.fits")
         np.testing.assert_array_equal(row["image"], cutout.image)
@@ -119,7 +124,11 @@ def test_real_desi_files_through_the_builder(shared_file, tmp_path):
     builder = build(tmp_path / "in", tmp_path / "cache")
     rows = list(builder.as_dataset(split="train").with_format("numpy"))
     assert len(rows) == 1 and int(rows[0]["targetid"]) == targetid == 39633345008634465
-    np.testing.assert_array_equal(rows[0]["flux"], coadd.flux[0])
+    # flux in the fiber = point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX, 0.779 in this file's FIBERMAP
+    fibermap = fits.getdata(tmp_path / "in" / "coadd-4-80613-thru20210324.fits", "FIBERMAP")
+    factor = float(fibermap["MEAN_PSF_TO_FIBER_SPECFLUX"][0])
+    assert factor == pytest.approx(0.779, abs=5e-4)
+    np.testing.assert_allclose(rows[0]["flux"], coadd.flux[0] * factor, rtol=1e-6)
     # cutout centred on the target: the fiber offset is the coadd's fiber-minus-target offset
     np.testing.assert_allclose(rows[0]["fiber_offset"], coadd.fiber_offset_arcsec[0], atol=1e-4)
     assert rows[0]["redshift"] == pytest.approx(0.36874, abs=1e-5)
@@ -352,3 +361,57 @@ def test_builder_needs_an_existing_data_dir(tmp_path):
         DesiGalaxies(cache_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="absent"):
         DesiGalaxies(data_dir=tmp_path / "absent", cache_dir=str(tmp_path))
+
+
+def test_missing_or_bad_psf_to_fiber_is_a_bad_record(tmp_path):
+    """A spectrum without a finite MEAN_PSF_TO_FIBER_SPECFLUX > 0 cannot be put in the fiber frame: skipped."""
+    healpix_dir, cutout_dir = tmp_path / "in" / "healpix", tmp_path / "in" / "cutouts"
+    healpix_dir.mkdir(parents=True)
+    cutout_dir.mkdir()
+    targets = make_targets(4, seed=21, first_targetid=8000)
+    targets[1].psf_to_fiber, targets[2].psf_to_fiber, targets[3].psf_to_fiber = 0.0, float("nan"), -0.2
+    write_desi_coadd(healpix_dir / "coadd-main-dark-1.fits", targets, healpix=1)
+    write_redrock(healpix_dir / "redrock-main-dark-1.fits", targets)
+    no_column = make_targets(1, seed=22, first_targetid=9000)
+    path = write_desi_coadd(healpix_dir / "coadd-main-dark-2.fits", no_column, healpix=2)
+    write_redrock(healpix_dir / "redrock-main-dark-2.fits", no_column)
+    fibermap = Table.read(path, hdu="FIBERMAP")
+    fibermap.remove_column("MEAN_PSF_TO_FIBER_SPECFLUX")
+    with fits.open(path) as hdul:
+        hdul["FIBERMAP"] = fits.table_to_hdu(fibermap)
+        hdul.writeto(path, overwrite=True)
+    for t in targets + no_column:
+        write_legacy_cutout(cutout_dir / f"cutout-{t.targetid}.fits", t.ra, t.dec, size=IMAGE_SIZE)
+
+    builder = build(tmp_path / "in", tmp_path / "cache")
+    assert list(builder.as_dataset(split="train")["targetid"]) == [8000]
+    report = read_build_report(builder.cache_dir)
+    bad = {r["targetid"]: r["reason"] for r in report["skipped"] if r["kind"] == "bad_record"}
+    assert set(bad) == {8001, 8002, 8003, 9000}
+    assert all("MEAN_PSF_TO_FIBER_SPECFLUX" in reason and "FIBERMAP" in reason for reason in bad.values())
+    assert "= 0.0" in bad[8001] and "= nan" in bad[8002] and "= nan" in bad[9000]
+
+
+def _synthetic_r_over_fiberflux(flux_1e17: np.ndarray, fiberflux_r_nmgy: float) -> float:
+    """speclite DECam r flux (nanomaggies) of a spectrum on the DESI grid, over the catalogue FIBERFLUX_R."""
+    wavelength = desi_wavelength_grid()
+    r_nmgy = ab_nanomaggies(wavelength, np.asarray(flux_1e17, np.float64) * 1e-17, "r")
+    return float(r_nmgy / fiberflux_r_nmgy)
+
+
+@pytest.mark.realdata
+def test_real_built_flux_matches_the_fiber_photometry(shared_file, tmp_path):
+    """On the real coadd the point-source spectrum is 1.34x FIBERFLUX_R; the fiber flux the builder stores is ~1."""
+    (tmp_path / "in").mkdir()
+    for name in ("coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits"):
+        (tmp_path / "in" / name).symlink_to(shared_file(f"desi/{name}"))
+    fibermap = fits.getdata(tmp_path / "in" / "coadd-4-80613-thru20210324.fits", "FIBERMAP")
+    coadd = read_desi_coadd(tmp_path / "in" / "coadd-4-80613-thru20210324.fits")
+    write_legacy_cutout(
+        tmp_path / "in" / f"cutout-{coadd.targetid[0]}.fits", coadd.target_ra[0], coadd.target_dec[0], size=IMAGE_SIZE
+    )
+    (row,) = list(build(tmp_path / "in", tmp_path / "cache").as_dataset(split="train").with_format("numpy"))
+    before = _synthetic_r_over_fiberflux(coadd.flux[0], float(fibermap["FIBERFLUX_R"][0]))
+    after = _synthetic_r_over_fiberflux(row["flux"], float(fibermap["FIBERFLUX_R"][0]))
+    assert before == pytest.approx(1.34, abs=0.01)
+    assert 0.85 < after < 1.25 and after == pytest.approx(1.05, abs=0.01)

@@ -416,3 +416,56 @@ def test_clean_coadd_raises_no_warning(coadd_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_desi_coadd(coadd_path)  # a clean file raises no warning
+
+
+# ----------------------------------------------------------------------------------------
+# Point-source calibration (FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX)
+# ----------------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_desi_coadd_psf_to_fiber_is_read_and_flux_left_as_stored(shared_file):
+    path = shared_file(DESI_COADD)
+    coadd = read_desi_coadd(path, keep_arms=True)
+    stored = float(fits.getdata(path, "FIBERMAP")["MEAN_PSF_TO_FIBER_SPECFLUX"][0])
+    assert coadd.psf_to_fiber.tolist() == [pytest.approx(stored, rel=1e-7)]
+    assert stored == pytest.approx(0.779, abs=5e-4)
+    # the merged flux is the file's (point-source calibrated) flux, not multiplied by the factor
+    b = coadd.arms["b"]
+    good = (b["mask"][0] == 0) & (b["ivar"][0] > 0)
+    np.testing.assert_array_equal(coadd.flux[0, :400][good[:400]], b["flux"][0, :400][good[:400]])
+
+
+def test_desi_coadd_without_psf_to_fiber_column_reads_nan(tmp_path):
+    path = write_desi_coadd(tmp_path / "coadd-main-dark-1.fits", make_targets(2))
+    with fits.open(path) as hdul:
+        columns = [c for c in hdul["FIBERMAP"].columns if c.name != "MEAN_PSF_TO_FIBER_SPECFLUX"]
+        hdul["FIBERMAP"] = fits.BinTableHDU.from_columns(columns, name="FIBERMAP")
+        hdul.writeto(path, overwrite=True)
+    assert np.all(np.isnan(read_desi_coadd(path).psf_to_fiber))
+
+
+def test_simulated_coadd_is_calibrated_for_point_sources(tmp_path):
+    """The simulator writes fiber flux / MEAN_PSF_TO_FIBER_SPECFLUX and ivar x factor^2, like DESI."""
+    import dataclasses  # noqa: PLC0415
+    import math  # noqa: PLC0415
+
+    from galspec_hf.simulate.spectra import write_coadd  # noqa: PLC0415
+    from galspec_hf.simulate.survey import simulate_galaxy  # noqa: PLC0415
+    from galspec_hf.simulate.templates import load_templates  # noqa: PLC0415
+
+    templates = load_templates(None)
+    sims = [simulate_galaxy(i, 7, templates, cutout_size=16) for i in range(2)]
+    # fiber on the target: the factor is the Moffat PSF's encircled energy in the fiber radius R,
+    # 1 - (1 + R^2 / alpha^2)^(1 - beta) (Moffat 1969, A&A 3, 455), a closed form independent of the simulator
+    galaxies = [dataclasses.replace(s.galaxy, fiber_east_arcsec=0.0, fiber_north_arcsec=0.0) for s in sims]
+    path = write_coadd(tmp_path / "coadd.fits", galaxies, [s.photometry for s in sims], [s.observed for s in sims], 1)
+    coadd = read_desi_coadd(path, keep_arms=True)
+    beta, radius = C.MOFFAT_BETA, C.DESI_FIBER_DIAMETER_ARCSEC / 2
+    for i, galaxy in enumerate(galaxies):
+        seeing = round(galaxy.fiber_seeing_fwhm_arcsec / 0.02) * 0.02  # the kernel table's 0.02" steps
+        alpha = seeing / (2 * math.sqrt(2 ** (1 / beta) - 1))
+        expected = 1 - (1 + radius**2 / alpha**2) ** (1 - beta)
+        assert coadd.psf_to_fiber[i] == pytest.approx(expected, rel=2e-3)
+        for arm in "brz":
+            fiber_flux, fiber_ivar = sims[i].observed[arm]
+            np.testing.assert_allclose(coadd.arms[arm]["flux"][i] * coadd.psf_to_fiber[i], fiber_flux, rtol=1e-6)
+            np.testing.assert_allclose(coadd.arms[arm]["ivar"][i] / coadd.psf_to_fiber[i] ** 2, fiber_ivar, rtol=1e-6)

@@ -148,7 +148,10 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
     --------------------------------
     targetid (int64), object_id (string, MultimodalUniverse's name: str(TARGETID)),
     image (Array3D float32, (n_bands, image_size, image_size), nanomaggies),
-    flux, ivar (float32, 7781: 1e-17 erg/s/cm2/A on 3600-9824 A at 0.8 A, vacuum),
+    flux, ivar (float32, 7781: 1e-17 erg/s/cm2/A on 3600-9824 A at 0.8 A, vacuum): the flux that entered
+    the fiber, i.e. the file's point-source-calibrated flux x psf_to_fiber, and ivar / psf_to_fiber^2,
+    psf_to_fiber (float32: FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX; a spectrum without a finite factor > 0
+    is skipped as bad_record),
     mask (bool, 7781: True = do not use, i.e. DESI mask bits set or ivar == 0),
     redshift, redshift_err (float32, redrock Z, ZERR), zwarn (int64, DESI convention, 0 = good),
     deltachi2 (float32), spectype (string), ra, dec (float64, TARGET_RA/DEC, degrees),
@@ -159,7 +162,8 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = DesiGalaxiesConfig
-    VERSION = datasets.Version("1.0.0")
+    # 2.0.0: flux and ivar in the fiber frame (x MEAN_PSF_TO_FIBER_SPECFLUX), new psf_to_fiber column
+    VERSION = datasets.Version("2.0.0")
     BUILDER_CONFIGS = [DesiGalaxiesConfig(name="default", version=VERSION)]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -188,6 +192,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
                 "flux": datasets.List(datasets.Value("float32"), length=n_pix),
                 "ivar": datasets.List(datasets.Value("float32"), length=n_pix),
                 "mask": datasets.List(datasets.Value("bool"), length=n_pix),
+                "psf_to_fiber": datasets.Value("float32"),
                 "redshift": datasets.Value("float32"),
                 "redshift_err": datasets.Value("float32"),
                 "zwarn": datasets.Value("int64"),
@@ -392,6 +397,12 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
             return "bad_record", f"{coadd.path}: {coadd.n_negative_ivar[i]} negative pixels in *_IVAR"
         if not np.any(coadd.ivar[i] > 0):
             return "bad_record", f"{coadd.path}: no pixel with ivar > 0"
+        factor = float(coadd.psf_to_fiber[i])
+        if not (np.isfinite(factor) and factor > 0):
+            return "bad_record", (
+                f"{coadd.path}: HDU FIBERMAP: MEAN_PSF_TO_FIBER_SPECFLUX = {factor} (missing column gives nan), "
+                "expected a finite point-source fiber fraction > 0 to convert the point-source flux to the fiber flux"
+            )
         return None
 
     @staticmethod
@@ -403,12 +414,15 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
             return float(fibermap[name][i]) if name in fibermap.colnames else float("nan")
 
         targetid = int(coadd.targetid[i])
+        # DESI spectra are calibrated for point sources; the flux that entered the fiber is flux x factor
+        factor = float(coadd.psf_to_fiber[i])
         return {
             "targetid": targetid,
             "object_id": str(targetid),
             "image": cutout.image,
-            "flux": coadd.flux[i],
-            "ivar": coadd.ivar[i],
+            "flux": (coadd.flux[i] * factor).astype(np.float32),
+            "ivar": (coadd.ivar[i] / factor**2).astype(np.float32),
+            "psf_to_fiber": factor,
             "mask": (coadd.mask[i] != 0) | (coadd.ivar[i] <= 0),
             "redshift": float(redrock.z[r]),
             "redshift_err": float(redrock.zerr[r]),

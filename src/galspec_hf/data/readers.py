@@ -170,6 +170,11 @@ class DesiCoadd:
         ((MEAN_FIBER_RA - TARGET_RA) cos(TARGET_DEC), MEAN_FIBER_DEC - TARGET_DEC) * 3600.
     coadd_fiberstatus : ndarray, shape (N,), int64
         FIBERMAP COADD_FIBERSTATUS (0 = good); -1 when the file has no FIBERMAP.
+    psf_to_fiber : ndarray, shape (N,), float64
+        FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX: the fraction of a point source's light that entered the
+        fiber. DESI calibrates ``flux`` for point sources, so the flux that entered the fiber is
+        ``flux * psf_to_fiber``. NaN when the file has no FIBERMAP or no such column; not checked here
+        (a data build refuses a spectrum whose factor is not finite and > 0).
     n_nonfinite_flux, n_negative_ivar : ndarray, shape (N,), int64
         Raw-arm pixels with NaN/inf flux or ivar < 0 (such pixels get ivar 0 in the merge); a data
         build uses these to reject broken spectra.
@@ -198,6 +203,7 @@ class DesiCoadd:
     coadd_fiberstatus: np.ndarray
     n_nonfinite_flux: np.ndarray
     n_negative_ivar: np.ndarray
+    psf_to_fiber: np.ndarray | None = None
     fibermap: Table | None = None
     survey: str = ""
     program: str = ""
@@ -270,6 +276,11 @@ def _arm_grid_index(wavelength: np.ndarray, path: Path, hdu_name: str) -> np.nda
     return index
 
 
+#: Coadd FIBERMAP column with the point-source fiber fraction (desispec coaddition: the mean over exposures of
+#: the frames' PSF_TO_FIBER_SPECFLUX).
+_PSF_TO_FIBER_COLUMN = "MEAN_PSF_TO_FIBER_SPECFLUX"
+
+
 def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_arms: bool = False) -> DesiCoadd:
     """Read a DESI coadd file and merge its b, r, z arms onto the 7781-pixel model grid.
 
@@ -288,7 +299,8 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
     DesiCoadd
         ``flux``, ``ivar``, ``mask`` of shape (N, 7781). Where arms overlap, the merged flux is
         sum(ivar_arm * flux_arm) / sum(ivar_arm) over pixels with mask 0, finite flux and ivar > 0,
-        and the merged ivar is sum(ivar_arm).
+        and the merged ivar is sum(ivar_arm). The flux is the file's, calibrated for point sources;
+        ``psf_to_fiber`` (FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX) converts it to the flux in the fiber.
 
     Raises
     ------
@@ -360,6 +372,11 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
                 if "COADD_FIBERSTATUS" in names
                 else np.zeros(n_spec, np.int64)
             )
+            psf_to_fiber = (
+                np.asarray(data[_PSF_TO_FIBER_COLUMN], np.float64)
+                if _PSF_TO_FIBER_COLUMN in names
+                else np.full(n_spec, np.nan)
+            )
         else:
             if require_fibermap:
                 raise GalspecFormatError(f"{path}: missing HDU FIBERMAP (expected target IDs and fiber positions)")
@@ -373,6 +390,7 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
                 targetid = np.asarray(hdul["SCORES"].data["TARGETID"], np.int64)
             target_ra = target_dec = fiber_ra = fiber_dec = np.full(n_spec, np.nan)
             status = np.full(n_spec, -1, np.int64)
+            psf_to_fiber = np.full(n_spec, np.nan)
 
         header = hdul[0].header
         survey, program, healpix = str(header.get("SURVEY", "")), str(header.get("PROGRAM", "")), -1
@@ -401,6 +419,7 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
         coadd_fiberstatus=status,
         n_nonfinite_flux=n_nonfinite,
         n_negative_ivar=n_negative,
+        psf_to_fiber=psf_to_fiber,
         fibermap=fibermap,
         survey=survey,
         program=program,

@@ -49,6 +49,9 @@ class FakeTarget:
     zwarn: int = 0
     deltachi2: float = 500.0
     coadd_fiberstatus: int = 0
+    #: FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX; 0.779 is the value in the real DESI coadd
+    #: ../shared/data/desi/coadd-4-80613-thru20210324.fits.
+    psf_to_fiber: float = 0.779
 
     @property
     def fiber_ra(self) -> float:
@@ -60,10 +63,13 @@ class FakeTarget:
 
 
 def make_targets(n: int, *, seed: int = 0, first_targetid: int = 39633345008634465, ra=150.0, dec=2.0):
-    """``n`` good galaxies spread over a few arcmin, redshifts 0.05-0.35, fiber offsets up to 1 arcsec."""
+    """``n`` good galaxies spread over a few arcmin, redshifts 0.05-0.35, fiber offsets up to 1 arcsec,
+    point-source fiber fractions (MEAN_PSF_TO_FIBER_SPECFLUX) 0.6-0.9 around DESI's typical 0.78."""
     rng = np.random.default_rng(seed)
+    factor_rng = np.random.default_rng([seed, 1])  # own stream: the other draws stay as they were
     return [
         FakeTarget(
+            psf_to_fiber=float(factor_rng.uniform(0.6, 0.9)),
             targetid=first_targetid + i,
             ra=float(ra + rng.uniform(-0.05, 0.05)),
             dec=float(dec + rng.uniform(-0.05, 0.05)),
@@ -128,6 +134,7 @@ def write_desi_coadd(
             fits.Column("EBV", "E", array=np.full(n, 0.02)),
             fits.Column("MEAN_FIBER_RA", "D", array=[t.fiber_ra for t in targets]),
             fits.Column("MEAN_FIBER_DEC", "D", array=[t.fiber_dec for t in targets]),
+            fits.Column("MEAN_PSF_TO_FIBER_SPECFLUX", "E", array=[t.psf_to_fiber for t in targets]),
         ]
         hdus.append(fits.BinTableHDU.from_columns(columns, name="FIBERMAP"))
     for arm in DESI_ARMS:

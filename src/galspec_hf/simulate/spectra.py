@@ -541,7 +541,7 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
         "COADD_NUMTILE": np.ones(n),
         "MEAN_FIBER_RA": ra + d_east / np.cos(np.radians(dec)),
         "MEAN_FIBER_DEC": dec + d_north,
-        "MEAN_PSF_TO_FIBER_SPECFLUX": np.array([_psf_to_fiber(g.fiber_seeing_fwhm_arcsec) for g in galaxies]),
+        "MEAN_PSF_TO_FIBER_SPECFLUX": psf_to_fiber_factors(galaxies),
         "SERSIC": np.array([g.bulge_sersic_n if g.bulge_light_fraction > 0.5 else 1.0 for g in galaxies]),
         "SHAPE_R": np.array([g.disk_re_arcsec for g in galaxies]),
         "NUMOBS_INIT": np.ones(n),
@@ -555,23 +555,57 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
     return values
 
 
-def _psf_to_fiber(seeing_fwhm_arcsec: float) -> float:
+def _psf_to_fiber(seeing_fwhm_arcsec: float, offset_arcsec: float = 0.0) -> float:
+    """Fraction of a point source's light that enters a DESI fiber centred ``offset_arcsec`` from it.
+
+    The same Moffat kernel K(d) (:func:`fiber_kernel_table`, seeing rounded to 0.02 arcsec as in
+    :func:`fiber_weights`) that puts galaxy light into the simulated fiber, evaluated at the fiber's
+    offset from its target: DESI's FIBERMAP ``MEAN_PSF_TO_FIBER_SPECFLUX`` for that seeing.
+    """
     distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02)
-    return float(fraction[0])
+    return float(np.interp(float(offset_arcsec), distance, fraction, right=0.0))
+
+
+def psf_to_fiber_factors(galaxies: list[Galaxy]) -> np.ndarray:
+    """``MEAN_PSF_TO_FIBER_SPECFLUX`` of each galaxy's fiber: point-source fiber fraction, shape (N,), float64.
+
+    The target is the origin of the galaxy frame, so the fiber's offset from its target is
+    hypot(fiber_east_arcsec, fiber_north_arcsec).
+    """
+    return np.array(
+        [
+            _psf_to_fiber(g.fiber_seeing_fwhm_arcsec, math.hypot(g.fiber_east_arcsec, g.fiber_north_arcsec))
+            for g in galaxies
+        ]
+    )
 
 
 def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int):
     """Write a DESI coadd file for many targets.
 
+    Like DESI, the spectra written are calibrated for point sources: the flux that entered the
+    fiber divided by ``MEAN_PSF_TO_FIBER_SPECFLUX`` (the point-source fiber fraction in the
+    fiber's seeing, :func:`psf_to_fiber_factors`), and the inverse variance times its square, so
+    that file flux x MEAN_PSF_TO_FIBER_SPECFLUX is the flux in the fiber again.
+
     Parameters
     ----------
-    observed : per galaxy, dict arm -> (flux, ivar) from :func:`observe`.
+    observed : per galaxy, dict arm -> (flux, ivar) from :func:`observe`: the flux in the fiber,
+        1e-17 erg/s/cm2/A, and its inverse variance.
     """
     from astropy.io import fits  # noqa: PLC0415
 
     n = len(galaxies)
     if n == 0 or len(photometry) != n or len(observed) != n:
         raise ValueError("galaxies, photometry and observed must be non-empty lists of the same length")
+    factor = psf_to_fiber_factors(galaxies)  # (N,)
+    if not np.all(np.isfinite(factor) & (factor > 0)):
+        raise ValueError(f"galaxies: point-source fiber fraction must be finite and > 0, got {factor}")
+    # point-source calibration, as DESI writes it: flux / factor, ivar * factor^2
+    observed = [
+        {arm: (o[arm][0] / np.float32(f), o[arm][1] * np.float32(f) ** 2) for arm in ARMS}
+        for o, f in zip(observed, factor, strict=True)
+    ]
     primary = fits.PrimaryHDU()
     primary.header["SPGRP"] = "cumulative"
     primary.header["TILEID"] = tileid
