@@ -226,8 +226,10 @@ MOFFAT_BETA = 3.0
 #: Silber et al. 2023, AJ 165, 9).
 DESI_FIBER_POINTING_RMS_ARCSEC = 0.1
 #: Per-pixel background noise (nanomaggies) of Legacy Surveys DR9 grz coadds, measured as the robust (MAD) scatter of
-#: neighbouring-pixel differences / sqrt(2) on the real cutout ../shared/data/legacysurvey/legacysurvey-dr9-grz-*.fits.
-LEGACY_PIXEL_NOISE_NMGY = {"g": 0.00131, "r": 0.00199, "z": 0.00638}
+#: the source-clipped pixels (simulate.realism.sky_pixel_noise) on the real cutout
+#: ../shared/data/legacysurvey/legacysurvey-dr9-grz-*.fits. (Neighbour differences / sqrt(2) give 0.00131, 0.00199,
+#: 0.00638: smaller, because the coadd's noise is correlated between neighbouring pixels.)
+LEGACY_PIXEL_NOISE_NMGY = {"g": 0.00166, "r": 0.00250, "z": 0.00782}
 #: DESI line-spread Gaussian sigma in pixels (0.8 A) as a linear function of wavelength, sigma = a + b * lambda_A,
 #: fit to the second moment of the RESOLUTION rows of the real coadd ../shared/data/desi/coadd-4-80613-*.fits.
 DESI_RESOLUTION_SIGMA_PIX = {"b": (0.8945, -1.83e-6), "r": (0.7318, 1.06e-5), "z": (0.7641, 1.96e-5)}
@@ -251,3 +253,76 @@ MANGA_RESOLUTION_TABLE = (
 DAP_MASK_NOVALUE_BIT = 4
 DAP_MASK_NEARBOUND_BIT = 8
 DAP_MASK_DONOTUSE_BIT = 30
+
+# ------------------------------------------------------------------------------------------------
+# Simulated-universe realism (issue 11): cutout noise correlation and resolved emission
+# ------------------------------------------------------------------------------------------------
+#: Side of the blocks used for the binned-noise ratio of cutouts (sigma of 4x4 block means x 4 / per-pixel sigma).
+NOISE_BIN_BLOCK_PIX = 4
+#: Binned-noise ratio of the real DR9 cutout ../shared/data/legacysurvey/legacysurvey-dr9-grz-357.9087-54.8817.fits,
+#: r band, sources masked by 3-sigma clipping (g 1.48, r 1.73, z 1.49 measured with simulate.realism.binned_noise_ratio).
+#: Legacy Surveys coadds resample every exposure with Lanczos-3 (Dey et al. 2019, AJ 157, 168), which correlates noise.
+LEGACY_BINNED_NOISE_RATIO = 1.73
+
+# ------------------------------------------------------------------------------------------------
+# Stellar-continuum templates for the line fit (issue 13; galspec_hf.analysis.continuum)
+# ------------------------------------------------------------------------------------------------
+#: FWHM resolution of the MILES stellar library, Angstrom, constant in wavelength (Falcon-Barroso et al. 2011,
+#: A&A 532, A95: 2.50 A; the FWHM header of the MaNGA DAP's MILES-HC files).
+CONTINUUM_TEMPLATE_FWHM_A = 2.50
+#: Pixel of the shipped logarithmic rest-frame template grid, km/s (finer than MaNGA's 69 km/s and DESI's 0.8 A =
+#: 40-65 km/s pixels, so the broadening kernel is sampled by >= 2 pixels at the templates' own resolution).
+CONTINUUM_TEMPLATE_VELSCALE_KMS = 35.0
+#: Rest-frame vacuum range of the shipped templates, Angstrom (MILES-HC's range in the DAP: 3575-7400 A).
+CONTINUUM_TEMPLATE_RANGE_REST_A = (3575.0, 7400.0)
+#: Emission lines masked in the stellar-continuum fit, vacuum rest Angstrom: the ELPSCMSK list of the MaNGA DAP
+#: (sdss-mangadap 4.5.0, mangadap/data/emission_lines/elpscmsk.par; Westfall et al. 2019, AJ 158, 231).
+CONTINUUM_MASKED_LINES_VACUUM_A = (
+    3727.092, 3729.875, 3798.9826, 3836.4790, 3869.86, 3890.1576, 3968.59, 3971.2020, 4102.8991, 4341.691,
+    4687.015, 4862.691, 4960.295, 5008.240, 5199.3490, 5201.7055, 5877.243, 6302.046, 6365.535, 6549.86,
+    6564.632, 6585.271, 6718.294, 6732.674, 7137.76, 7753.24,
+)  # fmt: skip
+#: Half-width of the masked window around each line in the continuum fit, km/s (the DAP's pixel mask for its
+#: stellar-continuum fit uses 3 x 250 km/s around each ELPSCMSK line: mangadap.util.pixelmask
+#: SpectralPixelMask._get_emission_line_bands defaults).
+CONTINUUM_LINE_MASK_HALF_WIDTH_KMS = 750.0
+#: Night-sky line masked in the continuum fit (observed frame), vacuum Angstrom, half-width Angstrom: the DAP's
+#: BADSKY artifact, 5570-5586 A vacuum ([OI] 5577.34 air; mangadap/data/artifacts/badsky.par).
+CONTINUUM_SKY_LINES_VACUUM_A = ((5578.0, 8.0),)
+#: Ratio of the H-alpha to the stellar-continuum effective radius of star-forming galaxies, Nelson et al. (2016, ApJ
+#: 828, 27; 3D-HST stacks): r_e(Ha) / r_e(star) = 1.1 at 1e10 Msun, growing as (M / 1e10 Msun)^0.054. The per-galaxy
+#: log-normal scatter (0.1 dex) is an assumption within the spread of their individual maps.
+NELSON16_HALPHA_SIZE_RATIO = 1.1
+NELSON16_HALPHA_SIZE_MASS_SLOPE = 0.054
+HALPHA_SIZE_RATIO_SCATTER_DEX = 0.1
+#: Fraction of star-forming H-alpha emitted by discrete HII-region complexes (clumps) rather than diffuse gas:
+#: the diffuse fraction of H-alpha is 0.4-0.6 in nearby disks (Oey et al. 2007, ApJ 661, 801, SINGG: mean 0.59;
+#: Zurita et al. 2000, A&A 363, 9), so the clumped fraction is drawn from 0.35-0.6.
+CLUMP_HALPHA_FRACTION_RANGE = (0.35, 0.6)
+#: Number of HII-region complexes per disk and their Gaussian sigma, kpc (kpc-sized star-forming complexes of local
+#: spirals, e.g. Elmegreen & Elmegreen 2006, ApJ 650, 644: sizes ~0.3-1 kpc). Clumps sit on the spiral arms with an
+#: azimuthal scatter of CLUMP_ARM_SCATTER_RAD.
+CLUMP_NUMBER_RANGE = (15, 40)
+CLUMP_SIGMA_KPC_RANGE = (0.25, 0.7)
+CLUMP_ARM_SCATTER_RAD = 0.35
+#: Spiral arms: logarithmic spirals with pitch angle 10-30 deg (Kennicutt 1981, AJ 86, 1847) and m = 2-4 arms;
+#: H-alpha arm/interarm contrast (1 + A) / (1 - A) ~ 2-4 (Foyle et al. 2010, ApJ 725, 534), A in 0.3-0.6.
+SPIRAL_PITCH_DEG_RANGE = (10.0, 30.0)
+SPIRAL_ARM_NUMBERS = (2, 2, 3, 4)
+SPIRAL_AMPLITUDE_RANGE = (0.3, 0.6)
+#: Diffuse ionised gas powered by old stars (HOLMES) in bulges and retired galaxies: LIER-like emission with
+#: H-alpha EW 0.5-3 A (Cid Fernandes et al. 2011, MNRAS 413, 1687, WHAN: retired galaxies EW < 3 A; Belfiore et al.
+#: 2016, MNRAS 461, 3111, MaNGA LIERs), [NII]6584/Ha ~ 1-2 and log [SII]/Ha ~ -0.1, log [OIII]5007/Hb ~ 0.1
+#: (Belfiore et al. 2016, Figs 2-3; Kewley et al. 2006 LINER branch), log [OII]3727,29/Hb ~ 0.6 (Yan & Blanton
+#: 2012, ApJ 747, 61: LINER-like [OII]/Ha ~ 1 with Ha/Hb = 2.86 gives ~0.46; we use 0.6).
+LIER_HALPHA_EW_A_QUIESCENT = (0.5, 3.0)
+LIER_HALPHA_EW_A_BULGE_OF_STAR_FORMING = (0.5, 1.5)
+LIER_NII_HALPHA_RANGE = (1.0, 2.0)
+LIER_LOG_SII_HALPHA = -0.1
+LIER_LOG_OIII_HBETA = 0.1
+LIER_LOG_OII_HBETA = 0.6
+#: Radial gradient of the gas colour excess: the Balmer decrement falls with radius in star-forming disks
+#: (Nelson et al. 2016b, ApJ 817, L9; Greener et al. 2020, MNRAS 495, 2305, MaNGA). We use
+#: E(B-V)_gas(r) = E(B-V)_gas(r_e) x 10**(-g (r/r_e - 1)) with g drawn from 0.1-0.3 dex per r_e (assumption in
+#: their range), capped at 3 x the r_e value.
+DUST_GRADIENT_DEX_PER_RE_RANGE = (0.1, 0.3)

@@ -133,6 +133,20 @@ class Galaxy:
     fiber_east_arcsec: float  # fiber centre relative to the target
     fiber_north_arcsec: float
     exptime_s: float
+    # resolved star formation and ionisation (defaults: a smooth disk with no clumps, arms, LIER or dust gradient)
+    halpha_size_ratio: float = 1.0  # H-alpha / stellar disk scale length (inside-out star formation)
+    clump_halpha_fraction: float = 0.0  # of the star-forming H-alpha, emitted by HII-region complexes
+    clump_number: int = 0
+    clump_sigma_kpc: float = 0.5
+    clump_seed: int = 0  # seeds the clump positions (a galaxy renders the same clumps on every grid)
+    spiral_arms: int = 2
+    spiral_pitch_deg: float = 20.0
+    spiral_amplitude: float = 0.0  # H-alpha modulation 1 + A cos(m (theta - ln(r / h) / tan(pitch)) - phase)
+    spiral_phase_rad: float = 0.0
+    lier_halpha_flux_bulge: float = 0.0  # observed LIER/DIG H-alpha of the whole bulge (follows the bulge light)
+    lier_halpha_flux_disk: float = 0.0  # observed LIER/DIG H-alpha of the whole disk (follows the old disk light)
+    lier_nii_halpha: float = 1.5  # [NII]6584 / H-alpha of the LIER gas
+    dust_gradient_dex_per_re: float = 0.0  # E(B-V)_gas(r) = ebv_gas 10**(-g (r/re - 1)), capped at 3 ebv_gas
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -330,6 +344,87 @@ def _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total) -> np.nda
     return np.stack([np.broadcast_to(np.asarray(columns[name], dtype=np.float64), shape) for name in LINE_NAMES], -1)
 
 
+def lier_line_ratios(nii_halpha: float) -> np.ndarray:
+    """Line fluxes relative to H-alpha of LIER-like diffuse gas ionised by old stars (constants.LIER_*), with
+    [NII]6584 / H-alpha = ``nii_halpha``; ordered as LINE_NAMES."""
+    hbeta = 1.0 / C.CASE_B_HALPHA_HBETA
+    return _assemble_ratios(
+        hbeta,
+        hbeta * 10**C.LIER_LOG_OII_HBETA,
+        hbeta * 10**C.LIER_LOG_OIII_HBETA,
+        nii_halpha,
+        10**C.LIER_LOG_SII_HALPHA,
+    )
+
+
+def gas_ebv_at_radius(galaxy: Galaxy, radius_re: np.ndarray) -> np.ndarray:
+    """Gas colour excess at deprojected radius ``radius_re`` (units of the disk r_e), constants.DUST_GRADIENT_*."""
+    factor = np.minimum(10.0 ** (-galaxy.dust_gradient_dex_per_re * (np.asarray(radius_re) - 1.0)), 3.0)
+    return galaxy.ebv_gas * factor
+
+
+def clump_positions(galaxy: Galaxy) -> dict[str, np.ndarray]:
+    """HII-region complexes of ``galaxy`` in its disk plane, drawn from ``galaxy.clump_seed``.
+
+    Radii follow the H-alpha exponential disk (Gamma(2) in r / h_Ha); azimuths lie on the spiral arms with a
+    Gaussian scatter of constants.CLUMP_ARM_SCATTER_RAD. Returns dict with 'x', 'y' ((N,) arcsec along the major axis
+    and along the minor axis deprojected, galaxy plane), 'radius' ((N,) arcsec), 'weight' ((N,) summing to 1).
+    """
+    n = int(galaxy.clump_number)
+    rng = np.random.default_rng([int(galaxy.clump_seed), 7])
+    h_ha = galaxy.disk_scale_arcsec * galaxy.halpha_size_ratio
+    radius = rng.gamma(2.0, h_ha, n)
+    arm = rng.integers(0, max(galaxy.spiral_arms, 1), n)
+    theta = (
+        galaxy.spiral_phase_rad
+        + np.log(np.maximum(radius, 1e-3 * h_ha) / h_ha) / math.tan(math.radians(galaxy.spiral_pitch_deg))
+    ) + 2 * math.pi * arm / max(galaxy.spiral_arms, 1) + rng.normal(0.0, C.CLUMP_ARM_SCATTER_RAD, n)
+    weight = rng.lognormal(0.0, 0.7, n)  # HII-region luminosity function: a few bright complexes dominate
+    weight = weight / weight.sum() if n else weight
+    return {"x": radius * np.cos(theta), "y": radius * np.sin(theta), "radius": radius, "weight": weight}
+
+
+def _spiral_modulation(galaxy: Galaxy, major: np.ndarray, minor_deprojected: np.ndarray, h: float) -> np.ndarray:
+    """1 + A cos(m (theta - ln(r/h) / tan p) - m phase), tapered to 1 inside ~h; its azimuthal mean is 1."""
+    radius = np.hypot(major, minor_deprojected)
+    theta = np.arctan2(minor_deprojected, major)
+    m = max(int(galaxy.spiral_arms), 1)
+    arg = m * (theta - galaxy.spiral_phase_rad - np.log(np.maximum(radius, 1e-6) / h)
+               / math.tan(math.radians(galaxy.spiral_pitch_deg)))  # fmt: skip
+    taper = 1.0 - np.exp(-((radius / h) ** 2))
+    return 1.0 + galaxy.spiral_amplitude * taper * np.cos(arg)
+
+
+def _clump_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcsec: float) -> np.ndarray:
+    """Fraction of the clump light in each pixel from each clump, (N, H, W) (total sum -> 1 on an infinite grid).
+
+    Each clump is a circular Gaussian in the disk plane (projected: sigma and sigma q), sampled at pixel centres
+    after adding (0.7 pixel)^2 in quadrature so that the pixel sum equals the analytic integral to < 1e-4."""
+    clumps = clump_positions(galaxy)
+    out = np.zeros((clumps["x"].size, *east.shape))
+    if galaxy.clump_number <= 0:
+        return out
+    major, minor = galaxy_frame(galaxy, east, north)
+    q = galaxy.disk_axis_ratio
+    sigma = galaxy.clump_sigma_kpc * galaxy.arcsec_per_kpc
+    extra2 = (0.7 * pixel_arcsec) ** 2
+    s_major2, s_minor2 = sigma**2 + extra2, (sigma * q) ** 2 + extra2
+    norm = pixel_arcsec**2 / (2 * math.pi * math.sqrt(s_major2 * s_minor2))
+    for i, (x, y, w) in enumerate(zip(clumps["x"], clumps["y"], clumps["weight"], strict=True)):
+        out[i] = w * np.exp(-0.5 * ((major - x) ** 2 / s_major2 + (minor - y * q) ** 2 / s_minor2))
+    return out * norm
+
+
+def star_forming_ratios_after_dust(galaxy: Galaxy, radius_arcsec: np.ndarray) -> np.ndarray:
+    """Observed star-forming line fluxes relative to intrinsic H-alpha at deprojected radii ``radius_arcsec`` (R,):
+    the abundance gradient's ratios times the radial dust transmission. Returns (L, R)."""
+    r_re = np.asarray(radius_arcsec, dtype=np.float64) / galaxy.disk_re_arcsec
+    oxygen = np.clip(galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * r_re, *OXYGEN_RANGE)
+    k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
+    ebv = gas_ebv_at_radius(galaxy, r_re)
+    return star_forming_line_ratios_fast(oxygen) * 10.0 ** (-0.4 * k_lines[:, None] * ebv[None])
+
+
 def line_dust_transmission(ebv_gas: float) -> np.ndarray:
     """(len(LINE_NAMES),) transmission of each line through the Calzetti law with E(B-V)_gas."""
     return calzetti_transmission(LINE_WAVELENGTHS_REST_A, ebv_gas)
@@ -386,8 +481,13 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
     sersic_table = np.exp(-sersic_bn(n) * (10 ** (log_r_table / n) - 1.0))
     bulge = np.zeros(east.shape)
     disk = np.zeros(east.shape)
+    halpha_disk = np.zeros(east.shape)
     re_b, q_b = galaxy.bulge_re_arcsec, galaxy.bulge_axis_ratio
     h, q_d = galaxy.disk_scale_arcsec, galaxy.disk_axis_ratio
+    h_ha = h * galaxy.halpha_size_ratio
+    with_arms = galaxy.spiral_amplitude > 0
+    halpha_arms = np.zeros(east.shape) if with_arms else None
+    disk_arms = np.zeros(east.shape) if with_arms else None
     for dy in offsets:
         for dx in offsets:
             # east decreases with column index, so a sub-pixel step in +x is -dx in east
@@ -397,11 +497,47 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
             bulge += np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
             r_d = np.sqrt(major**2 + (minor / q_d) ** 2)
             disk += np.exp(-r_d / h)
+            halpha_disk += np.exp(-r_d / h_ha)
+            if with_arms:
+                arms = _spiral_modulation(galaxy, major, minor / q_d, h_ha)
+                halpha_arms += np.exp(-r_d / h_ha) * arms
+                disk_arms += np.exp(-r_d / h) * arms
+    # the Sersic cusp is undersampled by a few points per pixel when re ~ a pixel (a 0.3" bulge on 0.5" spaxels
+    # loses 7% of its light at subsample=3): the pixels within 1.5 pixels of the centre get 15 x 15 points
+    centre_major, centre_minor = galaxy_frame(galaxy, east, north)
+    near = np.hypot(centre_major, centre_minor) < 1.5 * pixel_arcsec
+    if subsample < 15 and near.any():
+        fine = (np.arange(15) + 0.5) / 15 - 0.5
+        e_near, n_near = east[near], north[near]  # (M,)
+        refined = np.zeros(e_near.shape)
+        for dy in fine:
+            for dx in fine:
+                major, minor = galaxy_frame(galaxy, e_near - dx * pixel_arcsec, n_near + dy * pixel_arcsec)
+                r2_b = (major**2 + (minor / q_b) ** 2) / re_b**2
+                refined += np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
+        bulge[near] = refined * subsample**2 / 15**2
     area = pixel_arcsec**2 / subsample**2
     bulge *= area / _sersic_total(n, re_b, q_b)
     disk *= area / (2 * math.pi * q_d * h**2)
+    halpha_disk *= area / (2 * math.pi * q_d * h_ha**2)
+    if with_arms:
+        halpha_arms *= area / (2 * math.pi * q_d * h_ha**2)
+        disk_arms *= area / (2 * math.pi * q_d * h**2)
 
     major, minor = galaxy_frame(galaxy, east, north)
+    # star formation: smooth inside-out disk modulated by spiral arms, plus HII-region complexes; the young stars
+    # (young_light_fraction of the disk light) follow the same arms and clumps, so they show in g and H-alpha together
+    old_disk = disk
+    f_clump = galaxy.clump_halpha_fraction if galaxy.clump_number > 0 else 0.0
+    clump_stack = _clump_maps(galaxy, east, north, pixel_arcsec) if f_clump > 0 else None  # (N, H, W)
+    if with_arms or f_clump > 0:
+        smooth_young = disk_arms if with_arms else disk
+        halpha_disk = (1 - f_clump) * (halpha_arms if with_arms else halpha_disk)
+        young_light = (1 - f_clump) * smooth_young
+        if clump_stack is not None:
+            young_light = young_light + f_clump * clump_stack.sum(axis=0)
+        fy = galaxy.young_light_fraction
+        disk = (1 - fy) * disk + fy * young_light
     radius = np.sqrt(major**2 + (minor / q_d) ** 2)
     cos_phi = np.divide(major, radius, out=np.zeros_like(radius), where=radius > 0)
     sin_i = math.sin(math.radians(galaxy.inclination_deg))
@@ -415,10 +551,17 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
         galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * radius_re, OXYGEN_RANGE[0], OXYGEN_RANGE[1]
     )
     ratios = star_forming_line_ratios(oxygen)  # (H, W, L)
-    transmission = line_dust_transmission(galaxy.ebv_gas)
-    lines_sf = (
-        (galaxy.halpha_flux_sf_intrinsic * disk)[None] * np.moveaxis(ratios, -1, 0) * transmission[:, None, None]
-    )
+    k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
+    transmission = 10.0 ** (-0.4 * k_lines[:, None, None] * gas_ebv_at_radius(galaxy, radius_re)[None])  # (L, H, W)
+    lines_sf = (galaxy.halpha_flux_sf_intrinsic * halpha_disk)[None] * np.moveaxis(ratios, -1, 0) * transmission
+    if clump_stack is not None:
+        # each HII complex has the abundance and dust of its own radius
+        clump_ratios = star_forming_ratios_after_dust(galaxy, clump_positions(galaxy)["radius"])  # (L, N)
+        lines_sf = lines_sf + galaxy.halpha_flux_sf_intrinsic * f_clump * np.tensordot(clump_ratios, clump_stack, 1)
+    if galaxy.lier_halpha_flux_bulge > 0 or galaxy.lier_halpha_flux_disk > 0:
+        # LIER / diffuse gas ionised by old stars: follows the old light at a fixed EW (observed, after dust)
+        lier = galaxy.lier_halpha_flux_bulge * bulge + galaxy.lier_halpha_flux_disk * old_disk
+        lines_sf = lines_sf + lier[None] * lier_line_ratios(galaxy.lier_nii_halpha)[:, None, None]
     lines_agn = np.zeros_like(lines_sf)
     if galaxy.agn:
         # unresolved nucleus: a Gaussian of 0.05 arcsec sigma, far below any PSF here
@@ -512,7 +655,9 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     if star_forming:
         log_sfr = log_sfr_ms + rng.normal(0.0, C.SPEAGLE14_SCATTER_DEX)
     else:
-        log_sfr = log_sfr_ms - 1.0 - rng.uniform(0.0, 1.0)
+        # quenched: log sSFR ~ 2 dex below the star-forming sequence (GALEX, Salim et al. 2007, ApJS 173, 267: red
+        # sequence at log sSFR ~ -12 against ~ -10), so their H-alpha is mostly LIER-like (Cid Fernandes et al. 2011)
+        log_sfr = log_sfr_ms - 1.5 - rng.uniform(0.0, 1.0)
     disk_mass = 10**log_mstar * (1 - bulge_fraction) + 1.0
     x = YOUNG_TO_OLD_LIGHT_PER_MASS_5500 * 10**log_sfr * YOUNG_POPULATION_AGE_YR / disk_mass
     young = float(np.clip(x / (1 + x), 0.0, 0.95))
@@ -649,7 +794,36 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     sigma_axis = C.DESI_FIBER_POINTING_RMS_ARCSEC / math.sqrt(2.0)
     galaxy.fiber_east_arcsec = float(rng.normal(0.0, sigma_axis))
     galaxy.fiber_north_arcsec = float(rng.normal(0.0, sigma_axis))
+    _draw_resolved_emission(rng, galaxy, spectra, templates)
     return galaxy
+
+
+def _draw_resolved_emission(rng: np.random.Generator, galaxy: Galaxy, spectra: dict, templates: TemplateSet) -> None:
+    """Draw the resolved star formation and ionisation of ``galaxy`` in place (constants.NELSON16_*, CLUMP_*,
+    SPIRAL_*, LIER_*, DUST_GRADIENT_*); ``spectra`` is :func:`component_spectra_rest` of the galaxy (unbroadened)."""
+    ratio = C.NELSON16_HALPHA_SIZE_RATIO * (10 ** (galaxy.log_mstar - 10.0)) ** C.NELSON16_HALPHA_SIZE_MASS_SLOPE
+    galaxy.halpha_size_ratio = float(ratio * 10 ** rng.normal(0.0, C.HALPHA_SIZE_RATIO_SCATTER_DEX))
+    galaxy.clump_halpha_fraction = float(rng.uniform(*C.CLUMP_HALPHA_FRACTION_RANGE))
+    galaxy.clump_number = int(rng.integers(C.CLUMP_NUMBER_RANGE[0], C.CLUMP_NUMBER_RANGE[1] + 1))
+    galaxy.clump_sigma_kpc = float(rng.uniform(*C.CLUMP_SIGMA_KPC_RANGE))
+    galaxy.clump_seed = int(rng.integers(0, 2**31 - 1))
+    galaxy.spiral_arms = int(rng.choice(C.SPIRAL_ARM_NUMBERS))
+    galaxy.spiral_pitch_deg = float(rng.uniform(*C.SPIRAL_PITCH_DEG_RANGE))
+    galaxy.spiral_amplitude = float(rng.uniform(*C.SPIRAL_AMPLITUDE_RANGE))
+    galaxy.spiral_phase_rad = float(rng.uniform(0.0, 2 * math.pi))
+    galaxy.dust_gradient_dex_per_re = float(rng.uniform(*C.DUST_GRADIENT_DEX_PER_RE_RANGE))
+    # LIER gas: observed H-alpha = EW_rest x the component's rest f_lambda at H-alpha x continuum_scale
+    ha_rest = C.EMISSION_LINES_VACUUM_A["Halpha"]
+    bulge_cont = float(np.interp(ha_rest, templates.wavelength_rest, spectra["bulge"])) * galaxy.continuum_scale
+    disk_cont = float(np.interp(ha_rest, templates.wavelength_rest, spectra["disk"])) * galaxy.continuum_scale
+    if galaxy.star_forming:
+        galaxy.lier_halpha_flux_bulge = float(rng.uniform(*C.LIER_HALPHA_EW_A_BULGE_OF_STAR_FORMING) * bulge_cont)
+        galaxy.lier_halpha_flux_disk = 0.0
+    else:
+        ew = float(rng.uniform(*C.LIER_HALPHA_EW_A_QUIESCENT))
+        galaxy.lier_halpha_flux_bulge = ew * bulge_cont
+        galaxy.lier_halpha_flux_disk = ew * disk_cont
+    galaxy.lier_nii_halpha = float(rng.uniform(*C.LIER_NII_HALPHA_RANGE))
 
 
 def total_band_nanomaggies(
@@ -675,14 +849,20 @@ def total_line_fluxes(galaxy: Galaxy, n_radial: int = 600) -> np.ndarray:
     The star-forming part integrates the exponential disk light over deprojected radius with the radial
     abundance gradient (exact up to the radial quadrature); the AGN part is added at its own ratios.
     """
-    h = galaxy.disk_scale_arcsec
+    h = galaxy.disk_scale_arcsec * galaxy.halpha_size_ratio
     radius = np.linspace(0.0, 15 * h, n_radial + 1)
     weight = radius * np.exp(-radius / h) / h**2  # light per unit radius of an exponential disk, integrates to 1
-    oxygen = np.clip(
-        galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * radius / galaxy.disk_re_arcsec, *OXYGEN_RANGE
-    )
-    ratios = star_forming_line_ratios_fast(oxygen)  # (L, R)
-    mean_ratios = np.trapezoid(weight[None, :] * ratios, radius, axis=1)
-    sf = galaxy.halpha_flux_sf_intrinsic * mean_ratios * line_dust_transmission(galaxy.ebv_gas)
+
+    def ratios_after_dust(r_arcsec: np.ndarray) -> np.ndarray:  # (L, R)
+        return star_forming_ratios_after_dust(galaxy, r_arcsec)
+
+    # spiral arms average to 1 over azimuth at every radius; clumps carry their own radii
+    f_clump = galaxy.clump_halpha_fraction if galaxy.clump_number > 0 else 0.0
+    mean_ratios = (1 - f_clump) * np.trapezoid(weight[None, :] * ratios_after_dust(radius), radius, axis=1)
+    if f_clump > 0:
+        clumps = clump_positions(galaxy)
+        mean_ratios = mean_ratios + f_clump * (ratios_after_dust(clumps["radius"]) * clumps["weight"][None]).sum(1)
+    sf = galaxy.halpha_flux_sf_intrinsic * mean_ratios
+    lier = (galaxy.lier_halpha_flux_bulge + galaxy.lier_halpha_flux_disk) * lier_line_ratios(galaxy.lier_nii_halpha)
     agn = galaxy.agn_halpha_flux * agn_line_ratios() if galaxy.agn else 0.0
-    return sf + agn
+    return sf + lier + agn

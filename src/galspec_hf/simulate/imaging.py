@@ -164,8 +164,62 @@ def add_image_noise(image: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
     for i, band in enumerate(C.LEGACY_BANDS):
         variance = C.LEGACY_PIXEL_NOISE_NMGY[band] ** 2 + np.maximum(image[i], 0.0) / counts_per_nanomaggy(band)
         sigma[i] = np.sqrt(variance)
-    noisy = image + sigma * rng.standard_normal(image.shape)
+    # correlated unit noise: white noise convolved with a kernel of unit sum of squares keeps a per-pixel sigma of 1,
+    # so the ivar returned stays the per-pixel value while neighbouring pixels share noise as in resampled coadds
+    kernel = noise_correlation_kernel()  # (K, K)
+    half = kernel.shape[0] // 2
+    white = rng.standard_normal((image.shape[0], image.shape[1] + 2 * half, image.shape[2] + 2 * half))
+    unit = fftconvolve(white, kernel[None], mode="valid", axes=(1, 2))  # (3, H, W)
+    noisy = image + sigma * unit
     return noisy.astype(np.float32), (1.0 / sigma**2).astype(np.float32)
+
+
+def gaussian_noise_kernel(sigma_pix: float) -> np.ndarray:
+    """Circular Gaussian of ``sigma_pix`` pixels reaching 4 sigma, normalised to unit sum of squares.
+
+    Convolving unit white noise with it gives noise of unit per-pixel sigma whose autocorrelation is a Gaussian
+    of sigma ``sigma_pix * sqrt(2)``. Returns (K, K) float64.
+    """
+    if sigma_pix <= 0:
+        raise ValueError(f"sigma_pix must be > 0, got {sigma_pix}")
+    half = max(int(math.ceil(4 * sigma_pix)), 1)
+    idx = np.arange(-half, half + 1)
+    kernel = np.exp(-0.5 * (idx[None, :] ** 2 + idx[:, None] ** 2) / sigma_pix**2)
+    return kernel / np.sqrt((kernel**2).sum())
+
+
+def binned_noise_ratio_of_kernel(kernel: np.ndarray, block: int = C.NOISE_BIN_BLOCK_PIX) -> float:
+    """Exact binned-noise ratio (sigma of ``block`` x ``block`` means x block / per-pixel sigma) of white noise
+    convolved with ``kernel``: R^2 = sum over pixel pairs of one block of the correlation rho(dx, dy), / block^2.
+
+    Parameters
+    ----------
+    kernel : (K, K) convolution kernel (any normalisation). block : bin side, pixels (default 4).
+    """
+    if kernel.ndim != 2:
+        raise ValueError(f"kernel must be 2-D, got shape {kernel.shape}")
+    autocorrelation = fftconvolve(kernel, kernel[::-1, ::-1], mode="full")
+    autocorrelation = autocorrelation / autocorrelation.max()  # rho(0, 0) = 1 at the centre
+    centre = np.array(autocorrelation.shape) // 2
+    d = np.arange(-(block - 1), block)
+    weight = (block - np.abs(d))[:, None] * (block - np.abs(d))[None, :]  # pixel pairs at each lag in a block
+    padded = np.pad(autocorrelation, block)
+    rho = padded[centre[0] + block + d[0] : centre[0] + block + d[-1] + 1, centre[1] + block + d[0] : centre[1] + block
+                 + d[-1] + 1]  # fmt: skip
+    return float(math.sqrt((weight * rho).sum()) / block)
+
+
+@functools.lru_cache(maxsize=1)
+def noise_correlation_kernel() -> np.ndarray:
+    """The kernel that correlates simulated cutout noise: a Gaussian whose width is solved so that the exact binned
+    ratio (:func:`binned_noise_ratio_of_kernel`) equals ``constants.LEGACY_BINNED_NOISE_RATIO`` (the real DR9
+    cutout's). Returns (K, K), unit sum of squares."""
+    from scipy.optimize import brentq  # noqa: PLC0415
+
+    sigma_pix = brentq(
+        lambda s: binned_noise_ratio_of_kernel(gaussian_noise_kernel(s)) - C.LEGACY_BINNED_NOISE_RATIO, 0.2, 3.0
+    )
+    return gaussian_noise_kernel(sigma_pix)
 
 
 def cutout_header(ra_deg: float, dec_deg: float, size_pix: int):
