@@ -1,21 +1,32 @@
-"""IFU spectroscopy with one fiber, end to end, on the synthetic universe.
+"""IFU spectroscopy with one fiber, end to end, on the synthetic universe, scored like for like.
 
 1. Simulate a survey: one DESI-like fiber per galaxy (coadd + redrock + Legacy cutout), and MaNGA-format
-   IFU truth (LOGCUBE + MAPS) for some galaxies. The IFU galaxies are split in two: *training cubes* for
-   the supervised baseline and *held-out* galaxies for the comparison. Held-out galaxies never enter
-   any training set.
+   IFU truth (LOGCUBE + MAPS) for some galaxies (the simulator gives cubes to galaxies above its size floor).
+   The IFU galaxies are shuffled with the seed and split (:func:`galspec_hf.scoreboard.draw_evaluation_sets`)
+   into *training cubes* for the supervised baseline, a *validation* set (to choose designs) and a *test*
+   set (the final table only), both with star-forming and quiescent galaxies. Validation and test galaxies
+   never enter any training set (:func:`galspec_hf.scoreboard.exclude_targets`).
 2. Build the one-fiber data set with the DESI loader (``galspec build-dataset``'s code).
 3. Pretrain the one-fiber model (``examples/pretrain.py``'s training function) on those fibers.
 4. Train the supervised baseline, the same architecture, directly on the training cubes: every spaxel
    spectrum with its sky position is a training row.
-5. Predict a cube for each held-out galaxy on its truth cube's spaxel grid, fit H-alpha, [NII], H-beta
-   and [OIII] in every spaxel, and compare the maps with the truth MAPS (Pearson r, bias and scatter in
-   dex over spaxels with truth S/N > 3). The one-fiber maps are smoothed to MaNGA's 2.5" PSF first.
-6. Calibration: the one-fiber model's coverage at 1 and 2 sigma on the held-out galaxies' own DESI
-   fibers (image in, spectrum out); the baseline's on the held-out truth cubes' spaxels.
+5. For each evaluated galaxy, four H-alpha / [NII] 6585 / H-beta / [OIII] 5008 maps on its truth cube's grid:
+   ``image_only`` (the one-fiber model, image in), ``supervised``, ``null_light`` (the training survey's median
+   line-to-light ratio, fitted on the fibers' own spectra over the image light in each fiber, times the image
+   light under each spaxel) and ``null_fiber`` (the galaxy's own DESI fiber's ratio times that light). The
+   model cubes are fitted without the model's sigma as weights (the sigma-weighted fits are scored too, in
+   ``sigma_weighted_fits``). Image-resolution maps (image_only, nulls) are smoothed to MaNGA's 2.5" PSF with
+   NaN-aware normalised smoothing. Every model is scored on the same spaxels (truth S/N > 3, in the cube
+   footprint, inside the model image): a non-positive or failed fit there is a failure (``*_failed_fraction``);
+   r, scatter and bias over the spaxels where all four maps are positive (``*_num_spaxels``, identical across
+   models); per class and per-galaxy medians.
+6. Calibration: line-flux z = (predicted - truth) / predicted sigma on the common spaxels (``coverage_1sigma``
+   and ``coverage_2sigma``: H-alpha; ``<line>_coverage_*`` per line); and pixel coverage of the spectra, both
+   models on the same data (the evaluated truth cubes' selected spaxels, on the model grid).
 
-Writes DIR/metrics.json (keys ``one_fiber`` and ``supervised``), DIR/maps_<line>.png (truth | one-fiber |
-supervised | residual), DIR/calibration.png and DIR/summary.txt.
+Writes DIR/metrics.json (``validation`` and ``test``, each ``{"models": {image_only, supervised, null_light,
+null_fiber}, ...}``; strict JSON, NaN written as null), DIR/maps_<line>.png (truth | image only | supervised |
+null light | null fiber | residual, test set), DIR/calibration.png and DIR/summary.txt.
 
     python examples/ifu_from_one_fiber.py --output_dir runs/ifu --quick     # ~5 minutes on 2 CPU cores
     python examples/ifu_from_one_fiber.py --output_dir runs/ifu             # the default setting
@@ -24,7 +35,6 @@ supervised | residual), DIR/calibration.png and DIR/summary.txt.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
@@ -39,21 +49,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from pretrain import build_parser as build_pretrain_parser  # noqa: E402
-from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from galspec_hf import GalSpecForMaskedSpectra  # noqa: E402
 from galspec_hf.analysis.lines import fit_emission_lines  # noqa: E402
-from galspec_hf.constants import (
+from galspec_hf.constants import (  # noqa: E402
     DAP_CHANNEL_NAMES,
     FWHM_PER_SIGMA,
     MANGA_PSF_FWHM_ARCSEC,
     MANGA_SPAXEL_ARCSEC,
     SPEED_OF_LIGHT_KMS,
-)  # noqa: E402
+)
 from galspec_hf.data.build import build_desi_dataset  # noqa: E402
 from galspec_hf.data.readers import read_legacy_cutout, read_manga_cube, read_manga_maps  # noqa: E402
-from galspec_hf.metrics import coverage_curve, stacked_line_map_agreement  # noqa: E402
+from galspec_hf.metrics import coverage_curve  # noqa: E402
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum  # noqa: E402
+from galspec_hf.scoreboard import (  # noqa: E402
+    LINE_PREFIXES,
+    cube_footprint,
+    draw_evaluation_sets,
+    exclude_targets,
+    fit_fiber_line_fluxes,
+    flatten_line_scores,
+    image_light,
+    inside_image,
+    line_to_light_ratio,
+    null_line_map,
+    per_spaxel_scale,
+    score_line,
+    smooth_nan_aware,
+    spaxel_selection,
+    write_metrics_json,
+)
 from galspec_hf.simulate import simulate_survey  # noqa: E402
 
 # The lines compared: our fit's names -> the DAP MAPS channel names of the truth files.
@@ -67,12 +93,14 @@ TOPHAT_FWHM_PER_DIAMETER = FWHM_PER_SIGMA / 4
 
 SETTINGS = {
     "quick": {
-        "n_galaxies": 300, "n_train_cubes": 4, "n_heldout": 3, "preset": "tiny", "cutout_size": 40,
-        "steps": 300, "baseline_steps": 300, "batch_size": 16, "learning_rate": 2e-3,
+        "n_galaxies": 300, "n_train_cubes": 4, "n_validation": 2, "n_test": 2, "preset": "tiny",
+        "cutout_size": 40, "steps": 300, "baseline_steps": 300, "batch_size": 16, "learning_rate": 2e-3,
+        "n_null_fibers": 300,
     },
     "default": {
-        "n_galaxies": 4000, "n_train_cubes": 24, "n_heldout": 12, "preset": "small", "cutout_size": 72,
-        "steps": 1800, "baseline_steps": 1000, "batch_size": 16, "learning_rate": 5e-4,
+        "n_galaxies": 4000, "n_train_cubes": 24, "n_validation": 8, "n_test": 12, "preset": "small",
+        "cutout_size": 72, "steps": 1800, "baseline_steps": 1000, "batch_size": 16, "learning_rate": 5e-4,
+        "n_null_fibers": 1000,
     },
 }  # fmt: skip
 
@@ -84,12 +112,6 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------
-def split_ifu_galaxies(truth: list[dict], n_train_cubes: int) -> tuple[list[dict], list[dict]]:
-    """IFU galaxies in survey order: the first n_train_cubes train the baseline, the rest are held out."""
-    ifu = [row for row in truth if row["plateifu"]]
-    return ifu[:n_train_cubes], ifu[n_train_cubes:]
-
-
 def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
     """Sky offsets (ny, nx, 2) arcsec east/north of every spaxel from the cutout centre, through both WCSs."""
     ny, nx = cube.flux.shape[1:]
@@ -161,10 +183,8 @@ def train(dataset: Path, output: Path, setting: dict, steps: int, seed: int) -> 
 # ----------------------------------------------------------------------------------------
 # Prediction and comparison
 # ----------------------------------------------------------------------------------------
-def predicted_cube(
-    model, cutout, redshift: float, offsets: np.ndarray, fiber_diameter: float, per_spaxel_scale: float
-):
-    """Spectra at every spaxel of a truth grid, (ny, nx, L) mean and sigma, flux per spaxel."""
+def predicted_cube(model, cutout, redshift: float, offsets: np.ndarray, fiber_diameter: float, per_spaxel: float):
+    """Spectra at every spaxel of a truth grid, (ny, nx, L) mean and sigma, flux per spaxel (x `per_spaxel`)."""
     processor_size = model.config.image_size
     image = cutout.crop_center(processor_size).image if cutout.image.shape[-1] != processor_size else cutout.image
     pixel_values = torch.from_numpy(image.astype(np.float32))[None]
@@ -176,56 +196,184 @@ def predicted_cube(
         fiber_diameter=fiber_diameter,
         fiber_batch_size=128,
     )
-    mean = prediction.mean[0].numpy().reshape(ny, nx, -1) * per_spaxel_scale
-    sigma = prediction.sigma[0].numpy().reshape(ny, nx, -1) * per_spaxel_scale
+    mean = prediction.mean[0].numpy().reshape(ny, nx, -1) * per_spaxel
+    sigma = prediction.sigma[0].numpy().reshape(ny, nx, -1) * per_spaxel
     return prediction.wavelength.numpy().astype(np.float64), mean, sigma
 
 
-def fit_maps(wavelength, mean, sigma, redshift) -> dict[str, np.ndarray]:
-    """Emission-line flux maps (per spaxel) of a predicted cube, fitted with the model's sigma as the error."""
-    ivar = 1.0 / np.clip(sigma, 1e-6, None) ** 2
+def fit_maps(wavelength, mean, sigma, redshift, weighted: bool) -> tuple[dict, dict]:
+    """Line-flux maps of a predicted cube and, for the sigma-weighted fit, their predicted 1-sigma errors.
+
+    weighted=False: every pixel has the same weight (the model's sigma does not steer the fit); the errors are
+    then not the model's and are returned as None. weighted=True: ivar = 1 / sigma_model^2 without rescaling,
+    so ``flux_err`` is the model's own predicted sigma of the line flux.
+    """
+    ivar = 1.0 / np.clip(sigma, 1e-6, None) ** 2 if weighted else np.ones_like(mean)
     instrumental = SPEED_OF_LIGHT_KMS * (DESI_RESOLUTION_FWHM_A / FWHM_PER_SIGMA) / wavelength
-    maps = fit_emission_lines(wavelength, mean, ivar, redshift, instrumental_sigma_kms=instrumental)
-    return {name: np.asarray(maps.flux[name], dtype=np.float64) for name in LINES}
+    maps = fit_emission_lines(
+        wavelength, mean, ivar, redshift, instrumental_sigma_kms=instrumental, rescale_errors=not weighted
+    )
+    flux = {name: np.asarray(maps.flux[name], dtype=np.float64) for name in LINES}
+    errors = {name: np.asarray(maps.flux_err[name], dtype=np.float64) for name in LINES} if weighted else None
+    return flux, errors
 
 
-def smooth_to_manga_psf(flux_map: np.ndarray, image_psf_fwhm: float, fiber_diameter: float) -> np.ndarray:
-    """Gaussian-smooth a one-fiber map (image seeing + fiber aperture) to MaNGA's 2.5" reconstructed PSF."""
-    effective = math.hypot(image_psf_fwhm, TOPHAT_FWHM_PER_DIAMETER * fiber_diameter)
-    kernel_fwhm = math.sqrt(max(MANGA_PSF_FWHM_ARCSEC**2 - effective**2, 0.0))
-    filled = np.nan_to_num(flux_map, nan=0.0)
-    return gaussian_filter(filled, kernel_fwhm / FWHM_PER_SIGMA / MANGA_SPAXEL_ARCSEC, mode="constant")
+def smoothing_sigma_spaxels(resolution_fwhm_arcsec: float) -> float:
+    """Gaussian sigma (spaxels) that brings a map of `resolution_fwhm_arcsec` to MaNGA's 2.5" reconstructed PSF."""
+    kernel_fwhm = math.sqrt(max(MANGA_PSF_FWHM_ARCSEC**2 - resolution_fwhm_arcsec**2, 0.0))
+    return kernel_fwhm / FWHM_PER_SIGMA / MANGA_SPAXEL_ARCSEC
 
 
-def coverage_on_fibers(model, dataset_path: Path, heldout_ids: set[int]) -> dict[str, float]:
-    """One-fiber model: image-only prediction at each held-out galaxy's observed DESI fiber."""
-    data = datasets.load_from_disk(str(dataset_path)).with_format("numpy")
-    rows = [row for row in data if int(row["targetid"]) in heldout_ids]
-    observed, ivar, mean, sigma = [], [], [], []
-    size = model.config.image_size
-    for row in rows:
-        image = row["image"]
-        top = (image.shape[-1] - size) // 2
-        pixel_values = torch.from_numpy(image[:, top : top + size, top : top + size].astype(np.float32))[None]
-        prediction = model.predict_spectra(
-            pixel_values, torch.tensor([float(row["redshift"])]), torch.from_numpy(row["fiber_offset"][None, None])
-        )
-        observed.append(row["flux"])
-        ivar.append(np.where(row["mask"] != 0, 0.0, row["ivar"]))
-        mean.append(prediction.mean[0, 0].numpy())
-        sigma.append(prediction.sigma[0, 0].numpy())
-    arrays = [np.stack(a) for a in (observed, ivar, mean, sigma)]
-    return _coverages(*arrays)
+def smooth_to_manga_psf(flux_map: np.ndarray, image_psf_fwhm: float, aperture_diameter: float) -> np.ndarray:
+    """NaN-aware smoothing of an image-resolution map (image seeing + a top-hat aperture) to MaNGA's 2.5" PSF."""
+    effective = math.hypot(image_psf_fwhm, TOPHAT_FWHM_PER_DIAMETER * aperture_diameter)
+    return smooth_nan_aware(flux_map, smoothing_sigma_spaxels(effective))
 
 
-def _coverages(observed, ivar, mean, sigma) -> dict[str, float]:
+def galaxy_class(galaxy: dict) -> str:
+    """``star_forming`` or ``quiescent``, from the simulator's truth column `star_forming` (its main-sequence
+    draw); without that column, from the specific SFR: log SFR - log M* > -11 /yr is star-forming."""
+    if "star_forming" in galaxy and galaxy["star_forming"] is not None:
+        return "star_forming" if bool(galaxy["star_forming"]) else "quiescent"
+    return "star_forming" if float(galaxy["log_sfr"]) - float(galaxy["log_mstar"]) > -11.0 else "quiescent"
+
+
+def fiber_ratios(rows, wavelength: np.ndarray, config) -> dict[str, np.ndarray]:
+    """Line-to-light ratio of each fiber row: the line fitted on its own spectrum over the image light in its
+    aperture ({line: (N,)}, 1e-17 erg/s/cm2 per nanomaggy)."""
+    flux = np.stack([np.asarray(r["flux"], np.float64) for r in rows])
+    ivar = np.stack([np.asarray(r["ivar"], np.float64) for r in rows])
+    mask = np.stack([np.asarray(r["mask"]) for r in rows])
+    redshift = np.array([float(r["redshift"]) for r in rows])
+    fluxes = fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, LINES)
+    light = np.array(
+        [
+            image_light(np.asarray(r["image"]), np.asarray(r["fiber_offset"])[None], float(r["fiber_diameter"]),
+                        config, pixel_scale=float(r["pixel_scale"]))[0]
+            for r in rows
+        ]
+    )  # fmt: skip
+    return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
+
+
+def _coverages(observed, ivar, mean, sigma) -> dict:
     levels = [float(k) for k in np.linspace(0.25, 3.0, 12)]
     one, two, *curve = coverage_curve(observed, ivar, mean, sigma, [1.0, 2.0, *levels])
     return {
-        "coverage_1sigma": one,
-        "coverage_2sigma": two,
-        "coverage_curve": [[k, fraction] for k, fraction in zip(levels, curve, strict=True)],
+        "spectrum_coverage_1sigma": one,
+        "spectrum_coverage_2sigma": two,
+        "spectrum_coverage_curve": [[k, fraction] for k, fraction in zip(levels, curve, strict=True)],
     }
+
+
+MODELS = ("image_only", "supervised", "null_light", "null_fiber")
+MODEL_TITLES = {"image_only": "image only", "supervised": "supervised", "null_light": "null light",
+                "null_fiber": "null fiber"}  # fmt: skip
+
+
+def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave) -> dict:
+    """Maps, selections, scores and spectrum coverage of one evaluation set (see the module docstring)."""
+    one_fiber, supervised = models["image_only"], models["supervised"]
+    config = one_fiber.config
+    per_line = {
+        line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in ("image_only", "supervised")},
+               "sigma": {m: [] for m in ("image_only", "supervised")}, "truth": [], "selection": []}
+        for line in LINES
+    }  # fmt: skip
+    spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in ("image_only", "supervised")}
+    classes, records, panels = [], [], {line: [] for line in LINES}
+    for galaxy in galaxies:
+        cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
+        maps = read_manga_maps(survey / "manga" / f"manga-{galaxy['plateifu']}-MAPS.fits.gz")
+        cutout = read_legacy_cutout(survey / galaxy["cutout_file"])
+        offsets = spaxel_offsets_from_cutout(cube, cutout)
+        z, psf = float(galaxy["redshift"]), float(galaxy["psf_fwhm_r_arcsec"])
+        footprint = cube_footprint(cube.ivar, cube.mask)
+        # the model sees a config.image_size crop: a spaxel counts when its whole aperture lies inside it
+        in_image = inside_image(offsets, config.image_size, cutout.pixel_scale_arcsec, SPAXEL_EQUIVALENT_DIAMETER / 2)
+        scale_1f = per_spaxel_scale(config.fiber_diameter, MANGA_SPAXEL_ARCSEC)
+        _, mean_1f, sigma_1f = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f)
+        _, mean_sup, sigma_sup = predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER, 1.0)
+        fits = {
+            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=False)[0],
+            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=False)[0],
+        }
+        weighted = {
+            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=True),
+            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=True),
+        }
+        light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER, config,
+                            pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
+        light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER)
+        own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
+
+        def smooth_1f(flux_map, in_image=in_image, psf=psf):
+            return smooth_to_manga_psf(np.where(in_image, flux_map, np.nan), psf, config.fiber_diameter)
+
+        cls = galaxy_class(galaxy)
+        classes.append(cls)
+        record = {"plateifu": galaxy["plateifu"], "targetid": int(galaxy["targetid"]), "class": cls,
+                  "disk_re_arcsec": float(galaxy["disk_re_arcsec"])}  # fmt: skip
+        for line, channel in LINES.items():
+            index = maps.line_names.index(channel)
+            truth_map = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux[index], np.nan)
+            truth_ivar = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux_ivar[index], 0.0)
+            selection = spaxel_selection(truth_map, truth_ivar, footprint, in_image)
+            candidates = spaxel_selection(truth_map, truth_ivar, footprint, np.ones_like(in_image))
+            record[f"{LINE_PREFIXES[line]}_spaxels_outside_image"] = int((candidates & ~in_image).sum())
+            data = per_line[line]
+            data["truth"].append(truth_map)
+            data["selection"].append(selection)
+            data["maps"]["image_only"].append(smooth_1f(fits["image_only"][line]))
+            data["maps"]["supervised"].append(fits["supervised"][line])
+            data["maps"]["null_light"].append(null_line_map(null_inputs["survey_ratio"][line], light_smoothed))
+            data["maps"]["null_fiber"].append(null_line_map(own_ratio.get(line, np.nan), light_smoothed))
+            data["weighted"]["image_only"].append(smooth_1f(weighted["image_only"][0][line]))
+            data["weighted"]["supervised"].append(weighted["supervised"][0][line])
+            # smoothing averages neighbouring spaxels; their errors are taken as fully correlated (conservative)
+            data["sigma"]["image_only"].append(smooth_1f(weighted["image_only"][1][line]))
+            data["sigma"]["supervised"].append(weighted["supervised"][1][line])
+            if len(panels[line]) < 3:
+                panels[line].append({"name": galaxy["plateifu"], "truth": truth_map, "good": selection,
+                                     **{m: data["maps"][m][-1] for m in MODELS}})  # fmt: skip
+        records.append(record)
+        # spectrum coverage, both models on the same data: the H-alpha-selected spaxels of the truth cube
+        chosen = per_line["Halpha"]["selection"][-1]
+        flux = np.moveaxis(cube.flux, 0, -1)[chosen]
+        ivar = np.moveaxis(np.where(cube.mask == 0, cube.ivar, 0.0), 0, -1)[chosen]
+        if chosen.any():
+            obs, obs_ivar = resample_spectrum(cube.wavelength, flux, ivar, wave)
+            for name, mean, sigma in (("image_only", mean_1f, sigma_1f), ("supervised", mean_sup, sigma_sup)):
+                spectra[name]["obs"].append(obs)
+                spectra[name]["ivar"].append(obs_ivar)
+                spectra[name]["mean"].append(mean[chosen])
+                spectra[name]["sigma"].append(sigma[chosen])
+
+    line_scores, weighted_scores = {}, {}
+    for line, data in per_line.items():
+        line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
+                                       classes=classes)  # fmt: skip
+        weighted_scores[line] = score_line(
+            {**data["weighted"], "null_light": data["maps"]["null_light"], "null_fiber": data["maps"]["null_fiber"]},
+            data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,
+        )  # fmt: skip
+    result = {"models": flatten_line_scores(line_scores)}
+    weighted_flat = flatten_line_scores(weighted_scores)
+    result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in ("image_only", "supervised")}
+    curves = {}
+    for name in ("image_only", "supervised"):
+        if spectra[name]["obs"]:
+            coverage = _coverages(*(np.concatenate(spectra[name][k]) for k in ("obs", "ivar", "mean", "sigma")))
+        else:
+            coverage = {"spectrum_coverage_1sigma": None, "spectrum_coverage_2sigma": None,
+                        "spectrum_coverage_curve": []}  # fmt: skip
+        result["models"][name].update(coverage)
+        result["models"][name]["spectrum_coverage_on"] = "the set's truth-cube spaxels with H-alpha truth S/N > 3"
+        curves[MODEL_TITLES[name]] = coverage["spectrum_coverage_curve"]
+    result["galaxies"] = records
+    result["n_galaxies"] = len(galaxies)
+    result["classes"] = {c: classes.count(c) for c in ("star_forming", "quiescent")}
+    return result, panels, curves
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,29 +385,29 @@ def plot_maps(path: Path, line: str, panels: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(panels), 4, figsize=(13, 3.2 * len(panels)), squeeze=False)
+    columns = ("truth", *MODELS)
+    figure, axes = plt.subplots(len(panels), 6, figsize=(19, 3.2 * len(panels)), squeeze=False)
     for row, panel in zip(axes, panels, strict=True):
         truth = panel["truth"]
         positive = truth[np.isfinite(truth) & (truth > 0)]
         vmin, vmax = np.percentile(np.log10(positive), [5, 99.5]) if positive.size else (-2, 1)
-        titles = {"truth": "truth", "one_fiber": "one fiber", "supervised": "supervised"}
-        for ax, (key, title) in zip(row[:3], titles.items(), strict=True):
+        for ax, key in zip(row[:5], columns, strict=True):
             with np.errstate(divide="ignore", invalid="ignore"):
                 image = ax.imshow(np.log10(panel[key]), origin="lower", vmin=vmin, vmax=vmax, cmap="magma")
-            ax.set_title(f"{panel['name']}: {title}", fontsize=9)
+            ax.set_title(f"{panel['name']}: {MODEL_TITLES.get(key, key)}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        figure.colorbar(image, ax=row[2], fraction=0.046, label=f"log10 {line} flux [1e-17 erg/s/cm2/spaxel]")
+        figure.colorbar(image, ax=row[4], fraction=0.046, label=f"log10 {line} [1e-17 erg/s/cm2/spaxel]")
         with np.errstate(divide="ignore", invalid="ignore"):
-            residual = np.log10(panel["one_fiber"] / truth)
+            residual = np.log10(panel["image_only"] / truth)
         residual[~panel["good"]] = np.nan
-        image = row[3].imshow(residual, origin="lower", vmin=-0.5, vmax=0.5, cmap="coolwarm")
-        row[3].set_title("log10(one fiber / truth), truth S/N > 3", fontsize=9)
-        row[3].set_xticks([])
-        row[3].set_yticks([])
-        figure.colorbar(image, ax=row[3], fraction=0.046)
+        image = row[5].imshow(residual, origin="lower", vmin=-0.5, vmax=0.5, cmap="coolwarm")
+        row[5].set_title("log10(image only / truth), scored spaxels", fontsize=9)
+        row[5].set_xticks([])
+        row[5].set_yticks([])
+        figure.colorbar(image, ax=row[5], fraction=0.046)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     plt.close(figure)
 
 
@@ -275,9 +423,10 @@ def plot_calibration(path: Path, curves: dict[str, list]) -> None:
     ax.plot(levels, erf(levels / math.sqrt(2)), "k--", label="calibrated Gaussian")
     for name, curve in curves.items():
         curve = np.asarray(curve)
-        ax.plot(curve[:, 0], curve[:, 1], "o-", label=name)
+        if curve.size:
+            ax.plot(curve[:, 0], curve[:, 1], "o-", label=name)
     ax.set_xlabel("k (interval of +/- k predictive sigma)")
-    ax.set_ylabel("fraction of held-out pixels inside")
+    ax.set_ylabel("fraction of test-set cube pixels inside")
     ax.legend()
     ax.grid(alpha=0.3)
     figure.tight_layout()
@@ -288,130 +437,90 @@ def plot_calibration(path: Path, curves: dict[str, list]) -> None:
 # ----------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------
+def _format(value, spec: str) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+
+
 def run(output_dir: Path, setting: dict, seed: int) -> dict:
     start = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
     survey = output_dir / "survey"
-    n_ifu = setting["n_train_cubes"] + setting["n_heldout"]
+    n_ifu = setting["n_train_cubes"] + setting["n_validation"] + setting["n_test"]
     log(f"simulating {setting['n_galaxies']} galaxies, {n_ifu} with IFU truth")
     simulate_survey(survey, setting["n_galaxies"], n_ifu=n_ifu, seed=seed, cutout_size=setting["cutout_size"])
     truth = pq.read_table(survey / "truth.parquet").to_pylist()
-    train_cubes, heldout = split_ifu_galaxies(truth, setting["n_train_cubes"])
-    heldout_ids = {int(g["targetid"]) for g in heldout}
+    ifu = [row for row in truth if row["plateifu"]]
+    sets = draw_evaluation_sets(ifu, setting["n_train_cubes"], setting["n_validation"], setting["n_test"], seed=seed)
+    heldout_ids = {int(g["targetid"]) for g in sets["validation"] + sets["test"]}
 
     log("building the one-fiber data set from the DESI-format files")
     fibers_all = output_dir / "fibers_all"
     build_desi_dataset(survey, fibers_all, image_size=setting["cutout_size"], overwrite=True, progress=False)
     all_fibers = datasets.load_from_disk(str(fibers_all))
-    training_fibers = all_fibers.filter(lambda row: int(row["targetid"]) not in heldout_ids)
+    training_fibers = exclude_targets(all_fibers, heldout_ids)
     training_fibers.save_to_disk(str(output_dir / "fibers_train"))
-    log(
-        f"{len(training_fibers)} training fibers ({len(all_fibers) - len(training_fibers)} held-out galaxies left out)"
-    )
+    log(f"{len(training_fibers)} training fibers ({len(all_fibers) - len(training_fibers)} held-out rows left out)")
 
     one_fiber = train(output_dir / "fibers_train", output_dir / "one_fiber_model", setting, setting["steps"], seed)
-    model_wavelength = one_fiber.galspec.wavelength.numpy()
-    log(f"building the supervised data set from {len(train_cubes)} training cubes")
-    n_rows = build_baseline_dataset(survey, train_cubes, model_wavelength, output_dir / "cubes_train")
+    wave = one_fiber.galspec.wavelength.numpy().astype(np.float64)
+    log(f"building the supervised data set from {len(sets['train'])} training cubes")
+    n_rows = build_baseline_dataset(survey, sets["train"], wave, output_dir / "cubes_train")
     log(f"{n_rows} spaxel rows")
     supervised = train(
         output_dir / "cubes_train", output_dir / "supervised_model", setting, setting["baseline_steps"], seed
     )
 
-    log(f"predicting cubes for {len(heldout)} held-out galaxies and fitting emission lines")
-    fiber_area = math.pi * one_fiber.config.fiber_diameter**2 / 4
-    per_line = {line: {"one_fiber": [], "supervised": [], "truth": [], "truth_ivar": []} for line in LINES}
-    panels = {line: [] for line in LINES}
-    cube_obs, cube_ivar, cube_mean, cube_sigma = [], [], [], []
-    for galaxy in heldout:
-        cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
-        maps = read_manga_maps(survey / "manga" / f"manga-{galaxy['plateifu']}-MAPS.fits.gz")
-        cutout = read_legacy_cutout(survey / galaxy["cutout_file"])
-        offsets = spaxel_offsets_from_cutout(cube, cutout)
-        z = float(galaxy["redshift"])
-        wave, mean_1f, sigma_1f = predicted_cube(
-            one_fiber, cutout, z, offsets, one_fiber.config.fiber_diameter, MANGA_SPAXEL_ARCSEC**2 / fiber_area
-        )
-        _, mean_sup, sigma_sup = predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER, 1.0)
-        maps_1f = fit_maps(wave, mean_1f, sigma_1f, z)
-        maps_sup = fit_maps(wave, mean_sup, sigma_sup, z)
-        # supervised calibration on the truth cube's spaxels, on the model grid
-        flux = np.moveaxis(cube.flux, 0, -1)
-        ivar = np.moveaxis(np.where(cube.mask == 0, cube.ivar, 0.0), 0, -1)
-        obs, obs_ivar = resample_spectrum(
-            cube.wavelength, flux.reshape(-1, flux.shape[-1]), ivar.reshape(-1, flux.shape[-1]), wave
-        )
-        cube_obs.append(obs)
-        cube_ivar.append(obs_ivar)
-        cube_mean.append(mean_sup.reshape(-1, mean_sup.shape[-1]))
-        cube_sigma.append(sigma_sup.reshape(-1, sigma_sup.shape[-1]))
-        for line, channel in LINES.items():
-            index = maps.line_names.index(channel)
-            truth_map = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux[index], np.nan)
-            truth_ivar = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux_ivar[index], 0.0)
-            smoothed = smooth_to_manga_psf(
-                maps_1f[line], float(galaxy["psf_fwhm_r_arcsec"]), one_fiber.config.fiber_diameter
-            )
-            per_line[line]["one_fiber"].append(smoothed)
-            per_line[line]["supervised"].append(maps_sup[line])
-            per_line[line]["truth"].append(truth_map)
-            per_line[line]["truth_ivar"].append(truth_ivar)
-            good = np.isfinite(truth_map) & (truth_map * np.sqrt(truth_ivar) > 3)
-            if len(panels[line]) < 3:
-                panels[line].append(
-                    {
-                        "name": galaxy["plateifu"],
-                        "truth": truth_map,
-                        "one_fiber": smoothed,
-                        "supervised": maps_sup[line],
-                        "good": good,
-                    }
-                )
+    log("null baselines: line-to-light ratios fitted on the training fibers and the held-out galaxies' fibers")
+    numpy_fibers = training_fibers.with_format("numpy")
+    picked = np.random.default_rng(seed).permutation(len(numpy_fibers))[: setting["n_null_fibers"]]
+    survey_ratios = fiber_ratios([numpy_fibers[int(i)] for i in sorted(picked)], wave, one_fiber.config)
+    survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
+                    for line, r in survey_ratios.items()}  # fmt: skip
+    heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in heldout_ids]
+    own = fiber_ratios(heldout_rows, wave, one_fiber.config) if heldout_rows else {}
+    own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
+                 for i, row in enumerate(heldout_rows)}  # fmt: skip
+    null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
 
-    results: dict[str, dict] = {"one_fiber": {}, "supervised": {}}
-    for line, data in per_line.items():
-        key = {"Halpha": "ha", "NII_6585": "nii", "Hbeta": "hb", "OIII_5008": "oiii"}[line]
-        for model_name in ("one_fiber", "supervised"):
-            agreement = stacked_line_map_agreement(data[model_name], data["truth"], data["truth_ivar"])
-            stacked = agreement["stacked"]
-            results[model_name][f"{key}_pearson_r"] = stacked["pearson_r"]
-            results[model_name][f"{key}_scatter_dex"] = stacked["scatter_dex"]
-            results[model_name][f"{key}_bias_dex"] = stacked["bias_dex"]
-            results[model_name][f"{key}_num_spaxels"] = stacked["num_spaxels"]
-            if line == "Halpha":
-                results[model_name]["ha_per_galaxy"] = agreement["per_galaxy"]
-        plot_maps(output_dir / f"maps_{line}.png", line, panels[line])
-
-    log("calibration")
-    one_fiber_coverage = coverage_on_fibers(one_fiber, fibers_all, heldout_ids)
-    supervised_coverage = _coverages(*(np.concatenate(a) for a in (cube_obs, cube_ivar, cube_mean, cube_sigma)))
-    for name, cov in (("one_fiber", one_fiber_coverage), ("supervised", supervised_coverage)):
-        results[name].update(cov)
-    results["one_fiber"]["coverage_on"] = "held-out galaxies' DESI fiber spectra (image in, spectrum out)"
-    results["supervised"]["coverage_on"] = "held-out truth cube spaxels, resampled to the model grid"
-    plot_calibration(
-        output_dir / "calibration.png",
-        {
-            "one fiber (DESI fibers)": one_fiber_coverage["coverage_curve"],
-            "supervised (cube spaxels)": supervised_coverage["coverage_curve"],
-        },
-    )
+    models = {"image_only": one_fiber, "supervised": supervised}
+    results: dict[str, dict] = {}
+    for set_name in ("validation", "test"):
+        log(f"{set_name} set: predicting cubes for {len(sets[set_name])} galaxies and fitting emission lines")
+        results[set_name], panels, curves = evaluate_set(survey, sets[set_name], models, null_inputs, wave)
+        results[set_name]["set"] = set_name
+        if set_name == "test":
+            for line in LINES:
+                plot_maps(output_dir / f"maps_{line}.png", line, panels[line])
+            plot_calibration(output_dir / "calibration.png", curves)
+    results["null_survey_ratio"] = {
+        "per_line": survey_ratio,
+        "n_fibers": int(len(picked)),
+        "unit": "line flux (1e-17 erg/s/cm2) per nanomaggy of r-band image light in the fiber aperture",
+    }
     results["setting"] = {
         **setting,
         "seed": seed,
-        "n_heldout_galaxies": len(heldout),
         "n_training_fibers": len(training_fibers),
         "n_supervised_rows": n_rows,
+        "train_cubes": [g["plateifu"] for g in sets["train"]],
     }
     results["wall_seconds"] = time.time() - start
-    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    lines = [f"H-alpha maps over {results['one_fiber']['ha_num_spaxels']} held-out spaxels with truth S/N > 3:"]
-    for name, label in (("one_fiber", "one fiber "), ("supervised", "supervised")):
-        r = results[name]
+    write_metrics_json(output_dir / "metrics.json", results)
+    lines = []
+    for set_name in ("validation", "test"):
+        models_out = results[set_name]["models"]
+        n, classes = results[set_name]["n_galaxies"], results[set_name]["classes"]
         lines.append(
-            f"  {label}: r = {r['ha_pearson_r']:.3f}, scatter {r['ha_scatter_dex']:.3f} dex, "
-            f"bias {r['ha_bias_dex']:+.3f} dex; coverage {r['coverage_1sigma']:.3f} / {r['coverage_2sigma']:.3f}"
+            f"{set_name} set ({n} galaxies, {classes}): H-alpha over {models_out['image_only']['ha_num_spaxels']}"
+            " common spaxels (truth S/N > 3, footprint, image)"
         )
+        for name in MODELS:
+            r = models_out[name]
+            lines.append(
+                f"  {name:11s}: r = {_format(r['ha_pearson_r'], '.3f')}, scatter {_format(r['ha_scatter_dex'], '.3f')}"
+                f" dex, bias {_format(r['ha_bias_dex'], '+.3f')} dex, failed {_format(r['ha_failed_fraction'], '.3f')}"
+                f"; line-flux coverage {_format(r['coverage_1sigma'], '.3f')} / {_format(r['coverage_2sigma'], '.3f')}"
+            )
     lines.append(
         f"wrote metrics.json, maps_*.png and calibration.png in {output_dir} ({results['wall_seconds']:.0f} s)"
     )

@@ -73,3 +73,50 @@ def test_evaluate_modules_load_from_local_path_and_match_functions():
     assert result["num_spaxels"] == int((truth > 50).sum())
     with pytest.raises(ValueError, match="`name`"):
         module_path("accuracy")
+
+
+def test_zero_predictions_are_failures_not_dropped():
+    """90 % of a perfect map set to 0: r over the 10 % still 1, but num_spaxels is the 10 % and 90 % failed."""
+    truth = np.linspace(1.0, 100.0, 100)
+    predicted = truth.copy()
+    predicted[:90] = 0.0
+    result = line_map_agreement(predicted, truth)
+    assert result["num_spaxels"] == 10  # hand count: 100 - 90 zeros
+    assert result["num_failed"] == 90 and result["failed_fraction"] == pytest.approx(0.9)
+    assert result["num_selected"] == 100
+
+
+def test_snr_cut_is_strict_and_uses_sqrt_ivar():
+    """truth 6 with ivar 0.25 -> S/N 3 (excluded by > 3); ivar 0.3 -> 3.29 (kept); ivar 2 -> 8.5 (kept).
+    With ivar instead of sqrt(ivar), 6 * 0.3 = 1.8 would drop the second; with >= the first would be kept."""
+    truth = np.array([6.0, 6.0, 6.0, 6.0])
+    ivar = np.array([0.25, 0.3, 2.0, 0.2])
+    predicted = truth * np.array([1.0, 2.0, 4.0, 8.0])
+    result = line_map_agreement(predicted, truth, ivar, min_snr=3.0)
+    assert result["num_selected"] == 2
+    stacked = stacked_line_map_agreement([predicted], [truth], [ivar])
+    assert stacked["stacked"]["num_selected"] == 2
+
+
+def test_stacked_applies_each_galaxys_own_ivar():
+    """ivars [None, ivar]: the second galaxy's cut must still apply (brute-force count of truth*sqrt(ivar) > 3)."""
+    rng = np.random.default_rng(4)
+    truth_a, truth_b = 10 ** rng.uniform(0, 2, 50), 10 ** rng.uniform(0, 2, 50)
+    ivar_b = rng.uniform(0.0, 0.2, 50)
+    expected = 50 + sum(1 for t, i in zip(truth_b, ivar_b, strict=True) if t * i**0.5 > 3)
+    stacked = stacked_line_map_agreement([truth_a, truth_b], [truth_a, truth_b], [None, ivar_b])
+    assert stacked["stacked"]["num_spaxels"] == expected < 100
+    reverse = stacked_line_map_agreement([truth_b, truth_a], [truth_b, truth_a], [ivar_b, None])
+    assert reverse["stacked"]["num_spaxels"] == expected
+
+
+def test_line_map_agreement_matches_scipy_pearson():
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(5)
+    truth = 10 ** rng.uniform(0, 2, 200)
+    predicted = truth * 10 ** rng.normal(0, 0.3, 200)
+    predicted[:20] = -1.0
+    result = line_map_agreement(predicted, truth)
+    assert result["pearson_r"] == pytest.approx(pearsonr(np.log10(predicted[20:]), np.log10(truth[20:]))[0])
+    assert result["bias_dex"] == pytest.approx(np.median(np.log10(predicted[20:] / truth[20:])))

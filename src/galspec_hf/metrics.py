@@ -78,6 +78,39 @@ def spectral_metrics(observed, ivar, mean, sigma) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------
 # Line-map agreement
 # ----------------------------------------------------------------------------------------
+def _truth_selection(truth: np.ndarray, truth_ivar, min_snr: float) -> np.ndarray:
+    """Spaxels with a finite, positive truth and, when `truth_ivar` is given, truth * sqrt(ivar) > min_snr."""
+    good = np.isfinite(truth) & (truth > 0)
+    if truth_ivar is not None:
+        truth_ivar = np.asarray(truth_ivar, dtype=np.float64)
+        if truth_ivar.shape != truth.shape:
+            raise ValueError(f"`truth_ivar` {truth_ivar.shape} must have the shape of `truth` {truth.shape}")
+        good &= np.isfinite(truth_ivar) & (truth * np.sqrt(np.clip(truth_ivar, 0, None)) > min_snr)
+    return good
+
+
+def log_ratio_statistics(predicted, truth) -> dict[str, float]:
+    """Pearson r of log10 fluxes, median and robust scatter of log10(predicted / truth), over given spaxels.
+
+    Both inputs are 1-D arrays of positive fluxes (the caller selects the spaxels). With fewer than 3
+    spaxels every statistic is NaN. ``scatter_dex`` is 1.4826 x the median absolute deviation (a robust
+    standard deviation).
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if predicted.size < 3:
+        return {"pearson_r": float("nan"), "bias_dex": float("nan"), "scatter_dex": float("nan")}
+    log_predicted, log_truth = np.log10(predicted), np.log10(truth)
+    log_ratio = log_predicted - log_truth
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = float(np.corrcoef(log_predicted, log_truth)[0, 1])
+    return {
+        "pearson_r": r,
+        "bias_dex": float(np.median(log_ratio)),
+        "scatter_dex": float(1.4826 * np.median(np.abs(log_ratio - np.median(log_ratio)))),
+    }
+
+
 def line_map_agreement(predicted, truth, truth_ivar=None, min_snr: float = 3.0) -> dict[str, float]:
     """Agreement of a predicted emission-line map with a truth map, over spaxels where the truth has S/N > min_snr.
 
@@ -92,32 +125,26 @@ def line_map_agreement(predicted, truth, truth_ivar=None, min_snr: float = 3.0) 
     Returns
     -------
     dict
-        ``pearson_r`` (of the log10 fluxes, over spaxels where both are positive), ``bias_dex`` (median of
-        log10(predicted / truth)), ``scatter_dex`` (1.4826 x median absolute deviation of that log ratio,
-        a robust standard deviation), ``num_spaxels``.
+        ``num_selected`` (spaxels passing the truth cut), ``num_failed`` (of those, the ones where the
+        prediction is not finite and positive: a failure, not dropped silently), ``failed_fraction``,
+        ``num_spaxels`` (the spaxels actually compared: num_selected - num_failed), and over those
+        ``pearson_r`` (of the log10 fluxes), ``bias_dex`` (median of log10(predicted / truth)) and
+        ``scatter_dex`` (1.4826 x median absolute deviation of that log ratio). NaN with < 3 compared spaxels.
     """
     predicted = np.asarray(predicted, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
     if predicted.shape != truth.shape:
         raise ValueError(f"`predicted` {predicted.shape} and `truth` {truth.shape} must have the same shape")
-    good = np.isfinite(predicted) & np.isfinite(truth) & (truth > 0)
-    if truth_ivar is not None:
-        truth_ivar = np.asarray(truth_ivar, dtype=np.float64)
-        if truth_ivar.shape != truth.shape:
-            raise ValueError(f"`truth_ivar` {truth_ivar.shape} must have the shape of `truth` {truth.shape}")
-        good &= np.isfinite(truth_ivar) & (truth * np.sqrt(np.clip(truth_ivar, 0, None)) > min_snr)
-    both = good & (predicted > 0)
-    result = {"pearson_r": float("nan"), "bias_dex": float("nan"), "scatter_dex": float("nan"), "num_spaxels": 0}
-    if both.sum() < 3:
-        result["num_spaxels"] = int(good.sum())
-        return result
-    log_ratio = np.log10(predicted[both] / truth[both])
-    log_truth, log_predicted = np.log10(truth[both]), np.log10(predicted[both])
+    good = _truth_selection(truth, truth_ivar, min_snr)
+    with np.errstate(invalid="ignore"):
+        both = good & np.isfinite(predicted) & (predicted > 0)
+    num_selected, num_compared = int(good.sum()), int(both.sum())
+    result = log_ratio_statistics(predicted[both], truth[both])
     result.update(
-        pearson_r=float(np.corrcoef(log_predicted, log_truth)[0, 1]),
-        bias_dex=float(np.median(log_ratio)),
-        scatter_dex=float(1.4826 * np.median(np.abs(log_ratio - np.median(log_ratio)))),
-        num_spaxels=int(good.sum()),
+        num_spaxels=num_compared,
+        num_selected=num_selected,
+        num_failed=num_selected - num_compared,
+        failed_fraction=(num_selected - num_compared) / num_selected if num_selected else float("nan"),
     )
     return result
 
@@ -125,18 +152,21 @@ def line_map_agreement(predicted, truth, truth_ivar=None, min_snr: float = 3.0) 
 def stacked_line_map_agreement(predicted_maps, truth_maps, truth_ivar_maps=None, min_snr: float = 3.0) -> dict:
     """:func:`line_map_agreement` per galaxy and over all galaxies' spaxels stacked.
 
+    Each galaxy's truth cut uses its own ivar map (a galaxy whose entry in `truth_ivar_maps` is None is cut
+    on truth > 0 only), so the stacked spaxels are exactly the union of the per-galaxy selections.
+
     Returns ``{"per_galaxy": [dict, ...], "stacked": dict}``.
     """
     if truth_ivar_maps is None:
         truth_ivar_maps = [None] * len(truth_maps)
-    per_galaxy = [
-        line_map_agreement(p, t, i, min_snr)
-        for p, t, i in zip(predicted_maps, truth_maps, truth_ivar_maps, strict=True)
-    ]
-    flat = [np.ravel(np.asarray(m, dtype=np.float64)) for m in predicted_maps]
-    flat_truth = [np.ravel(np.asarray(m, dtype=np.float64)) for m in truth_maps]
-    flat_ivar = None
-    if truth_ivar_maps[0] is not None:
-        flat_ivar = np.concatenate([np.ravel(np.asarray(m, dtype=np.float64)) for m in truth_ivar_maps])
-    stacked = line_map_agreement(np.concatenate(flat), np.concatenate(flat_truth), flat_ivar, min_snr)
+    per_galaxy, predicted_selected, truth_selected = [], [], []
+    for p, t, i in zip(predicted_maps, truth_maps, truth_ivar_maps, strict=True):
+        per_galaxy.append(line_map_agreement(p, t, i, min_snr))
+        t = np.asarray(t, dtype=np.float64)
+        good = _truth_selection(t, i, min_snr)
+        predicted_selected.append(np.asarray(p, dtype=np.float64)[good])
+        truth_selected.append(t[good])
+    if not per_galaxy:
+        raise ValueError("`predicted_maps` must hold at least one map")
+    stacked = line_map_agreement(np.concatenate(predicted_selected), np.concatenate(truth_selected), None, min_snr)
     return {"per_galaxy": per_galaxy, "stacked": stacked}

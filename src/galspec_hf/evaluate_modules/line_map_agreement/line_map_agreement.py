@@ -18,7 +18,9 @@ Args:
     reference_ivars: inverse variance of the truth (spaxels with truth S/N <= min_snr are left out).
     min_snr: S/N threshold of the truth (default 3).
 Returns:
-    pearson_r, bias_dex, scatter_dex, num_spaxels.
+    pearson_r, bias_dex, scatter_dex over the compared spaxels; num_spaxels (compared: truth S/N > min_snr and
+    a finite, positive prediction), num_selected, num_failed (non-positive or non-finite predictions on selected
+    spaxels) and failed_fraction.
 """
 
 

@@ -1,0 +1,358 @@
+"""Like-for-like scoring of predicted emission-line maps against IFU truth, with null baselines.
+
+The end-to-end experiment (examples/ifu_from_one_fiber.py) predicts line maps for held-out IFU galaxies
+with several models and scores them here, every model on the same spaxels:
+
+- :func:`draw_evaluation_sets`: IFU galaxies shuffled with a seed and split into training cubes, a
+  validation set (to choose designs) and a test set (the final table), star-forming and quiescent
+  galaxies spread over every set; :func:`exclude_targets` keeps held-out galaxies out of training.
+- :func:`spaxel_selection`: truth S/N > 3, inside the cube footprint, inside the model image.
+- :func:`score_models`: per model, r / scatter / bias over the spaxels where *every* model has a positive
+  flux (the count is the same for all models), the failed fraction over the selected spaxels, line-flux
+  z-score coverage where a model predicts sigma, per class and per-galaxy medians.
+- :func:`smooth_nan_aware`: normalised Gaussian smoothing (data x valid and valid convolved, then divided),
+  no zero padding.
+- :func:`line_to_light_ratio` and :func:`null_line_map`: the null baselines (one line-to-light ratio x the
+  image light under each spaxel).
+- :func:`write_metrics_json`: strict JSON, NaN written as null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from galspec_hf.metrics import log_ratio_statistics
+
+# Short metric prefixes of the compared lines, used in metrics.json keys (``ha_pearson_r``, ``nii_...``).
+LINE_PREFIXES = {"Halpha": "ha", "NII_6585": "nii", "Hbeta": "hb", "OIII_5008": "oiii"}
+# The two classes scored separately; from the truth table's boolean `star_forming` column.
+CLASSES = ("star_forming", "quiescent")
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation sets
+# ----------------------------------------------------------------------------------------
+def draw_evaluation_sets(
+    galaxies: list[dict],
+    n_train: int,
+    n_validation: int,
+    n_test: int,
+    seed: int,
+    min_size_arcsec: float = 0.0,
+    size_key: str = "disk_re_arcsec",
+    class_key: str = "star_forming",
+) -> dict[str, list[dict]]:
+    """Split IFU galaxies at random (seeded) into ``train``, ``validation`` and ``test``.
+
+    Parameters
+    ----------
+    galaxies : list of dict
+        Truth rows of the IFU galaxies (each with `size_key` in arcsec and a boolean `class_key`).
+    n_train, n_validation, n_test : int
+        Set sizes; their sum must not exceed the galaxies above the size floor.
+    seed : int
+        Seed of the shuffle (numpy default_rng).
+    min_size_arcsec : float, default 0
+        Galaxies with `size_key` below this are not drawn.
+
+    The galaxies above the floor are shuffled; the validation and test sets are then filled class by class
+    in turn (star-forming, quiescent, star-forming, ...) from the shuffled order, so each gets both classes
+    whenever both exist and it has >= 2 galaxies; the training cubes are the rest of the shuffled order.
+    """
+    for name, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test)):
+        if value < 0:
+            raise ValueError(f"`{name}` must be >= 0, got {value}")
+    eligible = [g for g in galaxies if float(g[size_key]) >= min_size_arcsec]
+    if n_train + n_validation + n_test > len(eligible):
+        raise ValueError(
+            f"n_train + n_validation + n_test = {n_train + n_validation + n_test} exceeds the {len(eligible)} "
+            f"galaxies with {size_key} >= {min_size_arcsec}"
+        )
+    order = [eligible[i] for i in np.random.default_rng(seed).permutation(len(eligible))]
+    pools = {True: [g for g in order if bool(g[class_key])], False: [g for g in order if not bool(g[class_key])]}
+    sets: dict[str, list[dict]] = {"validation": [], "test": []}
+    for name, size in (("validation", n_validation), ("test", n_test)):
+        turn = True
+        while len(sets[name]) < size:
+            pool = pools[turn] if pools[turn] else pools[not turn]
+            sets[name].append(pool.pop(0))
+            turn = not turn
+    held = {id(g) for g in sets["validation"] + sets["test"]}
+    sets["train"] = [g for g in order if id(g) not in held][:n_train]
+    return sets
+
+
+def exclude_targets(dataset, targetids) -> object:
+    """A `datasets.Dataset` without the rows whose ``targetid`` is in `targetids` (held-out galaxies)."""
+    excluded = {int(t) for t in targetids}
+    return dataset.filter(lambda row: int(row["targetid"]) not in excluded)
+
+
+# ----------------------------------------------------------------------------------------
+# Maps
+# ----------------------------------------------------------------------------------------
+def smooth_nan_aware(flux_map: np.ndarray, sigma_pixels: float) -> np.ndarray:
+    """Gaussian smoothing that ignores non-finite spaxels and does not pad with zeros, (ny, nx) -> (ny, nx).
+
+    gaussian(data x valid) / gaussian(valid), both with zeros outside the map: every output is a weighted mean
+    of valid input spaxels only, so a constant map stays constant up to its edges. Spaxels with no valid
+    neighbour within the kernel, and spaxels that were not valid, are NaN.
+    """
+    flux_map = np.asarray(flux_map, dtype=np.float64)
+    valid = np.isfinite(flux_map)
+    if sigma_pixels <= 0:
+        return np.where(valid, flux_map, np.nan)
+    numerator = gaussian_filter(np.where(valid, flux_map, 0.0), sigma_pixels, mode="constant")
+    denominator = gaussian_filter(valid.astype(np.float64), sigma_pixels, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = numerator / denominator
+    return np.where(valid & (denominator > 1e-6), smoothed, np.nan)
+
+
+def inside_image(offsets_arcsec: np.ndarray, image_size: int, pixel_scale: float, margin_arcsec: float = 0.0):
+    """True where a sky offset (..., 2) arcsec lies inside a centred square image, `margin_arcsec` from its edge."""
+    half = image_size * pixel_scale / 2.0 - margin_arcsec
+    offsets_arcsec = np.asarray(offsets_arcsec, dtype=np.float64)
+    return (np.abs(offsets_arcsec[..., 0]) <= half) & (np.abs(offsets_arcsec[..., 1]) <= half)
+
+
+def cube_footprint(ivar: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Spaxels of a (L, ny, nx) cube with at least one unmasked pixel of positive ivar: (ny, nx) bool."""
+    good = np.isfinite(ivar) & (ivar > 0)
+    if mask is not None:
+        good &= mask == 0
+    return good.any(axis=0)
+
+
+def spaxel_selection(truth, truth_ivar, footprint, in_image, min_snr: float = 3.0) -> np.ndarray:
+    """The spaxels every model is scored on: truth * sqrt(truth_ivar) > min_snr, in the footprint and the image."""
+    truth = np.asarray(truth, dtype=np.float64)
+    truth_ivar = np.asarray(truth_ivar, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        snr = truth * np.sqrt(np.clip(np.nan_to_num(truth_ivar, nan=0.0), 0, None))
+        return np.isfinite(truth) & (truth > 0) & (snr > min_snr) & np.asarray(footprint) & np.asarray(in_image)
+
+
+def per_spaxel_scale(fiber_diameter_arcsec: float, spaxel_arcsec: float) -> float:
+    """Spaxel area over a circular fiber's area: turns a fiber's spectrum into the flux of one spaxel of the
+    same surface brightness (square spaxel of side `spaxel_arcsec`, fiber of diameter `fiber_diameter_arcsec`)."""
+    if fiber_diameter_arcsec <= 0 or spaxel_arcsec <= 0:
+        raise ValueError(
+            f"`fiber_diameter_arcsec` ({fiber_diameter_arcsec}) and `spaxel_arcsec` ({spaxel_arcsec}) must be > 0"
+        )
+    return spaxel_arcsec**2 / (math.pi * fiber_diameter_arcsec**2 / 4.0)
+
+
+def line_to_light_ratio(line_flux, light) -> np.ndarray:
+    """Line flux over the image light in the same aperture; NaN where the flux is not finite or the light is not
+    finite and positive. A fitted flux <= 0 (no line detected) is kept as it is, so a median over many fibers is
+    not biased upwards by dropping them; a null map from a ratio <= 0 is non-positive, i.e. a failure."""
+    line_flux = np.asarray(line_flux, dtype=np.float64)
+    light = np.asarray(light, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = line_flux / light
+    return np.where(np.isfinite(ratio) & np.isfinite(light) & (light > 0), ratio, np.nan)
+
+
+def null_line_map(ratio: float, light_map: np.ndarray) -> np.ndarray:
+    """A null line map: one line-to-light `ratio` times the image light under each spaxel (NaN ratio -> NaN map)."""
+    return float(ratio) * np.asarray(light_map, dtype=np.float64)
+
+
+def image_light(
+    image: np.ndarray,
+    offsets_arcsec: np.ndarray,
+    diameter_arcsec: float,
+    config,
+    pixel_scale: float | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Image light (nanomaggies) in circular apertures at sky offsets, with the model's own aperture helpers.
+
+    Parameters
+    ----------
+    image : array (bands, H, W), nanomaggies per pixel, centred on the offsets' origin
+    offsets_arcsec : array (..., 2), arcsec east/north of the image centre
+    diameter_arcsec : float, the aperture diameter
+    config : GalSpecConfig; its `bands` and `normalization_band` pick the band, `pixel_scale` the scale
+        (unless `pixel_scale` is given). The aperture-flux floor is not applied: the light is the plain sum
+        of `fiber_aperture_weights` x the band image, so a faint spaxel is not lifted to the floor.
+
+    Returns an array of shape (...).
+    """
+    import torch
+
+    from galspec_hf.models.galspec.processing_galspec import fiber_aperture_weights, normalization_band_image
+
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[-1] != image.shape[-2]:
+        raise ValueError(f"`image` must be (bands, H, H), got {image.shape}")
+    scale = float(config.pixel_scale if pixel_scale is None else pixel_scale)
+    band = normalization_band_image(torch.from_numpy(image)[None], config)[0]  # (H, W)
+    offsets = np.asarray(offsets_arcsec, dtype=np.float32)
+    flat = torch.from_numpy(offsets.reshape(-1, 2))
+    light = []
+    for start in range(0, flat.shape[0], batch_size):
+        chunk = flat[start : start + batch_size]
+        weights = fiber_aperture_weights(chunk, torch.full((chunk.shape[0],), float(diameter_arcsec)),
+                                         image.shape[-1], scale)  # fmt: skip
+        light.append((band[None] * weights).sum(dim=(-2, -1)).double().numpy())
+    return np.concatenate(light).reshape(offsets.shape[:-1]) if light else np.zeros(offsets.shape[:-1])
+
+
+def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines) -> dict[str, np.ndarray]:
+    """Line fluxes (1e-17 erg/s/cm2) fitted on DESI fiber spectra (N, L) with the package's fitter: {line: (N,)}."""
+    from galspec_hf.analysis.lines import desi_instrumental_sigma_kms, fit_emission_lines
+
+    flux = np.asarray(flux, dtype=np.float64)
+    ivar = np.where(np.asarray(mask) != 0, 0.0, np.asarray(ivar, dtype=np.float64))
+    maps = fit_emission_lines(
+        np.asarray(wavelength, float), flux, ivar, np.asarray(redshift, float),
+        instrumental_sigma_kms=desi_instrumental_sigma_kms(np.asarray(wavelength, float)),
+    )  # fmt: skip
+    return {line: np.asarray(maps.flux[line], dtype=np.float64) for line in lines}
+
+
+# ----------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------
+def _positive(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values > 0)
+
+
+def score_line(
+    predictions: dict[str, list[np.ndarray]],
+    truth_maps: list[np.ndarray],
+    selections: list[np.ndarray],
+    sigmas: dict[str, list[np.ndarray]] | None = None,
+    classes: list[str] | None = None,
+) -> dict[str, dict]:
+    """Score every model on the same spaxels of one line.
+
+    Parameters
+    ----------
+    predictions : dict model name -> list of (ny, nx) maps, one per galaxy (line flux per spaxel)
+    truth_maps : list of (ny, nx) truth maps
+    selections : list of (ny, nx) bool, the spaxels to score (:func:`spaxel_selection`)
+    sigmas : dict model name -> list of (ny, nx) predicted 1-sigma line-flux errors, optional
+    classes : list of str per galaxy (one of :data:`CLASSES`), optional
+
+    Returns
+    -------
+    dict model name -> {``pearson_r``, ``scatter_dex``, ``bias_dex`` over the common spaxels (where every model
+    is finite and positive), ``num_spaxels`` (their count, identical across models), ``failed_fraction``
+    (selected spaxels where this model is not finite and positive), ``num_selected``, ``coverage_1sigma`` /
+    ``coverage_2sigma`` (fraction of common spaxels with |predicted - truth| <= 1 / 2 predicted sigma; None
+    without sigma), ``per_class`` {class: the same statistics}, ``per_galaxy_median_pearson_r`` /
+    ``..._scatter_dex`` / ``..._bias_dex`` (medians over galaxies with >= 3 common spaxels)}.
+    """
+    names = list(predictions)
+    n_galaxies = len(truth_maps)
+    for name in names:
+        if len(predictions[name]) != n_galaxies:
+            raise ValueError(f"predictions[{name!r}] has {len(predictions[name])} maps, expected {n_galaxies}")
+    if len(selections) != n_galaxies:
+        raise ValueError(f"`selections` has {len(selections)} maps, expected {n_galaxies}")
+    sigmas = sigmas or {}
+    common = []
+    for g in range(n_galaxies):
+        mask = np.asarray(selections[g], dtype=bool).copy()
+        for name in names:
+            mask &= _positive(np.asarray(predictions[name][g], dtype=np.float64))
+        common.append(mask)
+
+    def statistics(name: str, galaxies: list[int]) -> dict:
+        selected = sum(int(np.asarray(selections[g]).sum()) for g in galaxies)
+        failed = sum(
+            int((np.asarray(selections[g], dtype=bool) & ~_positive(np.asarray(predictions[name][g], float))).sum())
+            for g in galaxies
+        )
+        predicted = np.concatenate([np.asarray(predictions[name][g], float)[common[g]] for g in galaxies] or [[]])
+        truth = np.concatenate([np.asarray(truth_maps[g], float)[common[g]] for g in galaxies] or [[]])
+        out = log_ratio_statistics(predicted, truth)
+        out.update(num_spaxels=int(predicted.size), num_selected=selected,
+                   failed_fraction=failed / selected if selected else None)  # fmt: skip
+        if name in sigmas:
+            sigma = np.concatenate([np.asarray(sigmas[name][g], float)[common[g]] for g in galaxies] or [[]])
+            usable = np.isfinite(sigma) & (sigma > 0)
+            z = (predicted[usable] - truth[usable]) / sigma[usable]
+            out["coverage_1sigma"] = float(np.mean(np.abs(z) <= 1.0)) if z.size else None
+            out["coverage_2sigma"] = float(np.mean(np.abs(z) <= 2.0)) if z.size else None
+            out["num_sigma_spaxels"] = int(z.size)
+        else:
+            out["coverage_1sigma"] = out["coverage_2sigma"] = None
+        return out
+
+    results = {}
+    for name in names:
+        result = statistics(name, list(range(n_galaxies)))
+        per_galaxy = [statistics(name, [g]) for g in range(n_galaxies)]
+        for key in ("pearson_r", "scatter_dex", "bias_dex"):
+            values = [p[key] for p in per_galaxy if p["num_spaxels"] >= 3 and np.isfinite(p[key])]
+            result[f"per_galaxy_median_{key}"] = float(np.median(values)) if values else None
+        result["per_galaxy"] = per_galaxy
+        if classes is not None:
+            result["per_class"] = {
+                c: statistics(name, [g for g in range(n_galaxies) if classes[g] == c]) for c in CLASSES
+            }
+        results[name] = result
+    return results
+
+
+def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, dict]:
+    """{line: {model: stats}} -> {model: {"<prefix>_pearson_r": ..., ...}} with the metrics.json keys.
+
+    Keys per line prefix p (:data:`LINE_PREFIXES`): p_pearson_r, p_scatter_dex, p_bias_dex, p_failed_fraction,
+    p_num_spaxels, p_coverage_1sigma, p_coverage_2sigma, p_per_galaxy_median_pearson_r (and _scatter_dex,
+    _bias_dex), p_per_class. H-alpha's line-flux coverage is also written as ``coverage_1sigma`` /
+    ``coverage_2sigma`` (None for a model without sigma).
+    """
+    models: dict[str, dict] = {}
+    for line, scores in line_scores.items():
+        prefix = LINE_PREFIXES[line]
+        for name, stats in scores.items():
+            out = models.setdefault(name, {})
+            for key in ("pearson_r", "scatter_dex", "bias_dex", "failed_fraction", "num_spaxels",
+                        "coverage_1sigma", "coverage_2sigma", "per_galaxy_median_pearson_r",
+                        "per_galaxy_median_scatter_dex", "per_galaxy_median_bias_dex"):  # fmt: skip
+                out[f"{prefix}_{key}"] = stats.get(key)
+            if "per_class" in stats:
+                out[f"{prefix}_per_class"] = stats["per_class"]
+            if line == "Halpha":
+                out["coverage_1sigma"] = stats.get("coverage_1sigma")
+                out["coverage_2sigma"] = stats.get("coverage_2sigma")
+                out["ha_per_galaxy"] = stats.get("per_galaxy")
+    return models
+
+
+# ----------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------
+def to_strict_json(value):
+    """A copy of nested dicts/lists/numbers with NaN and +-inf as None and numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): to_strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_strict_json(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    return value
+
+
+def write_metrics_json(path: str | Path, metrics: dict) -> Path:
+    """Write `metrics` as strict JSON (NaN -> null; json.dumps(allow_nan=False) passes), indented."""
+    path = Path(path)
+    path.write_text(json.dumps(to_strict_json(metrics), indent=2, allow_nan=False) + "\n")
+    return path
