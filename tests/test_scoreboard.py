@@ -46,11 +46,11 @@ def test_score_line_uses_the_same_spaxels_for_every_model():
 
 def test_line_flux_coverage_counts_z_within_one_and_two_sigma():
     truth = np.full((1, 6), 10.0)
-    predicted = np.array([[10.5, 11.5, 12.5, 7.0, 10.0, 0.0]])  # last one failed -> not a common spaxel
+    predicted = np.array([[10.5, 11.0, 12.0, 12.5, 7.0, 0.0]])  # last one failed -> not a common spaxel
     sigma = np.ones((1, 6))
     selection = np.ones((1, 6), bool)
     scores = score_line({"m": [predicted], "null": [truth * 2]}, [truth], [selection], sigmas={"m": [sigma]})
-    # |z| = 0.5, 1.5, 2.5, 3.0, 0 over the 5 common spaxels: 2 within 1 sigma, 3 within 2
+    # |z| = 0.5, 1.0, 2.0, 2.5, 3.0 over the 5 common spaxels: 2 within 1 sigma, 3 within 2 (the bounds count)
     assert scores["m"]["coverage_1sigma"] == pytest.approx(2 / 5)
     assert scores["m"]["coverage_2sigma"] == pytest.approx(3 / 5)
     assert scores["null"]["coverage_1sigma"] is None
