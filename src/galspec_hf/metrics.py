@@ -2,7 +2,7 @@
 
 All take arrays of the same shape (any shape, e.g. (batch, L)): the observed flux and its inverse
 variance, and the predicted mean and sigma_model. Pixels with ivar <= 0 (or non-finite values) are
-ignored. The predictive variance of a pixel is sigma_model**2 + 1/ivar (DESIGN.md).
+ignored. The predictive variance of a pixel is sigma_model**2 + 1/ivar (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

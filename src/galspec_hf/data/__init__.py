@@ -1,6 +1,6 @@
 """Survey data: readers for the real file formats and the DESI `datasets` builder.
 
-Readers (astropy) return arrays in the package units (DESIGN.md) and raise
+Readers (astropy) return arrays in the package units (docs/ARCHITECTURE.md) and raise
 :class:`GalspecFormatError` naming the file, the HDU or column, and what was expected.
 :class:`DesiGalaxies` is a `datasets.GeneratorBasedBuilder` that pairs DESI spectra with Legacy
 Surveys cutouts; :func:`build_desi_dataset` is the code behind ``galspec build-dataset``.

@@ -144,7 +144,7 @@ class _CutoutIndex:
 class DesiGalaxies(datasets.GeneratorBasedBuilder):
     """DESI spectra paired with Legacy Surveys cutouts, one row per galaxy (see the module docstring).
 
-    Features (units as in DESIGN.md)
+    Features (units as in docs/ARCHITECTURE.md)
     --------------------------------
     targetid (int64), object_id (string, MultimodalUniverse's name: str(TARGETID)),
     image (Array3D float32, (n_bands, image_size, image_size), nanomaggies),

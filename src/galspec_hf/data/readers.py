@@ -1,7 +1,7 @@
 """Readers for the real survey file formats, built on astropy.
 
 Every reader returns a small dataclass whose arrays are in the package conventions
-(DESIGN.md): flux density in 1e-17 erg/s/cm2/A, images in nanomaggies per pixel, wavelengths
+(docs/ARCHITECTURE.md): flux density in 1e-17 erg/s/cm2/A, images in nanomaggies per pixel, wavelengths
 in vacuum Angstrom in the observed frame, sky offsets in arcsec east (+RA) and north (+Dec).
 Every error is a :class:`GalspecFormatError` that names the file, the HDU or column, and what
 was expected.
