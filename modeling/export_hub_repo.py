@@ -5,10 +5,10 @@ The folder holds the safetensors weights, ``config.json`` and ``preprocessor_con
 ``auto_map``, the custom code from ``galspec_hf/models/galspec/`` (so the model loads with
 ``trust_remote_code=True`` where galspec-hf is not installed) and a model card (``README.md``).
 
-Examples::
+Examples (from the project root with .venv activated, or with .venv/bin/python)::
 
-    python modeling/export_hub_repo.py --model runs/pretrain/final --repo-id org/galspec --out hub/galspec
-    python modeling/export_hub_repo.py --model runs/pretrain/final --repo-id org/galspec --out hub/galspec \\
+    python modeling/export_hub_repo.py --model runs/pretrain --repo-id org/galspec --out hub/galspec
+    python modeling/export_hub_repo.py --model runs/pretrain --repo-id org/galspec --out hub/galspec \\
         --metrics runs/pretrain/eval_metrics.json \\
         --training-data "DESI DR1 BGS galaxies with Legacy Surveys DR9 g, r, z cutouts" --dataset org/desi-galaxies
 

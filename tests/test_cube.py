@@ -93,8 +93,11 @@ def test_predict_cube_cli_errors(tmp_path):
     )
 
 
-def test_predict_cube_cli_leaves_autograd_on(tmp_path, model):
-    """The CLI also runs in-process (galspec_hf.cli.main): it must not switch gradients off globally."""
+def test_predict_cube_cli_leaves_autograd_on(tmp_path, model, capsys):
+    """The CLI also runs in-process (galspec_hf.cli.main): it must not switch gradients off globally.
+
+    It also says what it did: the crop of the cutout the model saw and the cube's grid.
+    """
     from galspec_hf.data.testing import write_legacy_cutout
 
     model.save_pretrained(tmp_path / "model")
@@ -102,6 +105,26 @@ def test_predict_cube_cli_leaves_autograd_on(tmp_path, model):
     arguments = ["--model", str(tmp_path / "model"), "--image", str(cutout), "--redshift", "0.1"]
     assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits")]) == 0
     assert torch.is_grad_enabled()
+    printed = capsys.readouterr().out
+    # tiny preset: 32 pixels of 0.262" = 8.384"; 0.5" spaxels: floor(8.384 / 0.5) = 16 per side
+    assert 'cutout 40x40 pixels (10.5" x 10.5" at 0.262"/pixel)' in printed
+    assert 'the model sees the central 32x32 pixels (8.4" x 8.4")' in printed
+    assert 'cube: 16x16 spaxels of 0.5" (8.0" x 8.0")' in printed
+    assert f"wrote {tmp_path / 'cube.fits'}" in printed
+    # a second run refuses to overwrite, and --overwrite replaces
+    assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits")]) == 2
+    assert main(["predict-cube", *arguments, "--out", str(tmp_path / "cube.fits"), "--overwrite"]) == 0
+
+
+def test_predict_cube_file_refuses_to_overwrite_before_loading(tmp_path):
+    from galspec_hf.cube import predict_cube_file
+
+    out = tmp_path / "cube.fits"
+    out.write_bytes(b"precious")
+    # the model folder does not exist: loading it would raise OSError, so FileExistsError proves the order
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        predict_cube_file(str(tmp_path / "no_model"), "no_cutout.fits", 0.1, str(out))
+    assert out.read_bytes() == b"precious"
 
 
 def test_predict_cube_cli_refuses_a_cutout_at_another_pixel_scale(tmp_path, model, capsys):

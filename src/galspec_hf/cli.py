@@ -6,9 +6,11 @@ Each subcommand lives in its own module in :mod:`galspec_hf.commands` and expose
     add its parser to ``subparsers`` and ``set_defaults(func=run)``, where
     ``run(args) -> int`` does the work and returns the exit code.
 
-Subcommand modules are discovered automatically, so adding a command means adding a file.
-User errors (bad paths, bad values) are raised as :class:`CLIError` and printed as one line
-with exit code 2, never as a traceback.
+Subcommand modules are discovered automatically (modules whose name starts with ``_`` are skipped),
+so adding a command means adding a file. User errors (bad paths, bad values, an input file that is not
+the expected kind of FITS) are raised as :class:`CLIError`, or as
+:class:`~galspec_hf.data.readers.GalspecFormatError` by the readers, and printed as one line with exit
+code 2, never as a traceback. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="galspec", description="galspec-hf: IFU spectroscopy with one fiber (predict galaxy spectra from images)."
+        prog="galspec",
+        description="galspec-hf: IFU spectroscopy with one fiber (predict galaxy spectra from images).",
+        epilog="Run it from the project's virtual environment (`source .venv/bin/activate`, or call "
+        ".venv/bin/galspec). `galspec COMMAND --help` describes each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -46,11 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIError as error:
-        print(f"galspec {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as error:
-        print(f"galspec {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _user_error(args.command, error)
+    except ValueError as error:
+        from .data.readers import GalspecFormatError  # noqa: PLC0415 (astropy: only when needed)
+
+        if not isinstance(error, GalspecFormatError):
+            raise
+        return _user_error(args.command, error)
+
+
+def _user_error(command: str, error: Exception) -> int:
+    """Print a user error as one line on stderr; the exit code 2."""
+    message = " ".join(str(error).split())
+    print(f"galspec {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -87,8 +87,14 @@ def predict_cube_file(
     spaxel_size: float = 0.5,
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """``galspec predict-cube``: model folder + cutout FITS + redshift -> LOGCUBE-like FITS."""
+    """``galspec predict-cube``: model folder + cutout FITS + redshift -> LOGCUBE-like FITS.
+
+    Raises FileExistsError, before the model is loaded, when ``out_path`` exists and ``overwrite`` is False.
+    """
+    if Path(out_path).exists() and not overwrite:
+        raise FileExistsError(f"{out_path} exists; pass overwrite=True to replace it")
     model = GalSpecForMaskedSpectra.from_pretrained(model_path).eval()
     with torch.no_grad():
         output, cutout = predict_cube_for_cutout(

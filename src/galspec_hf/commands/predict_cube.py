@@ -3,37 +3,89 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..errors import CLIError
+from . import _checks
+
+DESCRIPTION = """\
+Predict an IFU-like spectral cube for the galaxy at the centre of a Legacy Surveys cutout and write it as a
+MaNGA-like LOGCUBE FITS (HDUs FLUX, IVAR = 1/sigma_model^2, MASK, WAVE), which `galspec line-maps` reads.
+
+The model sees the central image_size x image_size pixels of the cutout, set by its configuration (presets
+tiny/small/base: 32/64/96 pixels = 8.4/16.8/25.2 arcsec at 0.262 arcsec/pixel); the cube covers that field
+on a grid of --spaxel-size spaxels, inside a hexagonal footprint of --bundle-diameter. Every input is checked
+before the model is loaded.
+
+example:
+  galspec predict-cube --model runs/pretrain --image cutout.fits --redshift 0.1 --out cube.fits.gz
+"""
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("predict-cube", help="predict an IFU-like cube from a cutout (LOGCUBE FITS)")
+    parser = subparsers.add_parser(
+        "predict-cube",
+        help="predict an IFU-like cube from a cutout (LOGCUBE FITS)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="folder of a model saved with save_pretrained")
-    parser.add_argument("--image", required=True, help="Legacy Surveys cutout FITS")
-    parser.add_argument("--redshift", required=True, type=float, help="redshift of the galaxy")
-    parser.add_argument("--out", required=True, help="output FITS (e.g. cube.fits or cube.fits.gz)")
+    parser.add_argument(
+        "--image", required=True, help="Legacy Surveys cutout FITS (the model's bands and pixel scale)"
+    )
+    parser.add_argument(
+        "--redshift",
+        required=True,
+        type=float,
+        help=f"redshift of the galaxy, {_checks.DESI_GALAXY_Z_MIN:g} to {_checks.DESI_GALAXY_Z_MAX:g}",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output FITS (e.g. cube.fits or cube.fits.gz); its folder must exist"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--spaxel-size", type=float, default=0.5, help="arcsec (default 0.5, as MaNGA)")
-    parser.add_argument("--bundle-diameter", type=float, default=None, help="hexagonal footprint, arcsec")
-    parser.add_argument("--fiber-diameter", type=float, default=None, help="aperture per spaxel, arcsec")
+    parser.add_argument(
+        "--bundle-diameter", type=float, default=None, help="hexagonal footprint, arcsec (default: the field of view)"
+    )
+    parser.add_argument(
+        "--fiber-diameter", type=float, default=None, help="aperture per spaxel, arcsec (default: the model's fiber)"
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (Path(args.model) / "config.json").is_file():
-        raise CLIError(f"--model {args.model}: no config.json there (expected a folder written by save_pretrained)")
-    if not Path(args.image).is_file():
-        raise CLIError(f"--image {args.image}: file not found")
-    if args.redshift <= -1:
-        raise CLIError(f"--redshift must be greater than -1, got {args.redshift}")
-    if args.spaxel_size <= 0:
-        raise CLIError(f"--spaxel-size must be positive, got {args.spaxel_size}")
-    from ..cube import predict_cube_file
+    # every check before the model is loaded
+    _checks.check_redshift(args.redshift)
+    _checks.check_positive(args.spaxel_size, "--spaxel-size")
+    _checks.check_positive(args.bundle_diameter, "--bundle-diameter")
+    _checks.check_positive(args.fiber_diameter, "--fiber-diameter")
+    out = _checks.check_output_file(args.out, args.overwrite)
+    config = _checks.read_model_config(args.model)
+    cutout = _checks.check_cutout(args.image, config)
+    print(f"{args.image}: {_checks.describe_crop(cutout.image.shape[-2:], config)}")
+
+    import numpy as np  # noqa: PLC0415
+    from astropy.io import fits  # noqa: PLC0415
+
+    from ..cube import predict_cube_file  # noqa: PLC0415
 
     path = predict_cube_file(
-        args.model, args.image, args.redshift, args.out, args.spaxel_size, args.bundle_diameter, args.fiber_diameter
+        args.model,
+        args.image,
+        args.redshift,
+        out,
+        args.spaxel_size,
+        args.bundle_diameter,
+        args.fiber_diameter,
+        overwrite=args.overwrite,
+    )
+    mask = fits.getdata(path, "MASK")[0]
+    header = fits.getheader(path, 0)
+    ny, nx = mask.shape
+    inside = int(np.sum(mask == 0))
+    print(
+        f'cube: {ny}x{nx} spaxels of {header["SPAXSIZE"]:g}" ({ny * header["SPAXSIZE"]:.1f}" x '
+        f'{nx * header["SPAXSIZE"]:.1f}"), {inside} inside the footprint, each read through a '
+        f'{header["FIBERDIA"]:.2f}" aperture, at z = {args.redshift:g}'
     )
     print(f"wrote {path}")
     return 0

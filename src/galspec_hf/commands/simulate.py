@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from ..cli import CLIError
+from ..errors import CLIError
+from . import _checks
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -29,9 +31,43 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--targets-per-file", type=int, default=500, help="targets per coadd/redrock file")
     parser.add_argument("--cutout-size", type=int, default=64, help="Legacy cutout side in pixels (even)")
     parser.add_argument("--ifu-spaxels", type=int, default=None, help="cube side in spaxels (default: from size)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a survey")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
+
+
+def _check_templates(source: str | None) -> None:
+    """A CLIError unless ``source`` is None, 'kcorrect' (installed) or a readable FSPS SSP FITS file."""
+    from ..simulate.templates import kcorrect_template_path  # noqa: PLC0415
+
+    if source is None:
+        if kcorrect_template_path() is None and not os.environ.get("GALSPEC_SSP_TEMPLATES"):
+            raise CLIError("kcorrect is not installed: give --templates SSP.fits (or set GALSPEC_SSP_TEMPLATES)")
+        return
+    if source == "kcorrect":
+        if kcorrect_template_path() is None:
+            raise CLIError("--templates kcorrect: kcorrect is not installed; give an FSPS SSP FITS file")
+        return
+    from astropy.io import fits  # noqa: PLC0415
+
+    path = Path(source)
+    if not path.is_file():
+        raise CLIError(f"--templates {source}: file not found")
+    try:
+        with fits.open(path) as hdul:
+            missing = [name for name in ("FLUX", "WAVE", "METADATA") if name not in hdul]
+            if not missing:
+                columns = getattr(hdul["METADATA"], "columns", None)
+                if columns is None or "age" not in columns.names:
+                    missing = ["METADATA column age"]
+    except (OSError, ValueError) as error:  # astropy: OSError for a non-FITS file, ValueError for a bad header
+        raise CLIError(f"--templates {source}: not a readable FITS file ({error})") from None
+    if missing:
+        raise CLIError(
+            f"--templates {source}: {', '.join(missing)} missing; expected an FSPS SSP file "
+            "(HDUs FLUX, WAVE, METADATA with column age)"
+        )
 
 
 def run(args) -> int:
@@ -47,10 +83,8 @@ def run(args) -> int:
         raise CLIError(f"--targets-per-file must be >= 1, got {args.targets_per_file}")
     if args.ifu_spaxels is not None and args.ifu_spaxels < 4:
         raise CLIError(f"--ifu-spaxels must be >= 4, got {args.ifu_spaxels}")
-    if args.templates not in (None, "kcorrect") and not Path(args.templates).is_file():
-        raise CLIError(f"--templates: file {args.templates} not found")
-    if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"--out {args.out} exists and is not a folder")
+    _check_templates(args.templates)
+    _checks.check_output_folder(args.out, ("truth.parquet",), args.overwrite)
     from ..simulate import simulate_survey  # noqa: PLC0415
 
     written = simulate_survey(
@@ -64,8 +98,13 @@ def run(args) -> int:
         ifu_spaxels=args.ifu_spaxels,
         progress=not args.no_progress,
     )
+
+    def where(kind: str) -> str:
+        return f" in {Path(written[kind][0]).parent}" if written[kind] else ""
+
     print(
-        f"wrote {len(written['coadd'])} coadd + {len(written['redrock'])} redrock files, "
-        f"{len(written['cutouts'])} cutouts, {len(written['logcubes'])} MaNGA cubes + maps, and {written['truth']}"
+        f"wrote {len(written['coadd'])} coadd + {len(written['redrock'])} redrock files{where('coadd')}, "
+        f"{len(written['cutouts'])} cutouts{where('cutouts')}, {len(written['logcubes'])} MaNGA cubes + "
+        f"maps{where('logcubes')}, and the truth table {written['truth']}"
     )
     return 0
