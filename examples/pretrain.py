@@ -30,6 +30,7 @@ from transformers import get_cosine_schedule_with_warmup
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
 from galspec_hf.hub import build_model_card, load_metrics_file
 from galspec_hf.metrics import spectral_metrics
+from galspec_hf.strict_json import write_strict_json
 from galspec_hf.training import (
     GalSpecCollator,
     augment_batch,
@@ -426,7 +427,7 @@ def training_function(args: argparse.Namespace, create_model=create_model) -> di
         unwrapped.save_pretrained(args.output_dir, state_dict=state_dict, save_function=accelerator.save)
         processor.save_pretrained(args.output_dir)
         write_model_card(Path(args.output_dir), args, unwrapped, results)
-        (project_dir / "train_results.json").write_text(json.dumps({**results, "history": history}, indent=2))
+        write_strict_json(project_dir / "train_results.json", {**results, "history": history})
         if args.push_to_hub:
             unwrapped.push_to_hub(args.hub_model_id)
             processor.push_to_hub(args.hub_model_id)
@@ -447,7 +448,7 @@ def write_model_card(output_dir: Path, args: argparse.Namespace, model, results:
         },
         "source": f"examples/pretrain.py final validation after {results['steps']} steps",
     }
-    (output_dir / "eval_metrics.json").write_text(json.dumps(evaluation, indent=2))
+    write_strict_json(output_dir / "eval_metrics.json", evaluation)
     card = build_model_card(
         model.config,
         args.hub_model_id or f"local/{output_dir.name}",

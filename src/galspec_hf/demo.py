@@ -7,7 +7,6 @@ a trained model saved with ``save_pretrained``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from .models.galspec import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
+from .strict_json import write_strict_json
 
 
 @dataclass
@@ -157,5 +157,5 @@ def run_demo(
         "median_sigma_centre_fiber": float(np.median(sigma[highlighted[0]])),
         "png": str(png),
     }
-    (output_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    write_strict_json(output_dir / "demo.json", summary)
     return summary

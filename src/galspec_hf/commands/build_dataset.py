@@ -72,7 +72,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..data.build import build_desi_dataset, report_path_for, summarize_report
     from ..data.desi_builder import REPORT_DIRNAME, read_build_report
-    from ..scoreboard import to_strict_json
+    from ..strict_json import to_strict_json
 
     if not Path(args.input).is_dir():
         raise CLIError(f"--input folder {args.input} does not exist")

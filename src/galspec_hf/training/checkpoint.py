@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..strict_json import dumps_strict
+
 LATEST = "latest"
 STATE_FILE = "training_state.json"
 
@@ -36,7 +38,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict,
     accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_atomic(temporary / STATE_FILE, json.dumps(state, indent=2))
+        _write_atomic(temporary / STATE_FILE, dumps_strict(state, indent=2))
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
