@@ -59,7 +59,7 @@ def test_rows_match_the_input_files(tmp_path):
         target = truth[int(row["targetid"])]
         coadd = coadds[row["coadd_file"]]
         i = coadd.targetid.tolist().index(target.targetid)
-        # the row holds the flux in the fiber: the file's point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX
+        # the row holds the fiber flux: the file's point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX
         np.testing.assert_allclose(row["flux"], coadd.flux[i] * target.psf_to_fiber, rtol=1e-6)
         np.testing.assert_allclose(row["ivar"], coadd.ivar[i] / target.psf_to_fiber**2, rtol=1e-6)
         assert row["psf_to_fiber"] == pytest.approx(target.psf_to_fiber, rel=1e-6)
@@ -124,7 +124,7 @@ def test_real_desi_files_through_the_builder(shared_file, tmp_path):
     builder = build(tmp_path / "in", tmp_path / "cache")
     rows = list(builder.as_dataset(split="train").with_format("numpy"))
     assert len(rows) == 1 and int(rows[0]["targetid"]) == targetid == 39633345008634465
-    # flux in the fiber = point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX, 0.779 in this file's FIBERMAP
+    # fiber flux = point-source flux x MEAN_PSF_TO_FIBER_SPECFLUX, 0.779 in this file's FIBERMAP
     fibermap = fits.getdata(tmp_path / "in" / "coadd-4-80613-thru20210324.fits", "FIBERMAP")
     factor = float(fibermap["MEAN_PSF_TO_FIBER_SPECFLUX"][0])
     assert factor == pytest.approx(0.779, abs=5e-4)
@@ -364,7 +364,7 @@ def test_builder_needs_an_existing_data_dir(tmp_path):
 
 
 def test_missing_or_bad_psf_to_fiber_is_a_bad_record(tmp_path):
-    """A spectrum without a finite MEAN_PSF_TO_FIBER_SPECFLUX > 0 cannot be put in the fiber frame: skipped."""
+    """A spectrum without a finite MEAN_PSF_TO_FIBER_SPECFLUX > 0 cannot be turned into a fiber flux: skipped."""
     healpix_dir, cutout_dir = tmp_path / "in" / "healpix", tmp_path / "in" / "cutouts"
     healpix_dir.mkdir(parents=True)
     cutout_dir.mkdir()

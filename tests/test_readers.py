@@ -444,28 +444,31 @@ def test_desi_coadd_without_psf_to_fiber_column_reads_nan(tmp_path):
 
 
 def test_simulated_coadd_is_calibrated_for_point_sources(tmp_path):
-    """The simulator writes fiber flux / MEAN_PSF_TO_FIBER_SPECFLUX and ivar x factor^2, like DESI."""
+    """The simulator writes fiber flux / (point-source fiber fraction) and ivar x fraction^2, like DESI's
+    standard-star calibration; its MEAN_PSF_TO_FIBER_SPECFLUX is desispec's factor to the nominal fiber flux."""
     import dataclasses  # noqa: PLC0415
     import math  # noqa: PLC0415
 
-    from galspec_hf.simulate.spectra import write_coadd  # noqa: PLC0415
+    from galspec_hf.simulate import spectra as S  # noqa: PLC0415
     from galspec_hf.simulate.survey import simulate_galaxy  # noqa: PLC0415
     from galspec_hf.simulate.templates import load_templates  # noqa: PLC0415
 
     templates = load_templates(None)
     sims = [simulate_galaxy(i, 7, templates, cutout_size=16) for i in range(2)]
-    # fiber on the target: the factor is the Moffat PSF's encircled energy in the fiber radius R,
-    # 1 - (1 + R^2 / alpha^2)^(1 - beta) (Moffat 1969, A&A 3, 455), a closed form independent of the simulator
+    # fiber on the target: a Gaussian PSF of FWHM s puts 1 - exp(-R^2 / (2 sigma^2)) of a point source inside the
+    # fiber radius R, sigma = s / 2.3548 (closed form, independent of the simulator's kernel tables)
     galaxies = [dataclasses.replace(s.galaxy, fiber_east_arcsec=0.0, fiber_north_arcsec=0.0) for s in sims]
-    path = write_coadd(tmp_path / "coadd.fits", galaxies, [s.photometry for s in sims], [s.observed for s in sims], 1)
+    photometry, observed = [s.photometry for s in sims], [s.observed for s in sims]
+    path = S.write_coadd(tmp_path / "coadd.fits", galaxies, photometry, observed, 1)
     coadd = read_desi_coadd(path, keep_arms=True)
-    beta, radius = C.MOFFAT_BETA, C.DESI_FIBER_DIAMETER_ARCSEC / 2
+    radius = C.DESI_FIBER_DIAMETER_ARCSEC / 2
+    np.testing.assert_allclose(coadd.psf_to_fiber, S.psf_to_fiber_factors(galaxies), rtol=1e-6)
     for i, galaxy in enumerate(galaxies):
         seeing = round(galaxy.fiber_seeing_fwhm_arcsec / 0.02) * 0.02  # the kernel table's 0.02" steps
-        alpha = seeing / (2 * math.sqrt(2 ** (1 / beta) - 1))
-        expected = 1 - (1 + radius**2 / alpha**2) ** (1 - beta)
-        assert coadd.psf_to_fiber[i] == pytest.approx(expected, rel=2e-3)
+        sigma = seeing / (2 * math.sqrt(2 * math.log(2)))
+        point_source = 1 - math.exp(-(radius**2) / (2 * sigma**2))
+        assert S.point_source_fractions([galaxy])[0] == pytest.approx(point_source, rel=2e-3)
         for arm in "brz":
             fiber_flux, fiber_ivar = sims[i].observed[arm]
-            np.testing.assert_allclose(coadd.arms[arm]["flux"][i] * coadd.psf_to_fiber[i], fiber_flux, rtol=1e-6)
-            np.testing.assert_allclose(coadd.arms[arm]["ivar"][i] / coadd.psf_to_fiber[i] ** 2, fiber_ivar, rtol=1e-6)
+            np.testing.assert_allclose(coadd.arms[arm]["flux"][i] * point_source, fiber_flux, rtol=3e-3)
+            np.testing.assert_allclose(coadd.arms[arm]["ivar"][i] / point_source**2, fiber_ivar, rtol=6e-3)

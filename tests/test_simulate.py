@@ -130,6 +130,45 @@ def test_old_bulge_is_redder_in_g_minus_r_than_a_star_forming_disk(templates):
     assert gr_centre > gr_ring + 0.05
 
 
+def test_fiber_kernels_match_closed_forms():
+    """Gaussian seeing: a point source puts 1 - exp(-R^2 / 2 sigma^2) in a fiber of radius R (0.789 for the Legacy
+    FIBERFLUX convention, 1" FWHM, R = 0.75"); without seeing an exponential disk puts P(2, R/h) = 1 - (1 + x) e^-x,
+    x = R / h, in it (Freeman 1970 profile)."""
+    radius = C.DESI_FIBER_DIAMETER_ARCSEC / 2
+    for fwhm in (0.8, 1.0, 1.4):
+        sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
+        _, fraction = S.fiber_kernel_table(fwhm, profile="gaussian")
+        assert fraction[0] == pytest.approx(1 - math.exp(-(radius**2) / (2 * sigma**2)), rel=2e-3)
+    assert S.fiber_kernel_table(1.0, profile="gaussian")[1][0] == pytest.approx(
+        C.DESISPEC_NOMINAL_POINT_FIBER_FRACTION, abs=2e-3
+    )
+    for re in (0.3, 1.0, 2.5):
+        x = radius / (re / 1.678)
+        expected = 1 - (1 + x) * math.exp(-x)
+        assert S.exponential_disk_fiber_fraction(re, 0.1) == pytest.approx(expected, rel=0.015)  # ~no seeing
+    # a tiny disk is a point source; more seeing or a fiber offset lets less of it in
+    assert S.exponential_disk_fiber_fraction(0.001, 1.2) == pytest.approx(S.fiber_kernel_table(1.2)[1][0], rel=1e-6)
+    assert S.exponential_disk_fiber_fraction(0.5, 1.4) < S.exponential_disk_fiber_fraction(0.5, 1.0)
+    assert S.exponential_disk_fiber_fraction(0.5, 1.0, 0.4) < S.exponential_disk_fiber_fraction(0.5, 1.0, 0.0)
+
+
+def test_psf_to_fiber_factor_follows_desispec(templates):
+    """desispec.fiberfluxcorr.psf_to_fiber_flux_correction: for a point source the factor is the nominal fiber's
+    point-source fraction, 0.789, whatever the seeing and fiber offset; for an extended source in worse seeing it is
+    lower (the point-source calibration over-corrects the extended source's smaller seeing loss)."""
+    point = _galaxy(templates, disk_scale_arcsec=1e-5, disk_re_arcsec=1.7e-5, bulge_re_arcsec=1e-5)
+    assert S.shape_r_arcsec(point) < 0.005
+    fractions = []
+    for seeing, east in ((0.9, 0.0), (1.4, 0.2)):
+        galaxy = dataclasses.replace(point, fiber_seeing_fwhm_arcsec=seeing, fiber_east_arcsec=east)
+        assert S.psf_to_fiber_factors([galaxy])[0] == pytest.approx(0.789, abs=3e-3)
+        fractions.append(S.point_source_fractions([galaxy])[0])  # the file flux is the fiber flux / this
+    assert fractions[0] > 0.8 and fractions[1] < 0.6  # Gaussian seeing: 0.86 at 0.9", ~0.5 at 1.4" and 0.2" off
+    disk = _galaxy(templates, bulge_light_fraction=0.0, fiber_seeing_fwhm_arcsec=1.4)
+    assert S.shape_r_arcsec(disk) == pytest.approx(1.678 * disk.disk_scale_arcsec, rel=1e-3)  # exponential r_e
+    assert 0.6 < S.psf_to_fiber_factors([disk])[0] < 0.789
+
+
 def test_velocity_field_shifts_halpha_by_the_expected_amount_on_each_side(templates):
     galaxy = _galaxy(templates, vmax_kms=220.0, sigma_gas_kms=30.0)
     no_lines = dataclasses.replace(galaxy, halpha_flux_sf_intrinsic=0.0)
@@ -183,9 +222,13 @@ def test_noise_actually_added_matches_the_written_ivar(templates, tmp_path):
     path = S.write_coadd(tmp_path / "coadd.fits", [galaxy] * 3, [photometry] * 3, observed, tileid=1)
     chi2, n = 0.0, 0
     with fits.open(path) as hdul:
-        # the file is calibrated for point sources: flux in the fiber = file flux x MEAN_PSF_TO_FIBER_SPECFLUX
-        factor = hdul["FIBERMAP"].data["MEAN_PSF_TO_FIBER_SPECFLUX"].astype(np.float64)[:, None]  # (3, 1)
+        # the file is calibrated for point sources: flux in the fiber = file flux x point-source fiber fraction;
+        # the FIBERMAP carries desispec's MEAN_PSF_TO_FIBER_SPECFLUX (to the nominal Legacy-convention fiber)
+        factor = S.point_source_fractions([galaxy] * 3)[:, None]  # (3, 1)
         assert np.all((factor > 0) & (factor < 1))
+        np.testing.assert_allclose(
+            hdul["FIBERMAP"].data["MEAN_PSF_TO_FIBER_SPECFLUX"], S.psf_to_fiber_factors([galaxy] * 3), rtol=1e-6
+        )
         for arm in S.ARMS:
             flux = hdul[f"{arm.upper()}_FLUX"].data.astype(np.float64) * factor
             ivar = hdul[f"{arm.upper()}_IVAR"].data.astype(np.float64) / factor**2
@@ -213,7 +256,9 @@ def test_line_fluxes_in_the_truth_maps_equal_the_injected_ones(templates, tmp_pa
     assert halpha_map.sum() == pytest.approx(injected[HALPHA], rel=0.01)
     assert nii_map.sum() == pytest.approx(injected[G.LINE_NAMES.index("NII_6585")], rel=0.01)
     # and the cube's own H-alpha line (cube minus its continuum) carries the map's flux spaxel by spaxel
-    no_lines = dataclasses.replace(galaxy, halpha_flux_sf_intrinsic=0.0, lier_halpha_flux_bulge=0.0, lier_halpha_flux_disk=0.0)
+    no_lines = dataclasses.replace(
+        galaxy, halpha_flux_sf_intrinsic=0.0, lier_halpha_flux_bulge=0.0, lier_halpha_flux_disk=0.0
+    )
     continuum = simulate_cube(no_lines, templates, 20, rng=None)
     wave = cube["wavelength"]
     centre = C.EMISSION_LINES_VACUUM_A["Halpha"] * (1 + galaxy.redshift)

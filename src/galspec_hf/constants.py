@@ -3,7 +3,7 @@
 Everything with a number that comes from the outside world lives here, with its source.
 Units are in the names: ``_A`` (vacuum Angstrom), ``_ARCSEC``, ``_KMS``.
 
-Conventions (see DESIGN.md): flux density in 1e-17 erg/s/cm2/A, images in nanomaggies per
+Conventions (see docs/ARCHITECTURE.md): flux density in 1e-17 erg/s/cm2/A, images in nanomaggies per
 pixel, wavelengths in vacuum Angstrom in the observed frame unless a name says ``rest``, sky
 offsets in arcsec east (+RA) and north (+Dec) of the image centre.
 """
@@ -33,7 +33,7 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # https://desidatamodel.readthedocs.io/en/latest/DESI_SPECTRO_REDUX/SPECPROD/healpix/SURVEY/PROGRAM/PIXGROUP/PIXNUM/coadd-SURVEY-PROGRAM-PIXNUM.html)
 # The arm grids below were read off the real coadd in ../shared/data/desi.
 # ----------------------------------------------------------------------------------------
-#: Merged DESI model grid: 3600-9824 A at 0.8 A, 7781 pixels (DESIGN.md).
+#: Merged DESI model grid: 3600-9824 A at 0.8 A, 7781 pixels (docs/ARCHITECTURE.md).
 DESI_WAVELENGTH_MIN_A = 3600.0
 DESI_WAVELENGTH_MAX_A = 9824.0
 DESI_WAVELENGTH_STEP_A = 0.8
@@ -225,6 +225,21 @@ MOFFAT_BETA = 3.0
 #: DESI positioner accuracy: fibers land within ~0.1 arcsec rms of their targets (DESI Collaboration 2022, AJ 164, 207;
 #: Silber et al. 2023, AJ 165, 9).
 DESI_FIBER_POINTING_RMS_ARCSEC = 0.1
+#: Legacy Surveys FIBERFLUX: "predicted flux within a fiber of diameter 1.5 arcsec from this object in 1 arcsec
+#: Gaussian seeing" (Legacy Surveys DR9 catalogue description, https://www.legacysurvey.org/dr9/catalogs/). desispec
+#: uses the same nominal fiber for MEAN_PSF_TO_FIBER_SPECFLUX (desispec.fiberfluxcorr.psf_to_fiber_flux_correction).
+LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC = 1.0
+#: Seeing profile of the simulated DESI fiber exposures: Gaussian, as DESI's fiber-acceptance model is parametrised
+#: (desimodel.fastfiberacceptance takes the PSF's Gaussian sigma = FWHM / 2.35 x plate scale;
+#: desispec.fiberfluxcorr). A Moffat beta = 3 PSF would put only 0.60 of a point source in the fiber at 1" FWHM
+#: against the 0.789 of the nominal Gaussian, below DESI's typical point-source fiber fractions of 0.6-0.8.
+DESI_FIBER_PSF_PROFILE = "gaussian"
+#: Point-source fraction of that nominal fiber, 1 - exp(-0.75^2 / (2 sigma^2)) with sigma = 1/2.355 arcsec: the value
+#: to which desispec.fiberfluxcorr.psf_to_fiber_flux_correction scales its nominal fiber acceptance.
+DESISPEC_NOMINAL_POINT_FIBER_FRACTION = 0.789
+#: desispec.fiberfluxcorr.psf_to_fiber_flux_correction models non-PSF targets as exponential disks of half-light
+#: radius SHAPE_R, saturated at 2 arcsec.
+DESISPEC_MAX_HALF_LIGHT_RADIUS_ARCSEC = 2.0
 #: Per-pixel background noise (nanomaggies) of Legacy Surveys DR9 grz coadds, measured as the robust (MAD) scatter of
 #: the source-clipped pixels (simulate.realism.sky_pixel_noise) on the real cutout
 #: ../shared/data/legacysurvey/legacysurvey-dr9-grz-*.fits. (Neighbour differences / sqrt(2) give 0.00131, 0.00199,
@@ -260,7 +275,7 @@ DAP_MASK_DONOTUSE_BIT = 30
 #: Side of the blocks used for the binned-noise ratio of cutouts (sigma of 4x4 block means x 4 / per-pixel sigma).
 NOISE_BIN_BLOCK_PIX = 4
 #: Binned-noise ratio of the real DR9 cutout ../shared/data/legacysurvey/legacysurvey-dr9-grz-357.9087-54.8817.fits,
-#: r band, sources masked by 3-sigma clipping (g 1.48, r 1.73, z 1.49 measured with simulate.realism.binned_noise_ratio).
+#: r band, sources masked by 3-sigma clipping (g 1.48, r 1.73, z 1.49 with simulate.realism.binned_noise_ratio).
 #: Legacy Surveys coadds resample every exposure with Lanczos-3 (Dey et al. 2019, AJ 157, 168), which correlates noise.
 LEGACY_BINNED_NOISE_RATIO = 1.73
 

@@ -162,7 +162,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
     """
 
     BUILDER_CONFIG_CLASS = DesiGalaxiesConfig
-    # 2.0.0: flux and ivar in the fiber frame (x MEAN_PSF_TO_FIBER_SPECFLUX), new psf_to_fiber column
+    # 2.0.0: flux and ivar as fiber flux (x MEAN_PSF_TO_FIBER_SPECFLUX), new psf_to_fiber column
     VERSION = datasets.Version("2.0.0")
     BUILDER_CONFIGS = [DesiGalaxiesConfig(name="default", version=VERSION)]
     DEFAULT_CONFIG_NAME = "default"
@@ -414,7 +414,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
             return float(fibermap[name][i]) if name in fibermap.colnames else float("nan")
 
         targetid = int(coadd.targetid[i])
-        # DESI spectra are calibrated for point sources; the flux that entered the fiber is flux x factor
+        # DESI spectra are calibrated for point sources; flux x factor is the fiber flux (1.5" fiber, 1" seeing)
         factor = float(coadd.psf_to_fiber[i])
         return {
             "targetid": targetid,

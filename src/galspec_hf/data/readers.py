@@ -171,9 +171,9 @@ class DesiCoadd:
     coadd_fiberstatus : ndarray, shape (N,), int64
         FIBERMAP COADD_FIBERSTATUS (0 = good); -1 when the file has no FIBERMAP.
     psf_to_fiber : ndarray, shape (N,), float64
-        FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX: the fraction of a point source's light that entered the
-        fiber. DESI calibrates ``flux`` for point sources, so the flux that entered the fiber is
-        ``flux * psf_to_fiber``. NaN when the file has no FIBERMAP or no such column; not checked here
+        FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX. DESI calibrates ``flux`` for point sources; ``flux *
+        psf_to_fiber`` is desispec's fiber flux, the flux in a 1.5" fiber in 1" FWHM seeing (the Legacy
+        Surveys FIBERFLUX definition; desispec.fiberfluxcorr.psf_to_fiber_flux_correction). NaN when the file has no FIBERMAP or no such column; not checked here
         (a data build refuses a spectrum whose factor is not finite and > 0).
     n_nonfinite_flux, n_negative_ivar : ndarray, shape (N,), int64
         Raw-arm pixels with NaN/inf flux or ivar < 0 (such pixels get ivar 0 in the merge); a data
@@ -300,7 +300,7 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
         ``flux``, ``ivar``, ``mask`` of shape (N, 7781). Where arms overlap, the merged flux is
         sum(ivar_arm * flux_arm) / sum(ivar_arm) over pixels with mask 0, finite flux and ivar > 0,
         and the merged ivar is sum(ivar_arm). The flux is the file's, calibrated for point sources;
-        ``psf_to_fiber`` (FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX) converts it to the flux in the fiber.
+        ``psf_to_fiber`` (FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX) converts it to the fiber flux.
 
     Raises
     ------

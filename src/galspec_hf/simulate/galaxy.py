@@ -376,17 +376,26 @@ def clump_positions(galaxy: Galaxy) -> dict[str, np.ndarray]:
     radius = rng.gamma(2.0, h_ha, n)
     arm = rng.integers(0, max(galaxy.spiral_arms, 1), n)
     theta = (
-        galaxy.spiral_phase_rad
-        + np.log(np.maximum(radius, 1e-3 * h_ha) / h_ha) / math.tan(math.radians(galaxy.spiral_pitch_deg))
-    ) + 2 * math.pi * arm / max(galaxy.spiral_arms, 1) + rng.normal(0.0, C.CLUMP_ARM_SCATTER_RAD, n)
+        (
+            galaxy.spiral_phase_rad
+            + np.log(np.maximum(radius, 1e-3 * h_ha) / h_ha) / math.tan(math.radians(galaxy.spiral_pitch_deg))
+        )
+        + 2 * math.pi * arm / max(galaxy.spiral_arms, 1)
+        + rng.normal(0.0, C.CLUMP_ARM_SCATTER_RAD, n)
+    )
     weight = rng.lognormal(0.0, 0.7, n)  # HII-region luminosity function: a few bright complexes dominate
     weight = weight / weight.sum() if n else weight
     return {"x": radius * np.cos(theta), "y": radius * np.sin(theta), "radius": radius, "weight": weight}
 
 
-def _spiral_modulation(galaxy: Galaxy, major: np.ndarray, minor_deprojected: np.ndarray, h: float) -> np.ndarray:
-    """1 + A cos(m (theta - ln(r/h) / tan p) - m phase), tapered to 1 inside ~h; its azimuthal mean is 1."""
-    radius = np.hypot(major, minor_deprojected)
+def _spiral_modulation(
+    galaxy: Galaxy, major: np.ndarray, minor_deprojected: np.ndarray, h: float, radius: np.ndarray | None = None
+) -> np.ndarray:
+    """1 + A cos(m (theta - ln(r/h) / tan p) - m phase), tapered to 1 inside ~h; its azimuthal mean is 1.
+
+    ``radius`` : hypot(major, minor_deprojected) if the caller has it already (same shape), else computed."""
+    if radius is None:
+        radius = np.hypot(major, minor_deprojected)
     theta = np.arctan2(minor_deprojected, major)
     m = max(int(galaxy.spiral_arms), 1)
     arg = m * (theta - galaxy.spiral_phase_rad - np.log(np.maximum(radius, 1e-6) / h)
@@ -395,24 +404,74 @@ def _spiral_modulation(galaxy: Galaxy, major: np.ndarray, minor_deprojected: np.
     return 1.0 + galaxy.spiral_amplitude * taper * np.cos(arg)
 
 
-def _clump_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcsec: float) -> np.ndarray:
-    """Fraction of the clump light in each pixel from each clump, (N, H, W) (total sum -> 1 on an infinite grid).
+def _grid_axes(east: np.ndarray, north: np.ndarray):
+    """(column east offsets (W,), row north offsets (H,)) if the grid is a regular mesh (east constant down the
+    columns, north constant along the rows, as :func:`imaging.pixel_grid` makes it), else None."""
+    if east.ndim != 2 or east.shape != north.shape:
+        return None
+    if not (np.all(east == east[:1, :]) and np.all(north == north[:, :1])):
+        return None
+    return east[0, :], north[:, 0]
+
+
+def _index_window(axis: np.ndarray, centre: float, half_width: float) -> slice:
+    """Indices of a monotonic 1-D ``axis`` within ``half_width`` of ``centre``, as a slice (empty if none)."""
+    inside = np.flatnonzero(np.abs(axis - centre) <= half_width)
+    return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
+
+
+def _clump_light(
+    galaxy: Galaxy,
+    east: np.ndarray,
+    north: np.ndarray,
+    pixel_arcsec: float,
+    major: np.ndarray,
+    minor: np.ndarray,
+    ratios: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Light of the HII-region complexes on a grid.
 
     Each clump is a circular Gaussian in the disk plane (projected: sigma and sigma q), sampled at pixel centres
-    after adding (0.7 pixel)^2 in quadrature so that the pixel sum equals the analytic integral to < 1e-4."""
+    after adding (0.7 pixel)^2 in quadrature so that the pixel sum equals the analytic integral to < 1e-4. On a
+    regular grid each clump is evaluated only within 7 sigma of its centre (the rest is < 1e-10 of its peak).
+
+    Parameters
+    ----------
+    major, minor : (H, W) :func:`galaxy_frame` of ``east``, ``north``. ratios : (L, N) line flux of each clump
+        per unit of its light.
+
+    Returns
+    -------
+    total : (H, W) sum of the clumps' light fractions (sum -> 1 on an infinite grid);
+    lines : (L, H, W) sum over clumps of ratios[:, i] x clump i's light fraction.
+    """
     clumps = clump_positions(galaxy)
-    out = np.zeros((clumps["x"].size, *east.shape))
+    total = np.zeros(east.shape)
+    lines = np.zeros((ratios.shape[0], *east.shape))
     if galaxy.clump_number <= 0:
-        return out
-    major, minor = galaxy_frame(galaxy, east, north)
+        return total, lines
     q = galaxy.disk_axis_ratio
     sigma = galaxy.clump_sigma_kpc * galaxy.arcsec_per_kpc
     extra2 = (0.7 * pixel_arcsec) ** 2
     s_major2, s_minor2 = sigma**2 + extra2, (sigma * q) ** 2 + extra2
     norm = pixel_arcsec**2 / (2 * math.pi * math.sqrt(s_major2 * s_minor2))
+    axes = _grid_axes(east, north)
+    reach = 7.0 * math.sqrt(max(s_major2, s_minor2))
+    pa = math.radians(galaxy.position_angle_deg)
     for i, (x, y, w) in enumerate(zip(clumps["x"], clumps["y"], clumps["weight"], strict=True)):
-        out[i] = w * np.exp(-0.5 * ((major - x) ** 2 / s_major2 + (minor - y * q) ** 2 / s_minor2))
-    return out * norm
+        if axes is None:
+            window = (slice(None), slice(None))
+        else:
+            # clump centre on the sky: the inverse of galaxy_frame's rotation
+            e_c = galaxy.centre_east_arcsec + x * math.sin(pa) + y * q * math.cos(pa)
+            n_c = galaxy.centre_north_arcsec + x * math.cos(pa) - y * q * math.sin(pa)
+            window = (_index_window(axes[1], n_c, reach), _index_window(axes[0], e_c, reach))
+        light = (w * norm) * np.exp(
+            -0.5 * ((major[window] - x) ** 2 / s_major2 + (minor[window] - y * q) ** 2 / s_minor2)
+        )
+        total[window] += light
+        lines[(slice(None), *window)] += ratios[:, i, None, None] * light[None]
+    return total, lines
 
 
 def star_forming_ratios_after_dust(galaxy: Galaxy, radius_arcsec: np.ndarray) -> np.ndarray:
@@ -495,27 +554,29 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
             r2_b = (major**2 + (minor / q_b) ** 2) / re_b**2
             # profile from a fine log-radius table (interpolation error < 1e-3 relative)
             bulge += np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
-            r_d = np.sqrt(major**2 + (minor / q_d) ** 2)
-            disk += np.exp(-r_d / h)
-            halpha_disk += np.exp(-r_d / h_ha)
+            minor_deprojected = minor / q_d
+            r_d = np.sqrt(major**2 + minor_deprojected**2)
+            exp_disk = np.exp(-r_d / h)
+            exp_halpha = np.exp(-r_d / h_ha)
+            disk += exp_disk
+            halpha_disk += exp_halpha
             if with_arms:
-                arms = _spiral_modulation(galaxy, major, minor / q_d, h_ha)
-                halpha_arms += np.exp(-r_d / h_ha) * arms
-                disk_arms += np.exp(-r_d / h) * arms
+                arms = _spiral_modulation(galaxy, major, minor_deprojected, h_ha, radius=r_d)
+                halpha_arms += exp_halpha * arms
+                disk_arms += exp_disk * arms
     # the Sersic cusp is undersampled by a few points per pixel when re ~ a pixel (a 0.3" bulge on 0.5" spaxels
     # loses 7% of its light at subsample=3): the pixels within 1.5 pixels of the centre get 15 x 15 points
     centre_major, centre_minor = galaxy_frame(galaxy, east, north)
     near = np.hypot(centre_major, centre_minor) < 1.5 * pixel_arcsec
     if subsample < 15 and near.any():
         fine = (np.arange(15) + 0.5) / 15 - 0.5
-        e_near, n_near = east[near], north[near]  # (M,)
-        refined = np.zeros(e_near.shape)
-        for dy in fine:
-            for dx in fine:
-                major, minor = galaxy_frame(galaxy, e_near - dx * pixel_arcsec, n_near + dy * pixel_arcsec)
-                r2_b = (major**2 + (minor / q_b) ** 2) / re_b**2
-                refined += np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
-        bulge[near] = refined * subsample**2 / 15**2
+        # all 15 x 15 sub-points of the M pixels at once: (M, 15, 15), rows dy and columns dx
+        e_sub = east[near][:, None, None] - fine[None, None, :] * pixel_arcsec
+        n_sub = north[near][:, None, None] + fine[None, :, None] * pixel_arcsec
+        major, minor = galaxy_frame(galaxy, e_sub, n_sub)
+        r2_b = (major**2 + (minor / q_b) ** 2) / re_b**2
+        profile = np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
+        bulge[near] = profile.sum(axis=(1, 2)) * subsample**2 / 15**2
     area = pixel_arcsec**2 / subsample**2
     bulge *= area / _sersic_total(n, re_b, q_b)
     disk *= area / (2 * math.pi * q_d * h**2)
@@ -529,13 +590,17 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
     # (young_light_fraction of the disk light) follow the same arms and clumps, so they show in g and H-alpha together
     old_disk = disk
     f_clump = galaxy.clump_halpha_fraction if galaxy.clump_number > 0 else 0.0
-    clump_stack = _clump_maps(galaxy, east, north, pixel_arcsec) if f_clump > 0 else None  # (N, H, W)
+    clump_total = clump_lines = None
+    if f_clump > 0:
+        # each HII complex has the abundance and dust of its own radius: clump_lines (L, H, W)
+        clump_ratios = star_forming_ratios_after_dust(galaxy, clump_positions(galaxy)["radius"])  # (L, N)
+        clump_total, clump_lines = _clump_light(galaxy, east, north, pixel_arcsec, major, minor, clump_ratios)
     if with_arms or f_clump > 0:
         smooth_young = disk_arms if with_arms else disk
         halpha_disk = (1 - f_clump) * (halpha_arms if with_arms else halpha_disk)
         young_light = (1 - f_clump) * smooth_young
-        if clump_stack is not None:
-            young_light = young_light + f_clump * clump_stack.sum(axis=0)
+        if clump_total is not None:
+            young_light = young_light + f_clump * clump_total
         fy = galaxy.young_light_fraction
         disk = (1 - fy) * disk + fy * young_light
     radius = np.sqrt(major**2 + (minor / q_d) ** 2)
@@ -554,10 +619,8 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
     k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
     transmission = 10.0 ** (-0.4 * k_lines[:, None, None] * gas_ebv_at_radius(galaxy, radius_re)[None])  # (L, H, W)
     lines_sf = (galaxy.halpha_flux_sf_intrinsic * halpha_disk)[None] * np.moveaxis(ratios, -1, 0) * transmission
-    if clump_stack is not None:
-        # each HII complex has the abundance and dust of its own radius
-        clump_ratios = star_forming_ratios_after_dust(galaxy, clump_positions(galaxy)["radius"])  # (L, N)
-        lines_sf = lines_sf + galaxy.halpha_flux_sf_intrinsic * f_clump * np.tensordot(clump_ratios, clump_stack, 1)
+    if clump_lines is not None:
+        lines_sf = lines_sf + (galaxy.halpha_flux_sf_intrinsic * f_clump) * clump_lines
     if galaxy.lier_halpha_flux_bulge > 0 or galaxy.lier_halpha_flux_disk > 0:
         # LIER / diffuse gas ionised by old stars: follows the old light at a fixed EW (observed, after dust)
         lier = galaxy.lier_halpha_flux_bulge * bulge + galaxy.lier_halpha_flux_disk * old_disk

@@ -25,15 +25,26 @@ EFFTIME_PER_TSNR2_BGS = 0.14
 
 
 def read_real_desi(path_coadd: str | Path, path_redrock: str | Path) -> dict:
-    """The real coadd's first target: arm fluxes/ivars, redshift, FIBERFLUX_R and effective exposure time."""
+    """The real coadd's first target: arm fluxes/ivars, redshift, FIBERFLUX_R and effective exposure time.
+
+    'flux' and 'ivar' (arm -> (N_arm,)) are the flux in the fiber, as the simulator and the data builder hold it:
+    the file's point-source-calibrated flux x MEAN_PSF_TO_FIBER_SPECFLUX ('psf_to_fiber') and ivar / factor^2;
+    'file_flux' and 'file_ivar' are the file's values.
+    """
     from astropy.io import fits  # noqa: PLC0415
 
-    out = {"flux": {}, "ivar": {}, "wavelength": {}}
+    out = {"flux": {}, "ivar": {}, "file_flux": {}, "file_ivar": {}, "wavelength": {}}
     with fits.open(path_coadd) as hdul:
+        factor = float(hdul["FIBERMAP"].data["MEAN_PSF_TO_FIBER_SPECFLUX"][0])
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"{path_coadd}: MEAN_PSF_TO_FIBER_SPECFLUX must be finite and > 0, got {factor}")
         for arm in S.ARMS:
             out["wavelength"][arm] = np.asarray(hdul[f"{arm.upper()}_WAVELENGTH"].data, dtype=np.float64)
-            out["flux"][arm] = np.asarray(hdul[f"{arm.upper()}_FLUX"].data[0], dtype=np.float64)
-            out["ivar"][arm] = np.asarray(hdul[f"{arm.upper()}_IVAR"].data[0], dtype=np.float64)
+            out["file_flux"][arm] = np.asarray(hdul[f"{arm.upper()}_FLUX"].data[0], dtype=np.float64)
+            out["file_ivar"][arm] = np.asarray(hdul[f"{arm.upper()}_IVAR"].data[0], dtype=np.float64)
+            out["flux"][arm] = out["file_flux"][arm] * factor
+            out["ivar"][arm] = out["file_ivar"][arm] / factor**2
+        out["psf_to_fiber"] = factor
         out["fiberflux_r"] = float(hdul["FIBERMAP"].data["FIBERFLUX_R"][0])
     with fits.open(path_redrock) as hdul:
         out["z"] = float(hdul["REDSHIFTS"].data["Z"][0])

@@ -88,11 +88,16 @@ def resolution_matrix(arm: str):
 # Fiber aperture kernel
 # ------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=128)
-def fiber_kernel_table(seeing_fwhm_arcsec: float, fiber_diameter_arcsec: float = C.DESI_FIBER_DIAMETER_ARCSEC):
+def fiber_kernel_table(
+    seeing_fwhm_arcsec: float,
+    fiber_diameter_arcsec: float = C.DESI_FIBER_DIAMETER_ARCSEC,
+    profile: str = C.DESI_FIBER_PSF_PROFILE,
+):
     """Radial table of K(d): fraction of a point source at distance d that enters the fiber.
 
-    K = (circular aperture) convolved with a Moffat PSF (beta = constants.MOFFAT_BETA), integrated
-    numerically on a polar grid over the aperture.
+    K = (circular aperture) convolved with the seeing PSF, integrated numerically on a polar grid over the
+    aperture. ``profile``: "gaussian" (default, constants.DESI_FIBER_PSF_PROFILE: the simulated DESI exposure's
+    seeing, and the Legacy Surveys FIBERFLUX convention) or "moffat" (beta = constants.MOFFAT_BETA).
 
     Returns
     -------
@@ -100,8 +105,8 @@ def fiber_kernel_table(seeing_fwhm_arcsec: float, fiber_diameter_arcsec: float =
     """
     if seeing_fwhm_arcsec <= 0 or fiber_diameter_arcsec <= 0:
         raise ValueError("seeing_fwhm_arcsec and fiber_diameter_arcsec must be > 0")
-    beta = C.MOFFAT_BETA
-    alpha = seeing_fwhm_arcsec / (2 * math.sqrt(2 ** (1 / beta) - 1))
+    if profile not in ("moffat", "gaussian"):
+        raise ValueError(f"profile must be 'moffat' or 'gaussian', got {profile!r}")
     radius = fiber_diameter_arcsec / 2
     n_r, n_phi = 24, 48
     r = (np.arange(n_r) + 0.5) / n_r * radius
@@ -112,19 +117,68 @@ def fiber_kernel_table(seeing_fwhm_arcsec: float, fiber_diameter_arcsec: float =
     d_max = radius + 6 * seeing_fwhm_arcsec
     distance = np.linspace(0.0, d_max, 160)
     r2 = (ax[None, :] - distance[:, None]) ** 2 + ay[None, :] ** 2
-    psf = (beta - 1) / (math.pi * alpha**2) * (1 + r2 / alpha**2) ** (-beta)
+    if profile == "moffat":
+        beta = C.MOFFAT_BETA
+        alpha = seeing_fwhm_arcsec / (2 * math.sqrt(2 ** (1 / beta) - 1))
+        psf = (beta - 1) / (math.pi * alpha**2) * (1 + r2 / alpha**2) ** (-beta)
+    else:
+        sigma = seeing_fwhm_arcsec / (2 * math.sqrt(2 * math.log(2)))
+        psf = np.exp(-0.5 * r2 / sigma**2) / (2 * math.pi * sigma**2)
     fraction = psf @ area
     fraction[-1] = 0.0
     return distance, fraction
 
 
 def fiber_weights(
-    east: np.ndarray, north: np.ndarray, fiber_east: float, fiber_north: float, seeing_fwhm_arcsec: float
+    east: np.ndarray,
+    north: np.ndarray,
+    fiber_east: float,
+    fiber_north: float,
+    seeing_fwhm_arcsec: float,
+    profile: str = C.DESI_FIBER_PSF_PROFILE,
 ) -> np.ndarray:
-    """K(|x - p|) on a pixel grid: fraction of each pixel's intrinsic light that enters the fiber at p."""
-    distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02)
+    """K(|x - p|) on a pixel grid: fraction of each pixel's intrinsic light that enters the fiber at p.
+
+    ``profile`` as :func:`fiber_kernel_table` ("gaussian" for the Legacy Surveys FIBERFLUX convention).
+    """
+    distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02, profile=profile)
     d = np.hypot(east - fiber_east, north - fiber_north)
     return np.interp(d, distance, fraction, right=0.0)
+
+
+def exponential_disk_fiber_fraction(
+    half_light_radius_arcsec: float,
+    seeing_fwhm_arcsec: float,
+    offset_arcsec: float = 0.0,
+    profile: str = C.DESI_FIBER_PSF_PROFILE,
+) -> float:
+    """Fraction of a round exponential disk's light that enters a fiber ``offset_arcsec`` from its centre.
+
+    The source model desispec uses for non-PSF targets (desispec.fiberfluxcorr.psf_to_fiber_flux_correction,
+    desimodel fast fiber acceptance "DISK"). Integrated on a polar grid (s, psi) around the source centre:
+    sum of I(s) K(|x(s, psi) - p|) s ds dpsi, with I(s) = exp(-s/h) / (2 pi h^2), h = r_e / 1.678.
+    A half-light radius below 0.005 arcsec is a point source, K(offset).
+    """
+    if half_light_radius_arcsec < 0 or seeing_fwhm_arcsec <= 0 or offset_arcsec < 0:
+        raise ValueError("half_light_radius_arcsec and offset_arcsec must be >= 0, seeing_fwhm_arcsec > 0")
+    distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02, profile=profile)
+    if half_light_radius_arcsec < 0.005:
+        return float(np.interp(offset_arcsec, distance, fraction, right=0.0))
+    h = half_light_radius_arcsec / 1.678
+    reach = distance[-1] + offset_arcsec
+    n_s = max(600, math.ceil(8 * reach / h))  # steps <= h / 8 resolve the cusp of small disks
+    step = reach / n_s
+    radius = (np.arange(n_s) + 0.5) * step  # (n_s,) distance from the source centre
+    if offset_arcsec == 0:
+        mean_kernel = np.interp(radius, distance, fraction, right=0.0)
+    else:
+        # K at distance sqrt(s^2 + p^2 - 2 s p cos psi) from the fiber, averaged over psi (16 midpoints on [0, pi])
+        psi = (np.arange(16) + 0.5) / 16 * math.pi
+        to_fiber = np.sqrt(np.maximum(radius[:, None] ** 2 + offset_arcsec**2
+                                      - 2 * radius[:, None] * offset_arcsec * np.cos(psi)[None, :], 0.0))  # fmt: skip
+        mean_kernel = np.interp(to_fiber, distance, fraction, right=0.0).mean(axis=1)
+    # 2 pi s ds I(s) with I = exp(-s/h) / (2 pi h^2)
+    return float((mean_kernel * np.exp(-radius / h) * radius).sum() * step / h**2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -543,7 +597,7 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
         "MEAN_FIBER_DEC": dec + d_north,
         "MEAN_PSF_TO_FIBER_SPECFLUX": psf_to_fiber_factors(galaxies),
         "SERSIC": np.array([g.bulge_sersic_n if g.bulge_light_fraction > 0.5 else 1.0 for g in galaxies]),
-        "SHAPE_R": np.array([g.disk_re_arcsec for g in galaxies]),
+        "SHAPE_R": np.array([shape_r_arcsec(g) for g in galaxies]),
         "NUMOBS_INIT": np.ones(n),
         "PRIORITY_INIT": np.full(n, 2100),
     }
@@ -558,19 +612,40 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
 def _psf_to_fiber(seeing_fwhm_arcsec: float, offset_arcsec: float = 0.0) -> float:
     """Fraction of a point source's light that enters a DESI fiber centred ``offset_arcsec`` from it.
 
-    The same Moffat kernel K(d) (:func:`fiber_kernel_table`, seeing rounded to 0.02 arcsec as in
+    The same kernel K(d) (:func:`fiber_kernel_table`, seeing rounded to 0.02 arcsec as in
     :func:`fiber_weights`) that puts galaxy light into the simulated fiber, evaluated at the fiber's
-    offset from its target: DESI's FIBERMAP ``MEAN_PSF_TO_FIBER_SPECFLUX`` for that seeing.
+    offset from its target: the fraction by which DESI's point-source flux calibration divides.
     """
     distance, fraction = fiber_kernel_table(round(float(seeing_fwhm_arcsec) / 0.02) * 0.02)
     return float(np.interp(float(offset_arcsec), distance, fraction, right=0.0))
 
 
-def psf_to_fiber_factors(galaxies: list[Galaxy]) -> np.ndarray:
-    """``MEAN_PSF_TO_FIBER_SPECFLUX`` of each galaxy's fiber: point-source fiber fraction, shape (N,), float64.
+def shape_r_arcsec(galaxy: Galaxy) -> float:
+    """Catalogue half-light radius written to FIBERMAP ``SHAPE_R``, arcsec: the circular radius enclosing half of
+    the bulge (Sersic) + disk (exponential) light, L(<r) = B/T P(2n, b_n (r/r_b)^(1/n)) + (1 - B/T) P(2, r/h),
+    P the regularised lower incomplete gamma function (Graham & Driver 2005, PASA 22, 118, eq. 2)."""
+    from scipy.optimize import brentq  # noqa: PLC0415
+    from scipy.special import gammainc  # noqa: PLC0415
 
-    The target is the origin of the galaxy frame, so the fiber's offset from its target is
-    hypot(fiber_east_arcsec, fiber_north_arcsec).
+    from .galaxy import sersic_bn  # noqa: PLC0415
+
+    bt, n = float(galaxy.bulge_light_fraction), float(galaxy.bulge_sersic_n)
+    re_b, h = max(galaxy.bulge_re_arcsec, 1e-4), max(galaxy.disk_scale_arcsec, 1e-4)
+    b_n = sersic_bn(n)
+
+    def excess(r: float) -> float:
+        return bt * gammainc(2 * n, b_n * (r / re_b) ** (1 / n)) + (1 - bt) * gammainc(2.0, r / h) - 0.5
+
+    lo, hi = min(re_b, galaxy.disk_re_arcsec) * 1e-3, max(re_b, galaxy.disk_re_arcsec) * 10
+    return float(brentq(excess, lo, hi, xtol=1e-4))
+
+
+def point_source_fractions(galaxies: list[Galaxy]) -> np.ndarray:
+    """Point-source fraction of each galaxy's fiber in its exposure's seeing and at its offset, shape (N,).
+
+    DESI's flux calibration (standard stars) makes spectra calibrated for point sources: the file's flux is the
+    flux that entered the fiber divided by this fraction. The target is the origin of the galaxy frame, so the
+    fiber's offset from its target is hypot(fiber_east_arcsec, fiber_north_arcsec).
     """
     return np.array(
         [
@@ -580,13 +655,40 @@ def psf_to_fiber_factors(galaxies: list[Galaxy]) -> np.ndarray:
     )
 
 
+def psf_to_fiber_factors(galaxies: list[Galaxy]) -> np.ndarray:
+    """``MEAN_PSF_TO_FIBER_SPECFLUX`` of each galaxy's fiber, shape (N,), float64, as desispec computes it.
+
+    desispec.fiberfluxcorr.psf_to_fiber_flux_correction: the factor that turns the point-source-calibrated
+    spectrum into the flux of the nominal fiber of the Legacy Surveys FIBERFLUX (1.5 arcsec, 1 arcsec FWHM
+    Gaussian seeing, no offset), for an exponential disk of half-light radius SHAPE_R (saturated at 2 arcsec):
+
+        factor = f_psf(seeing, offset) x f_disk(1", 0) x (0.789 / f_psf(1", 0)) / f_disk(seeing, offset)
+
+    with the fiber acceptances f of the simulated DESI PSF (:func:`exponential_disk_fiber_fraction`); the
+    point-source value is 0.789 whatever the seeing and offset.
+    """
+    nominal_psf = _psf_to_fiber(C.LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC)
+    scale = C.DESISPEC_NOMINAL_POINT_FIBER_FRACTION / nominal_psf
+    factors = []
+    for galaxy, current_psf in zip(galaxies, point_source_fractions(galaxies), strict=True):
+        offset = math.hypot(galaxy.fiber_east_arcsec, galaxy.fiber_north_arcsec)
+        re = min(shape_r_arcsec(galaxy), C.DESISPEC_MAX_HALF_LIGHT_RADIUS_ARCSEC)
+        current = exponential_disk_fiber_fraction(re, galaxy.fiber_seeing_fwhm_arcsec, offset)
+        nominal = exponential_disk_fiber_fraction(re, C.LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC) * scale
+        factors.append(current_psf * nominal / current if current > 0 else float("nan"))
+    return np.array(factors)
+
+
 def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int):
     """Write a DESI coadd file for many targets.
 
     Like DESI, the spectra written are calibrated for point sources: the flux that entered the
-    fiber divided by ``MEAN_PSF_TO_FIBER_SPECFLUX`` (the point-source fiber fraction in the
-    fiber's seeing, :func:`psf_to_fiber_factors`), and the inverse variance times its square, so
-    that file flux x MEAN_PSF_TO_FIBER_SPECFLUX is the flux in the fiber again.
+    fiber divided by the point-source fiber fraction in the exposure's seeing and at the fiber's
+    offset (:func:`point_source_fractions`), and the inverse variance times its square. The
+    FIBERMAP column ``MEAN_PSF_TO_FIBER_SPECFLUX`` is desispec's factor (:func:`psf_to_fiber_factors`):
+    file flux x MEAN_PSF_TO_FIBER_SPECFLUX is the flux of the nominal fiber of the Legacy Surveys
+    FIBERFLUX (1.5 arcsec in 1 arcsec Gaussian seeing), exactly for point sources and through
+    desispec's exponential-disk model of SHAPE_R for galaxies.
 
     Parameters
     ----------
@@ -598,10 +700,10 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
     n = len(galaxies)
     if n == 0 or len(photometry) != n or len(observed) != n:
         raise ValueError("galaxies, photometry and observed must be non-empty lists of the same length")
-    factor = psf_to_fiber_factors(galaxies)  # (N,)
+    factor = point_source_fractions(galaxies)  # (N,)
     if not np.all(np.isfinite(factor) & (factor > 0)):
         raise ValueError(f"galaxies: point-source fiber fraction must be finite and > 0, got {factor}")
-    # point-source calibration, as DESI writes it: flux / factor, ivar * factor^2
+    # point-source calibration, as DESI writes it: flux / point-source fraction, ivar * fraction^2
     observed = [
         {arm: (o[arm][0] / np.float32(f), o[arm][1] * np.float32(f) ** 2) for arm in ARMS}
         for o, f in zip(observed, factor, strict=True)

@@ -33,9 +33,9 @@ TARGETID_BASE = 39_690_000_000_000_000
 #: margin around the cutout for the PSF wings.
 IMAGE_OVERSAMPLE = 1
 IMAGE_MARGIN_PIX = 16
-#: Legacy Surveys FIBERFLUX: flux in a 1.5 arcsec diameter fiber for 1 arcsec Gaussian-like seeing (DR9 catalogue
-#: description, https://www.legacysurvey.org/dr9/catalogs/).
-LEGACY_FIBERFLUX_SEEING_ARCSEC = 1.0
+#: Legacy Surveys FIBERFLUX: flux in a 1.5 arcsec diameter fiber in 1 arcsec FWHM Gaussian seeing (DR9 catalogue
+#: description, https://www.legacysurvey.org/dr9/catalogs/; constants.LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC).
+LEGACY_FIBERFLUX_SEEING_ARCSEC = C.LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC
 #: Minimum disk effective radius for a galaxy to be preferred for the IFU subset, arcsec.
 IFU_MIN_RE_ARCSEC = 1.0
 
@@ -86,7 +86,7 @@ def simulate_galaxy(
 
     total_lines = total_line_fluxes(galaxy)
     total = {band: float(weights[band][0] + weights[band][1] + weights[band][2:] @ total_lines) for band in weights}
-    k_legacy = fiber_weights(east, north, 0.0, 0.0, LEGACY_FIBERFLUX_SEEING_ARCSEC)
+    k_legacy = fiber_weights(east, north, 0.0, 0.0, LEGACY_FIBERFLUX_SEEING_ARCSEC, profile="gaussian")
     lines = maps["lines_sf"] + maps["lines_agn"]
     fiber_parts = np.concatenate(
         [
