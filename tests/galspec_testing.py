@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from galspec_hf import GalSpecConfig
@@ -66,3 +67,34 @@ def toy_galaxies(config: GalSpecConfig, batch_size: int, seed: int = 0) -> dict[
         "spectrum_ivar": ivar,
         "fiber_offset": fiber_offset,
     }
+
+
+def supersampled_aperture_flux(
+    image, east: float, north: float, diameter: float, pixel_scale: float, supersample: int = 25
+) -> float:
+    """Flux of a (H, W) image inside a circle, by brute-force supersampling: an independent check of the package.
+
+    The circle of `diameter` arcsec is centred `east`, `north` arcsec from the image centre, in the standard
+    orientation (row index runs north, column index runs west). Each pixel is cut into
+    `supersample` x `supersample` sub-pixels, counted in or out by their centres.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    height, width = image.shape
+    sub = (np.arange(supersample) + 0.5) / supersample - 0.5  # sub-pixel centres, pixels from the pixel centre
+    rows = (np.arange(height)[:, None] + sub[None, :]).reshape(-1)
+    cols = (np.arange(width)[:, None] + sub[None, :]).reshape(-1)
+    north_fine = (rows - (height - 1) / 2) * pixel_scale
+    east_fine = -(cols - (width - 1) / 2) * pixel_scale
+    inside = (east_fine[None, :] - east) ** 2 + (north_fine[:, None] - north) ** 2 <= (diameter / 2) ** 2
+    fraction = inside.reshape(height, supersample, width, supersample).mean(axis=(1, 3))
+    return float((image * fraction).sum())
+
+
+def nanomaggies_to_flambda_astropy(flux_nanomaggies, wavelength_angstrom: float):
+    """Nanomaggies (AB 22.5 = 1) to 1e-17 erg/s/cm2/A at `wavelength_angstrom`, with astropy's units."""
+    from astropy import units as u
+
+    per_nanomaggy = (3.631e-6 * u.Jy).to(
+        u.erg / u.s / u.cm**2 / u.AA, equivalencies=u.spectral_density(wavelength_angstrom * u.AA)
+    )
+    return np.asarray(flux_nanomaggies) * per_nanomaggy.value / 1e-17

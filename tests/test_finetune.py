@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel
 
 import galspec_hf  # noqa: F401
@@ -19,6 +20,7 @@ from galspec_hf.data.testing import write_legacy_cutout, write_sdss_spec
 from galspec_hf.training import adapt_pretrained, freeze_encoder
 
 from .galspec_testing import toy_galaxies
+from .training_data import write_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 HSC = {"bands": ["g", "r", "i", "z", "y"], "band_wavelengths": [4798.0, 6218.0, 7727.0, 8908.0, 9775.0]}
@@ -74,6 +76,35 @@ def test_freeze_encoder(pretrained):
     frozen = freeze_encoder(model)
     assert frozen and all(not p.requires_grad for p in model.galspec.encoder.parameters())
     assert all(p.requires_grad for p in model.decoder.parameters())
+
+
+def test_finetune_freeze_encoder_keeps_encoder_weights(pretrained, tmp_path):
+    """examples/finetune.py --freeze_encoder: the encoder's weights after fine-tuning equal the pretrained ones,
+    while the embeddings, decoder and heads move."""
+    import importlib.util
+
+    model, path = pretrained
+    write_toy_dataset(tmp_path / "data", model.config, num_rows=8)
+    spec = importlib.util.spec_from_file_location("galspec_finetune_example", ROOT / "examples" / "finetune.py")
+    finetune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finetune)
+    argv = [
+        "--model_name_or_path", str(path), "--dataset", str(tmp_path / "data"), "--fiber_diameter", "2.0",
+        "--freeze_encoder", "--max_steps", "2", "--per_device_batch_size", "4", "--learning_rate", "1e-2",
+        "--warmup_steps", "0", "--validation_fraction", "0", "--cpu", "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert finetune.main(argv) == 0
+    before = model.state_dict()
+    after = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    encoder = [name for name in before if name.startswith("galspec.encoder.")]
+    assert len(encoder) > 10
+    for name in encoder:
+        assert torch.equal(before[name], after[name]), f"{name} changed although the encoder is frozen"
+    others = [name for name in before if not name.startswith("galspec.encoder.")]
+    changed = [name for name in others if not torch.equal(before[name], after[name])]
+    assert {"galspec.embeddings.image_projection.weight", "decoder.readout.spectrum_head.weight"} <= set(changed)
+    assert len(changed) > 0.8 * len(others), sorted(set(others) - set(changed))
 
 
 def _write_sdss_hsc_files(folder: Path, count: int) -> list[tuple[Path, Path]]:

@@ -188,24 +188,57 @@ def test_predict_spectra_shapes_units_and_fiber_independence(tester):
     assert torch.allclose(brighter.sigma, 2 * output.sigma, rtol=1e-4, atol=1e-5)
 
 
-def test_predict_spectra_matches_forward_with_full_mask(tester):
-    """predict_spectra (image encoded once) equals the forward pass with the whole spectrum masked."""
-    config = tester.config
-    model = _model(config)
-    inputs = tester.prepare_inputs()
-    spectrum_mask = torch.ones(tester.batch_size, config.num_spectrum_patches, dtype=torch.bool)
-    image_mask = torch.zeros(tester.batch_size, config.num_image_tokens, dtype=torch.bool)
-    forward = model(
+def _forward_image_only(model, inputs, fiber_offset, fiber_diameter):
+    """The forward pass with the whole spectrum masked and the whole image visible, one fiber per galaxy."""
+    batch = inputs["pixel_values"].shape[0]
+    config = model.config
+    return model(
         inputs["pixel_values"],
         inputs["redshift"],
-        fiber_offset=inputs["fiber_offset"] + 0.7,
-        spectrum_mask=spectrum_mask,
-        image_mask=image_mask,
+        fiber_offset=fiber_offset,
+        fiber_diameter=fiber_diameter,
+        spectrum_mask=torch.ones(batch, config.num_spectrum_patches, dtype=torch.bool),
+        image_mask=torch.zeros(batch, config.num_image_tokens, dtype=torch.bool),
     )
-    predicted = model.predict_spectra(
-        inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"][:, None] + 0.7
-    )
-    assert torch.allclose(forward.spectrum_mean, predicted.mean[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_predict_spectra_matches_forward_with_full_mask(tester):
+    """predict_spectra (image encoded once, fibers batched) equals one forward pass per fiber, mean and sigma.
+
+    Several fibers per galaxy, at different offsets on each galaxy, read through a non-default diameter given as
+    a scalar, per galaxy and per fiber.
+    """
+    config = tester.config
+    model = _model(config)
+    # at initialisation the diameter moves the readout by ~1e-7 (relative); larger fiber-encoding weights make a
+    # readout that ignored the diameter in one of the two paths visible
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for module in (model.decoder.readout.fiber_encoder, model.decoder.readout.fiber_query):
+            for parameter in module.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    inputs = tester.prepare_inputs()
+    batch, fibers = tester.batch_size, 3
+    offsets = 4.0 * torch.rand(batch, fibers, 2, generator=torch.Generator().manual_seed(4)) - 2.0  # arcsec
+    assert not torch.allclose(offsets[0], offsets[1], atol=0.1)
+    per_galaxy = torch.tensor([2.5, 1.2, 3.0])[:batch]
+    per_fiber = 1.0 + 2.0 * torch.rand(batch, fibers, generator=torch.Generator().manual_seed(5))
+    for diameter in (2.5, per_galaxy, per_fiber):
+        predicted = model.predict_spectra(
+            inputs["pixel_values"], inputs["redshift"], offsets, fiber_diameter=diameter, fiber_batch_size=2
+        )
+        for k in range(fibers):
+            if isinstance(diameter, float):
+                fiber_diameter = torch.full((batch,), diameter)
+            else:
+                fiber_diameter = diameter if diameter.dim() == 1 else diameter[:, k]
+            forward = _forward_image_only(model, inputs, offsets[:, k], fiber_diameter)
+            assert torch.allclose(forward.spectrum_mean, predicted.mean[:, k], rtol=1e-4, atol=1e-5), (diameter, k)
+            assert torch.allclose(forward.spectrum_sigma, predicted.sigma[:, k], rtol=1e-4, atol=1e-5), (diameter, k)
+        if diameter is per_galaxy:  # the diameter matters (so the comparison above is not blind to it)
+            default = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+            assert not torch.allclose(default.mean[0], predicted.mean[0], rtol=1e-2)
+            assert not torch.allclose(default.sigma[0], predicted.sigma[0], rtol=1e-2)
 
 
 def test_encoder_output_independent_of_fiber_without_spectrum(tester):
@@ -353,25 +386,55 @@ def test_local_readout_initial_strengths_and_bias():
 
 
 def test_spectra_are_scaled_by_the_light_in_their_own_fiber(tester):
-    """forward and predict_spectra divide / multiply each fiber's spectrum by the image flux in that fiber."""
-    from galspec_hf.models.galspec.processing_galspec import spectrum_scales
+    """forward divides each fiber's spectrum by the r-band flux in that fiber (independent supersampled aperture)."""
+    from .galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
 
     config = tester.config
     assert config.spectrum_normalization == "fiber"
     model = _model(config)
     inputs = tester.prepare_inputs()
-    offsets = torch.tensor([[0.0, 0.0], [2.5, -1.0], [-1.5, 2.0]])[: tester.batch_size]
-    output = model.galspec(inputs["pixel_values"], inputs["redshift"], fiber_offset=offsets)
-    batch = inputs["pixel_values"].shape[0]
-    expected = spectrum_scales(
-        inputs["pixel_values"], output.flux_scale, torch.arange(batch), offsets, torch.full((batch,), 1.5), config
+    size, scale = config.image_size, config.pixel_scale
+    images = torch.full((3, len(config.bands), size, size), 0.2)
+    images[:, :, :, : size // 2] = 1.0  # the east half (low column index) is 5x brighter
+    r = config.bands.index("r")
+    images[:, r] *= torch.tensor([1.0, 2.0, 3.0])[:, None, None]  # the normalisation band differs from the others
+    images[:, 0] *= 7.0
+    offsets = torch.tensor([[1.0, 0.0], [-1.3, 0.6], [0.7, -0.4]])  # east, west, east of centre
+    diameters = torch.tensor([2.5, 3.0, 1.5])
+    output = model.galspec(images, inputs["redshift"], fiber_offset=offsets, fiber_diameter=diameters)
+    expected = torch.tensor(
+        [
+            nanomaggies_to_flambda_astropy(
+                supersampled_aperture_flux(images[i, r].numpy(), *offsets[i].tolist(), float(diameters[i]), scale),
+                config.band_wavelengths[r],
+            )
+            for i in range(3)
+        ],
+        dtype=torch.float32,
     )
-    assert torch.allclose(output.spectrum_scale, expected)
-    assert not torch.allclose(expected[0], expected[1])  # different sky under the two fibers
-    # the central design gives every fiber the galaxy's central-aperture scale
+    # the package's anti-aliased aperture matches the supersampled one to ~1.5 % for 1.5" fibers
+    assert torch.allclose(output.spectrum_scale, expected, rtol=0.02)
+    # and its spectra come out in these units: the mean is the normalised head output times this scale
+    heads = []
+    hook = model.decoder.readout.register_forward_hook(lambda module, args, out: heads.append(out))
+    forward = _forward_image_only(model, {"pixel_values": images, "redshift": inputs["redshift"]}, offsets, diameters)
+    hook.remove()
+    patch = config.spectrum_patch_length
+    mean_norm = heads[0].reshape(3, -1, 2, patch)[:, :, 0].reshape(3, -1)[:, : config.num_wavelengths]
+    assert torch.allclose(forward.spectrum_mean, mean_norm * expected[:, None], rtol=0.02, atol=1e-6)
+    # the central design gives every fiber the galaxy's central-aperture scale (3" diameter at the centre)
     central = GalSpecConfig(**{**config.to_dict(), "spectrum_normalization": "central"})
-    shared = GalSpecModel(central).eval()(inputs["pixel_values"], inputs["redshift"], fiber_offset=offsets)
-    from galspec_hf.models.galspec.processing_galspec import spectrum_flux_scale
-
-    assert torch.allclose(shared.spectrum_scale, spectrum_flux_scale(shared.flux_scale, central))
-    assert not torch.allclose(shared.spectrum_scale, expected)
+    shared = GalSpecModel(central).eval()(images, inputs["redshift"], fiber_offset=offsets, fiber_diameter=diameters)
+    centre = torch.tensor(
+        [
+            nanomaggies_to_flambda_astropy(
+                supersampled_aperture_flux(
+                    images[i, r].numpy(), 0.0, 0.0, central.normalization_aperture_diameter, scale
+                ),
+                config.band_wavelengths[r],
+            )
+            for i in range(3)
+        ],
+        dtype=torch.float32,
+    )
+    assert torch.allclose(shared.spectrum_scale, centre, rtol=0.01)

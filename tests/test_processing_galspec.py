@@ -14,9 +14,10 @@ from galspec_hf.models.galspec.processing_galspec import (
     normalize_images,
     pixel_offsets_arcsec,
     resample_spectrum,
-    spectrum_flux_scale,
     spectrum_scales,
 )
+
+from .galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
 
 
 def test_nanomaggies_to_flux_density_matches_astropy():
@@ -127,13 +128,51 @@ def test_processor_bad_input(kwargs, argument):
 
 
 def test_processor_postprocess_inverts_model_normalisation():
+    """normalize / postprocess against an independent calculation: supersampled apertures and astropy units."""
     config = GalSpecConfig.from_preset("tiny")
     processor = GalSpecProcessor.from_config(config)
-    images = torch.rand(2, 3, 32, 32)
-    _, flux_scale, spectrum_scale = processor.normalize(images)
-    mean, sigma = processor.postprocess(torch.ones(2, 5), torch.ones(2, 5), images)
-    assert torch.allclose(mean[:, 0], spectrum_scale)
-    assert torch.allclose(flux_scale, compute_flux_scale(images, config))
+    size, scale = config.image_size, config.pixel_scale
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    images[:, :, :, : size // 2] += 2.0  # east half brighter: a fiber's side matters
+    images[:, 0] *= 10.0  # g is not the normalisation band
+    images[1] *= 3.0
+    r = config.bands.index("r")
+    offsets = torch.tensor([[1.2, -0.5], [-2.0, 1.0]])
+    diameters = torch.tensor([2.5, 1.5])
+    normalized, flux_scale, spectrum_scale = processor.normalize(images, offsets, diameters)
+    central = torch.tensor(
+        [supersampled_aperture_flux(images[i, r].numpy(), 0.0, 0.0, 3.0, scale) for i in range(2)],
+        dtype=torch.float32,
+    )
+    assert torch.allclose(flux_scale, central, rtol=0.01)
+    fiber = [
+        nanomaggies_to_flambda_astropy(
+            supersampled_aperture_flux(images[i, r].numpy(), *offsets[i].tolist(), float(diameters[i]), scale),
+            config.band_wavelengths[r],
+        )
+        for i in range(2)
+    ]
+    fiber = torch.tensor(fiber, dtype=torch.float32)
+    assert torch.allclose(spectrum_scale, fiber, rtol=0.02)
+    # images: asinh(image / (central flux * softening)), at the independent central flux
+    expected_images = torch.asinh(images / (central[:, None, None, None] * config.image_asinh_softening))
+    assert torch.allclose(normalized, expected_images, rtol=0.01, atol=1e-4)
+    # postprocess: normalised predictions (B, K, L) back to 1e-17 erg/s/cm2/A by each galaxy's fiber flux
+    mean_norm = torch.randn(2, 4, 7, generator=torch.Generator().manual_seed(1))
+    sigma_norm = torch.rand(2, 4, 7, generator=torch.Generator().manual_seed(2)) + 0.1
+    mean, sigma = processor.postprocess(mean_norm, sigma_norm, images, offsets, diameters)
+    assert torch.allclose(mean, mean_norm * fiber[:, None, None], rtol=0.02)
+    assert torch.allclose(sigma, sigma_norm * fiber[:, None, None], rtol=0.02)
+    # defaults: a fiber of `fiber_diameter` at the centre
+    mean, _ = processor.postprocess(torch.ones(2, 5), torch.ones(2, 5), images)
+    centred = [
+        nanomaggies_to_flambda_astropy(
+            supersampled_aperture_flux(images[i, r].numpy(), 0.0, 0.0, config.fiber_diameter, scale),
+            config.band_wavelengths[r],
+        )
+        for i in range(2)
+    ]
+    assert torch.allclose(mean[:, 0], torch.tensor(centred, dtype=torch.float32), rtol=0.02)
 
 
 def test_orient_image_flips_to_standard_orientation():
@@ -177,12 +216,16 @@ def test_spectrum_scales_follow_the_light_in_each_fiber():
     diameters = torch.full((3,), 1.5)
     flux_scale = compute_flux_scale(images, fiber)
     per_fiber = spectrum_scales(images, flux_scale, index, offsets, diameters, fiber)
-    area = fiber_aperture_weights(offsets[:1], diameters[:1], size, scale).sum()
-    assert per_fiber[0].item() == pytest.approx(spectrum_flux_scale(area * 1.0, fiber).item(), rel=1e-5)
-    assert per_fiber[1].item() == pytest.approx(spectrum_flux_scale(area * 0.2, fiber).item(), rel=1e-5)
+    r = fiber.bands.index("r")
+    for k in range(3):  # an independent supersampled aperture and astropy's unit conversion
+        flux = supersampled_aperture_flux(images[0, r].numpy(), *offsets[k].tolist(), 1.5, scale)
+        expected = nanomaggies_to_flambda_astropy(flux, fiber.band_wavelengths[r])
+        assert per_fiber[k].item() == pytest.approx(expected, rel=0.02)
     assert per_fiber[1] < per_fiber[2] < per_fiber[0]
     # "central": every fiber of a galaxy shares its central-aperture scale
     shared = spectrum_scales(images, flux_scale, index, offsets, diameters, central)
-    assert torch.allclose(shared, spectrum_flux_scale(flux_scale, central).expand(3))
+    centre = supersampled_aperture_flux(images[0, r].numpy(), 0.0, 0.0, central.normalization_aperture_diameter, scale)
+    expected = nanomaggies_to_flambda_astropy(centre, central.band_wavelengths[r])
+    assert torch.allclose(shared, torch.tensor(expected, dtype=torch.float32).expand(3), rtol=0.01)
     with pytest.raises(ValueError, match="spectrum_normalization"):
         GalSpecConfig.from_preset("tiny", spectrum_normalization="total")

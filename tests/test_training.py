@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -49,6 +51,71 @@ def test_augmentations_move_image_and_fiber_together():
         assert out_image.sum() == 3.0  # no wrap-around, nothing lost or duplicated
 
 
+def _find_transform(output: torch.Tensor, source: torch.Tensor, size: int, max_shift: int):
+    """Brute force: every (row shift, col shift, flip, quarter turns) whose window of `source` equals `output`.
+
+    The window of `size` pixels is centred `shift` pixels north (rows) / west (cols) of the source centre, then
+    mirrored left-right when `flip`, then turned by ``torch.rot90(k)``: the documented order of augment_batch.
+    """
+    top = (source.shape[-2] - size) // 2
+    left = (source.shape[-1] - size) // 2
+    found = []
+    for dr in range(-max_shift, max_shift + 1):
+        for dc in range(-max_shift, max_shift + 1):
+            window = source[..., top + dr : top + dr + size, left + dc : left + dc + size]
+            for flip in (False, True):
+                flipped = window.flip(-1) if flip else window
+                for k in range(4):
+                    if torch.equal(torch.rot90(flipped, k, dims=(-2, -1)), output):
+                        found.append((dr, dc, flip, k))
+    return found
+
+
+def test_augmentations_shift_flip_and_rotate():
+    """Every shift up to max_shift, both mirror states and all four turns occur, and the fiber follows its pixel.
+
+    A plain centre crop (or a crop that never flips, or never turns) fails this test.
+    """
+    pixel_scale, size, max_shift, batch = 0.262, 12, 3, 160
+    big = size + 2 * max_shift
+    generator = torch.Generator().manual_seed(1)
+    source = torch.rand(3, big, big, generator=generator)  # no symmetry: each transform gives another image
+    # each fiber on a pixel that every window contains
+    rows = torch.randint(2 * max_shift, big - 2 * max_shift, (batch,), generator=generator)
+    cols = torch.randint(2 * max_shift, big - 2 * max_shift, (batch,), generator=generator)
+    centre = (big - 1) / 2
+    offsets = torch.stack([-(cols - centre) * pixel_scale, (rows - centre) * pixel_scale], dim=-1)
+    images, out_offsets = augment_batch(
+        source.expand(batch, -1, -1, -1).clone(), offsets, size, pixel_scale, generator, max_shift=max_shift
+    )
+    index = torch.arange(big * big, dtype=torch.float64).reshape(1, big, big)  # which source pixel is where
+    transforms = []
+    for i in range(batch):
+        found = _find_transform(images[i], source, size, max_shift)
+        assert len(found) == 1, f"sample {i}: output is not one shifted, flipped, turned window of the input"
+        dr, dc, flip, k = found[0]
+        transforms.append(found[0])
+        moved = index[..., (big - size) // 2 + dr :, (big - size) // 2 + dc :][..., :size, :size]
+        moved = torch.rot90(moved.flip(-1) if flip else moved, k, dims=(-2, -1))[0]
+        r, c = _fiber_pixel(images[i], out_offsets[i], pixel_scale)
+        assert 0 <= r < size and 0 <= c < size
+        assert moved[r, c] == rows[i] * big + cols[i], f"sample {i}: the fiber left its pixel"
+        # the offset stays on a pixel centre
+        assert torch.allclose(out_offsets[i] / pixel_scale % 1.0, torch.full((2,), 0.5), atol=1e-4)
+    assert {t[0] for t in transforms} == set(range(-max_shift, max_shift + 1))  # row shifts
+    assert {t[1] for t in transforms} == set(range(-max_shift, max_shift + 1))  # column shifts
+    assert {(t[2], t[3]) for t in transforms} == {(f, k) for f in (False, True) for k in range(4)}
+    identity = sum(t == (0, 0, False, 0) for t in transforms)
+    assert identity < 0.05 * batch
+    # switched off: no flips or turns, only shifts; and no shift at all with max_shift=0
+    images, _ = augment_batch(source[None].expand(20, -1, -1, -1), offsets[:20], size, pixel_scale, generator,
+                              max_shift=max_shift, flips=False, rotations=False)  # fmt: skip
+    only_shifts = [_find_transform(image, source, size, max_shift)[0] for image in images]
+    assert all(t[2:] == (False, 0) for t in only_shifts) and any(t[:2] != (0, 0) for t in only_shifts)
+    images, _ = augment_batch(source[None].expand(20, -1, -1, -1), offsets[:20], size, pixel_scale, generator)
+    assert all(_find_transform(image, source, size, 0)[0][:2] == (0, 0) for image in images)
+
+
 def test_single_transforms():
     image = torch.arange(16.0).reshape(1, 1, 4, 4)
     offset = torch.tensor([[1.0, 2.0]])
@@ -71,6 +138,73 @@ def test_collator_applies_mask_and_cuts_images(tmp_path):
     assert batch["pixel_values"].shape == (4, 3, 36, 36)
     assert (batch["spectrum_ivar"][:, 100:110] == 0).all() and (batch["spectrum_ivar"][:, 200] > 0).all()
     assert batch["targetid"].tolist() == [1000, 1001, 1002, 1003]
+
+
+def _load_pretrain_example():
+    """examples/pretrain.py as a module, to run its training loop in this process with hooks on the model."""
+    spec = importlib.util.spec_from_file_location("galspec_pretrain_example", PRETRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_fiber_offsets_reach_the_model_in_pretraining(tmp_path, augment):
+    """Non-zero fiber offsets go from the data set through the collator and a pretraining step into the model.
+
+    Hooks record what the model's forward, its encoder's fiber encoding and its fiber readout receive. Without
+    augmentation each galaxy's offset arrives unchanged; with it, it arrives moved with the image, still on the
+    marked pixel under the fiber.
+    """
+    config = GalSpecConfig.from_preset("tiny")
+    rows, margin, mark = 8, 4, 1000.0
+    rng = np.random.default_rng(0)
+    # fibers on pixel centres (the 40-pixel cutout's centre lies between pixels) up to 8.5 pixels from the centre,
+    # inside every window a 4-pixel shift can cut
+    offsets = (rng.integers(-8, 8, size=(rows, 2)) + 0.5) * config.pixel_scale
+    assert np.all(np.abs(offsets) > 0)
+    dataset = write_toy_dataset(
+        tmp_path / "data", config, num_rows=rows, margin=margin, fiber_offset=offsets, mark_fiber=mark
+    )
+    expected = {round(float(z), 5): offset for z, offset in zip(dataset["redshift"], offsets, strict=True)}
+    pretrain = _load_pretrain_example()
+    seen = {"forward": [], "encoder": [], "readout": []}
+
+    def create_model(args):
+        model = pretrain.create_model(args)
+        model.register_forward_pre_hook(
+            lambda module, a, kw: seen["forward"].append({k: kw[k].detach().clone() for k in kw}), with_kwargs=True
+        )
+        model.galspec.embeddings.fiber_encoder.register_forward_pre_hook(
+            lambda module, a: seen["encoder"].append(a[0].detach().clone())
+        )
+        model.decoder.readout.register_forward_pre_hook(
+            lambda module, a: seen["readout"].append(a[2].detach().clone())
+        )
+        return model
+
+    argv = [
+        "--dataset", str(tmp_path / "data"), "--preset", "tiny", "--max_steps", "2", "--per_device_batch_size", "4",
+        "--output_dir", str(tmp_path / "out"), "--warmup_steps", "0", "--validation_fraction", "0", "--cpu",
+        "--max_shift_pixels", str(margin), "--augment" if augment else "--no-augment",
+    ]  # fmt: skip
+    pretrain.training_function(pretrain.build_parser().parse_args(argv), create_model=create_model)
+    assert len(seen["forward"]) == 2 and len(seen["encoder"]) == 2 and len(seen["readout"]) == 2
+    moved = 0
+    for inputs, encoded, read in zip(seen["forward"], seen["encoder"], seen["readout"], strict=True):
+        offset = inputs["fiber_offset"]
+        assert offset.shape == (4, 2) and torch.all(offset.abs() > 0)
+        assert torch.equal(encoded, offset) and torch.equal(read, offset)  # the model computes with it
+        images = inputs["pixel_values"]
+        assert images.shape[-1] == config.image_size
+        for i in range(4):
+            source = torch.as_tensor(expected[round(float(inputs["redshift"][i]), 5)], dtype=torch.float32)
+            if not augment:
+                assert torch.allclose(offset[i], source, atol=1e-6)
+            moved += not torch.allclose(offset[i], source, atol=1e-6)
+            r, c = _fiber_pixel(images[i], offset[i], config.pixel_scale)
+            assert torch.all(images[i, :, r, c] == mark), f"the fiber of sample {i} is not on its marked pixel"
+    assert (moved > 0) == augment
 
 
 def _pretrain(tmp_path, data, output, *extra, env=None, check=True, max_steps=12):

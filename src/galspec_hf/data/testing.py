@@ -239,8 +239,11 @@ def write_manga_cube(
     """Write a MaNGA DRP LOGCUBE (PRIMARY, FLUX, IVAR, MASK, LSFPOST, WAVE, SPECRES, GIMG..ZIMG) with a 3-D WCS.
 
     The wavelength axis starts at the MaNGA grid's first pixel (``C.MANGA_LOGLAM0``) and has ``n_wave``
-    pixels; the flux is the fake spectrum at ``z`` scaled by a Gaussian profile centred on spaxel
-    (n_spaxel // 2, n_spaxel // 2) and in that spaxel only the H-alpha line is doubled.
+    pixels; the flux of every spaxel is the fake spectrum at ``z`` (continuum and lines alike) times a
+    Gaussian profile of sigma 2 spaxels and peak 1 at spaxel (n_spaxel // 2, n_spaxel // 2), so the H-alpha
+    and [OIII] 5008 line fluxes are ``LINE_FLUX`` times that profile in every spaxel (no line is boosted
+    anywhere). IVAR is 400 everywhere; MASK is 1024 (DRP3PIXMASK bit 10, DONOTUSE) where the profile is below
+    1e-3. The GIMG..ZIMG planes hold the profile.
     """
     path = Path(path)
     loglam = C.MANGA_LOGLAM0 + C.MANGA_LOGLAM_STEP * np.arange(n_wave)
