@@ -82,8 +82,17 @@ def test_predict_cube_cli_writes_a_logcube_the_reader_reads(model, tmp_path, sha
     outside = cube.mask[0] != 0
     assert outside.any() and not outside[side // 2, side // 2]
     assert np.all(cube.ivar[:, outside] == 0) and np.all(cube.ivar[:, ~outside] > 0)
-    # the written cube is the model's prediction for that image
-    assert np.isfinite(cube.flux).all() and np.abs(cube.flux[:, ~outside]).max() > 0
+    # the written cube is the model's prediction for that image: predict_cube on the cutout's central crop
+    from galspec_hf.data import read_legacy_cutout
+
+    image = read_legacy_cutout(cutout).crop_center(model.config.image_size).image
+    with torch.no_grad():
+        expected = model.predict_cube(torch.from_numpy(image.astype(np.float32))[None], torch.tensor([0.1]),
+                                      spaxel_size=0.5, bundle_diameter=7.5)  # fmt: skip
+    expected_flux = np.moveaxis(expected.mean[0].numpy(), -1, 0)  # (L, ny, nx)
+    assert np.abs(cube.flux[:, ~outside]).max() > 0
+    np.testing.assert_allclose(cube.flux, expected_flux, rtol=1e-5, atol=1e-6 * np.abs(expected_flux).max())
+    np.testing.assert_array_equal(outside, ~expected.footprint.numpy())
 
 
 def test_predict_cube_cli_errors(tmp_path):
