@@ -173,8 +173,9 @@ class DesiCoadd:
     psf_to_fiber : ndarray, shape (N,), float64
         FIBERMAP MEAN_PSF_TO_FIBER_SPECFLUX. DESI calibrates ``flux`` for point sources; ``flux *
         psf_to_fiber`` is desispec's fiber flux, the flux in a 1.5" fiber in 1" FWHM seeing (the Legacy
-        Surveys FIBERFLUX definition; desispec.fiberfluxcorr.psf_to_fiber_flux_correction). NaN when the file has no FIBERMAP or no such column; not checked here
-        (a data build refuses a spectrum whose factor is not finite and > 0).
+        Surveys FIBERFLUX definition; desispec.fiberfluxcorr.psf_to_fiber_flux_correction). NaN when the
+        file has no FIBERMAP or no such column; not checked here (a data build refuses a spectrum whose
+        factor is not finite and > 0).
     n_nonfinite_flux, n_negative_ivar : ndarray, shape (N,), int64
         Raw-arm pixels with NaN/inf flux or ivar < 0 (such pixels get ivar 0 in the merge); a data
         build uses these to reject broken spectra.
