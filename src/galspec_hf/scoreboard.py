@@ -19,7 +19,6 @@ with several models and scores them here, every model on the same spaxels:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from galspec_hf.metrics import log_ratio_statistics
+from galspec_hf.strict_json import to_strict_json, write_strict_json  # noqa: F401  (to_strict_json re-exported)
 
 # Short metric prefixes of the compared lines, used in metrics.json keys (``ha_pearson_r``, ``nii_...``).
 LINE_PREFIXES = {"Halpha": "ha", "NII_6585": "nii", "Hbeta": "hb", "OIII_5008": "oiii"}
@@ -205,15 +205,18 @@ def image_light(
     return np.concatenate(light).reshape(offsets.shape[:-1]) if light else np.zeros(offsets.shape[:-1])
 
 
-def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines) -> dict[str, np.ndarray]:
-    """Line fluxes (1e-17 erg/s/cm2) fitted on DESI fiber spectra (N, L) with the package's fitter: {line: (N,)}."""
+def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines, continuum: str = "template"):
+    """Line fluxes (1e-17 erg/s/cm2) fitted on DESI fiber spectra (N, L) with the package's fitter: {line: (N,)}.
+
+    ``continuum`` is passed to :func:`galspec_hf.analysis.fit_emission_lines` ("template": stellar templates first,
+    the accurate choice for observed spectra; "local": a straight line per line complex, ~13x faster)."""
     from galspec_hf.analysis.lines import desi_instrumental_sigma_kms, fit_emission_lines
 
     flux = np.asarray(flux, dtype=np.float64)
     ivar = np.where(np.asarray(mask) != 0, 0.0, np.asarray(ivar, dtype=np.float64))
     maps = fit_emission_lines(
         np.asarray(wavelength, float), flux, ivar, np.asarray(redshift, float),
-        instrumental_sigma_kms=desi_instrumental_sigma_kms(np.asarray(wavelength, float)),
+        instrumental_sigma_kms=desi_instrumental_sigma_kms(np.asarray(wavelength, float)), continuum=continuum,
     )  # fmt: skip
     return {line: np.asarray(maps.flux[line], dtype=np.float64) for line in lines}
 
@@ -334,25 +337,6 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
 # ----------------------------------------------------------------------------------------
 # Output
 # ----------------------------------------------------------------------------------------
-def to_strict_json(value):
-    """A copy of nested dicts/lists/numbers with NaN and +-inf as None and numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): to_strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_strict_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_strict_json(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    return value
-
-
 def write_metrics_json(path: str | Path, metrics: dict) -> Path:
     """Write `metrics` as strict JSON (NaN -> null; json.dumps(allow_nan=False) passes), indented."""
-    path = Path(path)
-    path.write_text(json.dumps(to_strict_json(metrics), indent=2, allow_nan=False) + "\n")
-    return path
+    return write_strict_json(path, metrics)

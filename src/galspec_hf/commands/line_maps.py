@@ -49,9 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--continuum",
         choices=("template", "local"),
         default="template",
-        help="template (default): a stellar-template continuum over the whole spectrum, about 0.3 s per spaxel "
-        "with data on one CPU core (a few thousand spaxels: tens of minutes); local: a straight line under each "
-        "line complex, about 10x faster, biased in old stellar populations",
+        help="template (default): a stellar-template continuum over the whole spectrum, about 0.1-0.15 s per "
+        "spaxel with data on 2 CPU cores (a 74x74 cube: about 5 minutes; docs/BENCHMARKS.md); local: a straight "
+        "line under each line complex, about 8-10x faster, biased in old stellar populations",
     )
     parser.add_argument("--chunk-size", type=int, default=256, help="spaxels fitted together (default 256)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
