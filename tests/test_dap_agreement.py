@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from galspec_hf import constants as C
-from galspec_hf.analysis import fit_emission_lines
-from galspec_hf.data import read_manga_spectra
+
+from .galspec_testing import fit_manga_test_spectra
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -104,13 +104,7 @@ DAP_NII_TO_HALPHA_DISPERSION_MAX = 3.0
 def compared(shared_file):
     path = shared_file("manga/MaNGA_test_spectra.fits.gz")
     dap = run_dap(path)
-    spectra = read_manga_spectra(path)
-    usable = spectra.spectral_resolution.max(axis=1) > 0
-    resolution = np.median(spectra.spectral_resolution[usable], axis=0)
-    maps = fit_emission_lines(
-        spectra.wavelength, spectra.flux, spectra.ivar, spectra.redshift, mask=spectra.mask,
-        spectral_resolution=resolution,
-    )  # fmt: skip
+    spectra, maps = fit_manga_test_spectra(path)
     broad_nii = dap["dispersion_kms"]["NII_6585"] > DAP_NII_TO_HALPHA_DISPERSION_MAX * dap["dispersion_kms"]["Halpha"]
     selected = {}
     for name in DAP_LINES.values():

@@ -11,7 +11,9 @@ from galspec_hf import constants as C
 from galspec_hf.analysis import LINE_NAMES, LineMaps, desi_instrumental_sigma_kms, dn4000, fit_emission_lines
 from galspec_hf.analysis.lines import SIGMA_LIMIT_KMS, VELOCITY_LIMIT_KMS
 from galspec_hf.cli import main
-from galspec_hf.data import read_manga_maps, read_manga_spectra
+from galspec_hf.data import read_manga_maps
+
+from .galspec_testing import fit_manga_test_spectra
 
 SIGMA_INST_KMS = 60.0
 LINES = C.EMISSION_LINES_VACUUM_A
@@ -358,14 +360,7 @@ def test_desi_resolution_in_the_published_range():
 
 @pytest.mark.realdata
 def test_real_manga_spectra_are_physically_sane(shared_file):
-    spectra = read_manga_spectra(shared_file("manga/MaNGA_test_spectra.fits.gz"))
-    # one resolution vector for all (the file's SRES per spectrum; spectrum 5 is entirely masked, SRES 0)
-    usable = spectra.spectral_resolution.max(axis=1) > 0
-    resolution = np.median(spectra.spectral_resolution[usable], axis=0)
-    maps = fit_emission_lines(
-        spectra.wavelength, spectra.flux, spectra.ivar, spectra.redshift, mask=spectra.mask,
-        spectral_resolution=resolution,
-    )  # fmt: skip
+    spectra, maps = fit_manga_test_spectra(shared_file("manga/MaNGA_test_spectra.fits.gz"))
     assert maps.shape == (8,)
     # the fully masked spectrum gives NaN, flagged
     dead = np.all(spectra.mask != 0, axis=1) | np.all(spectra.ivar <= 0, axis=1)
