@@ -152,11 +152,15 @@ def sky_pixel_noise(band_image: np.ndarray, clip_sigma: float = 3.0) -> float:
     ----------
     band_image : (..., H, W) one band of one or more cutouts, nanomaggies.
     """
+    band_image = np.asarray(band_image, dtype=np.float64)
+    return robust_sigma(band_image[~_source_mask(band_image, clip_sigma)])
+
+
+def _source_mask(band_image: np.ndarray, clip_sigma: float) -> np.ndarray:
+    """True on pixels removed by iterative ``clip_sigma`` clipping (astropy.stats.sigma_clip): the sources."""
     from astropy.stats import sigma_clip  # noqa: PLC0415
 
-    band_image = np.asarray(band_image, dtype=np.float64)
-    masked = sigma_clip(band_image, sigma=clip_sigma, maxiters=None).mask
-    return robust_sigma(band_image[~masked])
+    return sigma_clip(band_image, sigma=clip_sigma, maxiters=None).mask
 
 
 def binned_noise_ratio(band_image: np.ndarray, block: int = C.NOISE_BIN_BLOCK_PIX, clip_sigma: float = 3.0) -> float:
@@ -170,12 +174,10 @@ def binned_noise_ratio(band_image: np.ndarray, block: int = C.NOISE_BIN_BLOCK_PI
     ----------
     band_image : (H, W) one band of a cutout, nanomaggies. block : bin side, pixels (default 4).
     """
-    from astropy.stats import sigma_clip  # noqa: PLC0415
-
     band_image = np.asarray(band_image, dtype=np.float64)
     if band_image.ndim != 2 or min(band_image.shape) < 4 * block:
         raise ValueError(f"band_image must be 2-D and at least {4 * block} pixels a side, got {band_image.shape}")
-    masked = sigma_clip(band_image, sigma=clip_sigma, maxiters=None).mask  # (H, W) True = source
+    masked = _source_mask(band_image, clip_sigma)  # (H, W) True = source
     ny, nx = (band_image.shape[0] // block) * block, (band_image.shape[1] // block) * block
     blocks = band_image[:ny, :nx].reshape(ny // block, block, nx // block, block)
     clean_blocks = ~masked[:ny, :nx].reshape(ny // block, block, nx // block, block).any(axis=(1, 3))
@@ -210,7 +212,7 @@ def halpha_ew_spread_simulated(
             if "Z" not in maps[0].header:
                 raise ValueError(f"{maps_path}: primary header has no Z; pass redshift=")
             redshift = float(maps[0].header["Z"])
-        channel = _dap_channel(maps["EMLINE_GFLUX"].header, "Ha-6564", maps_path)
+        channel = _dap_channel(maps, "EMLINE_GFLUX", "Ha-6564", maps_path)
         flux = np.asarray(maps["EMLINE_GFLUX"].data[channel], dtype=np.float64)  # (n, n)
         ivar = np.asarray(maps["EMLINE_GFLUX_IVAR"].data[channel], dtype=np.float64)
     with fits.open(logcube_path) as cube:
@@ -239,7 +241,7 @@ def halpha_ew_spread_dap(maps_path: str | Path, snr_min: float = 3.0) -> dict:
         for name in ("EMLINE_GEW", "EMLINE_GFLUX", "EMLINE_GFLUX_IVAR", "EMLINE_GFLUX_MASK"):
             if name not in maps:
                 raise ValueError(f"{maps_path}: no HDU {name}")
-        channel = _dap_channel(maps["EMLINE_GEW"].header, "Ha-6564", maps_path)
+        channel = _dap_channel(maps, "EMLINE_GEW", "Ha-6564", maps_path)
         ew = np.asarray(maps["EMLINE_GEW"].data[channel], dtype=np.float64)
         flux = np.asarray(maps["EMLINE_GFLUX"].data[channel], dtype=np.float64)
         ivar = np.asarray(maps["EMLINE_GFLUX_IVAR"].data[channel], dtype=np.float64)
@@ -249,11 +251,14 @@ def halpha_ew_spread_dap(maps_path: str | Path, snr_min: float = 3.0) -> dict:
     return {"spread_dex": _log_halpha_ew_spread(log_ew), "num_spaxels": int(good.sum()), "log_ew": log_ew}
 
 
-def _dap_channel(header, name: str, path) -> int:
-    for key in header:
-        if key.startswith("C") and key[1:].isdigit() and str(header[key]).strip() == name:
-            return int(key[1:]) - 1
-    raise ValueError(f"{path}: no channel {name!r} among the C01.. keywords of the header")
+def _dap_channel(hdul, hdu_name: str, name: str, path) -> int:
+    """Index of channel ``name`` in a DAP MAPS HDU, from its C01..Cnn header keywords (the readers' parser)."""
+    from ..data.readers import _channel_names  # noqa: PLC0415
+
+    names = _channel_names(hdul[hdu_name].header, hdul[hdu_name].data.shape[0], Path(path), hdu_name)
+    if name not in names:
+        raise ValueError(f"{path}: HDU {hdu_name} has no channel {name!r}; channels: {list(names)}")
+    return names.index(name)
 
 
 def population_continuum_colours(
