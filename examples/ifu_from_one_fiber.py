@@ -63,6 +63,7 @@ from galspec_hf.data.build import build_desi_dataset  # noqa: E402
 from galspec_hf.data.readers import read_legacy_cutout, read_manga_cube, read_manga_maps  # noqa: E402
 from galspec_hf.metrics import coverage_curve  # noqa: E402
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum  # noqa: E402
+from galspec_hf.plotting import north_east_arrows  # noqa: E402
 from galspec_hf.scoreboard import (  # noqa: E402
     LINE_PREFIXES,
     cube_footprint,
@@ -442,7 +443,7 @@ def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None
             ax.set_xlabel("east offset (arcsec)", fontsize=8)
             ax.tick_params(labelsize=7)
         row[0].set_ylabel("north offset (arcsec)", fontsize=8)
-        _compass(row[0], extent)
+        north_east_arrows(row[0], color="white")
         figure.colorbar(image, ax=row[:5].tolist(), fraction=0.02, pad=0.01,
                         label=f"log10 {line}\n[1e-17 erg/s/cm2/spaxel]")  # fmt: skip
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -459,19 +460,6 @@ def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None
         figure.colorbar(image, ax=row[5], fraction=0.05, pad=0.01, label="dex")
     figure.savefig(path, dpi=80)
     plt.close(figure)
-
-
-def _compass(ax, extent) -> None:
-    """North and east arrows in the lower-left corner of a map drawn with ``extent`` (east axis reversed)."""
-    x0, x1, y0, y1 = extent
-    length = 0.2 * abs(y1 - y0)
-    start_x, start_y = x0 - 0.35 * (x0 - x1), y0 + 0.12 * (y1 - y0)  # a third of the way in from the east edge
-    east_step = length if x0 > x1 else -length  # east increases towards x0
-    for dx, dy, label in ((0.0, length, "N"), (east_step, 0.0, "E")):
-        ax.annotate("", xy=(start_x + dx, start_y + dy), xytext=(start_x, start_y),
-                    arrowprops={"arrowstyle": "->", "color": "white", "lw": 1.2})  # fmt: skip
-        ax.text(start_x + 1.25 * dx, start_y + 1.25 * dy, label, color="white", fontsize=8, ha="center",
-                va="center")  # fmt: skip
 
 
 def plot_calibration(path: Path, curves: dict[str, list]) -> None:

@@ -142,6 +142,7 @@ def plot_line_maps(maps, path, offsets_arcsec, title: str, lines=("Halpha", "Hbe
     from matplotlib.patches import Patch  # noqa: PLC0415
 
     from .. import constants as C  # noqa: PLC0415
+    from ..plotting import north_east_arrows  # noqa: PLC0415
 
     ny, nx = maps.shape
     offsets = np.asarray(offsets_arcsec, float)
@@ -208,11 +209,7 @@ def plot_line_maps(maps, path, offsets_arcsec, title: str, lines=("Halpha", "Hbe
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     # north up, east left (the x axis runs east to west): arrows in the first panel's corner
-    ax = axes[0, 0]
-    ax.annotate("", xy=(0.12, 0.30), xytext=(0.12, 0.08), xycoords="axes fraction", arrowprops={"arrowstyle": "->"})
-    ax.annotate("", xy=(0.06, 0.08), xytext=(0.26, 0.08), xycoords="axes fraction", arrowprops={"arrowstyle": "->"})
-    ax.text(0.12, 0.32, "N", transform=ax.transAxes, ha="center", va="bottom", fontsize=8)
-    ax.text(0.04, 0.08, "E", transform=ax.transAxes, ha="right", va="center", fontsize=8)
+    north_east_arrows(axes[0, 0])
     handles = [Patch(facecolor=colour, edgecolor="black", label=label) for colour, label in _MASK_COLOURS.values()]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, title="masked spaxels")
     fig.suptitle(title, fontsize=11)
