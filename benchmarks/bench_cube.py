@@ -11,17 +11,16 @@ grid, after a warm-up; the JSON reports ``speedup`` = naive time / fast time and
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
+from galspec_hf.cube import spaxel_grid
 from galspec_hf.demo import synthetic_image
-from galspec_hf.models.galspec.modeling_galspec import spaxel_grid
+from galspec_hf.testing_utils import write_benchmark_report
 
 
 @torch.no_grad()
@@ -85,9 +84,7 @@ def main(argv=None) -> dict:
         "machine": platform.machine(),
         "cpu_count": len(__import__("os").sched_getaffinity(0)),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_benchmark_report(args.out, result)
     assert np.isfinite(result["speedup"])
     return result
 

@@ -18,7 +18,6 @@ the ``small`` preset consumes, measured in the same run. Writes a JSON result to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -30,6 +29,7 @@ import datasets
 
 from galspec_hf.data import DesiGalaxies, read_build_report, read_desi_coadd
 from galspec_hf.data.testing import make_targets, write_desi_coadd, write_legacy_cutout, write_redrock
+from galspec_hf.testing_utils import write_benchmark_report
 
 
 def write_inputs(root: Path, n_files: int, n_per_file: int, image_size: int) -> None:
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "datasets_version": datasets.__version__,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_benchmark_report(args.out, result)
     return 0
 
 

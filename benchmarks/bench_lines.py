@@ -1,8 +1,9 @@
 """Line-fit speed: ``fit_emission_lines`` against the MaNGA DAP on the same spectra, and a 74 x 74-spaxel cube.
 
 1. The 8 spectra of ../shared/data/manga/MaNGA_test_spectra.fits.gz: the DAP's pPXF (MILES-HC) + Sasuke
-   (ELPMPL11) fit, run as in tests/test_dap_agreement.py (sdss-mangadap from the test extra), against this
-   package in template and local mode (each timed after one warm-up call, best of ``--repeat``).
+   (ELPMPL11) fit, run by ``galspec_hf.analysis.dap_reference.run_dap`` (sdss-mangadap from the test extra, as
+   tests/test_dap_agreement.py runs it), against this package in template and local mode (each timed after one
+   warm-up call, best of ``--repeat``).
 2. A 74 x 74 cube (5476 spaxels; the largest MaNGA LOGCUBE, the 127-fibre bundle) built from those real spectra:
    spaxel i holds real spectrum i mod 7 (the 7 usable ones) scaled by a Gaussian surface-brightness profile,
    with new Gaussian noise from its ivar. ``footprint`` keeps only the spaxels inside the 127-fibre hexagon
@@ -19,10 +20,8 @@ Threads: set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (the JSON records them and t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from galspec_hf.analysis import fit_emission_lines
 from galspec_hf.data import read_manga_spectra
+from galspec_hf.testing_utils import write_benchmark_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRA = ROOT.parent / "shared" / "data" / "manga" / "MaNGA_test_spectra.fits.gz"
@@ -99,8 +99,7 @@ def main(argv=None) -> dict:
         "package_local_s": _timed(lambda: ours("local"), args.repeat),
     }
     if not args.quick:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from test_dap_agreement import run_dap  # noqa: PLC0415
+        from galspec_hf.analysis.dap_reference import run_dap
 
         t0 = time.perf_counter()
         run_dap(SPECTRA)
@@ -120,11 +119,7 @@ def main(argv=None) -> dict:
             result[f"cube_{key}_{mode}_s"] = seconds
             result[f"cube_{key}_{mode}_ms_per_spectrum"] = 1e3 * seconds / n_fit
         result[f"cube_{key}_spaxels_fitted"] = n_fit
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    return write_benchmark_report(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ memory flat: the target is a ratio within 10 %.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -21,11 +20,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from galspec_hf import GalSpecConfig
+from galspec_hf.testing_utils import toy_galaxies, write_benchmark_report
 
-from galspec_hf import GalSpecConfig  # noqa: E402
-from tests.galspec_testing import toy_galaxies  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_parquet(folder: Path, rows: int, config: GalSpecConfig, chunk: int = 100) -> None:
@@ -85,10 +83,7 @@ def main(argv=None) -> dict:
         "runs": results,
         "ratio_10x_over_1x": results["x10"]["peak_rss_mib"] / results["x1"]["peak_rss_mib"],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return result
+    return write_benchmark_report(args.out, result)
 
 
 if __name__ == "__main__":

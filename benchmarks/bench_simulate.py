@@ -9,7 +9,6 @@ cosmology and kernel tables) is timed separately as ``warmup_s`` and excluded fr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -30,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n-galaxies must be >= 2")
 
     from galspec_hf.simulate import load_templates, simulate_survey
+    from galspec_hf.testing_utils import write_benchmark_report
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_benchmark_report(args.out, result)
     return 0
 
 

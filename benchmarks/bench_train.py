@@ -19,15 +19,14 @@ of several square matmuls (``torch.mm``) on the same device, in the same precisi
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
 from galspec_hf.demo import synthetic_image
+from galspec_hf.testing_utils import write_benchmark_report
 
 
 def synchronize(device: torch.device) -> None:
@@ -136,10 +135,7 @@ def main(argv=None) -> dict:
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return result
+    return write_benchmark_report(args.out, result)
 
 
 if __name__ == "__main__":

@@ -18,23 +18,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from galspec_hf.data.fetch import desi_dr1_manifest, read_target_list, run_manifest
-from galspec_hf.data.readers import GalspecFormatError
+from galspec_hf.data.fetch import add_manifest_arguments, desi_dr1_manifest, fetch_main, read_target_list
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", required=True, help="CSV or FITS table with SURVEY, PROGRAM, HEALPIX")
-    parser.add_argument("--out", default="desi_dr1", help="output folder (default: desi_dr1)")
-    parser.add_argument("--dry-run", action="store_true", help="print the manifest and download nothing")
-    parser.add_argument("--retries", type=int, default=3, help="attempts per file (default 3)")
+    add_manifest_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        entries = desi_dr1_manifest(read_target_list(args.targets), source=args.targets)
-    except (FileNotFoundError, GalspecFormatError) as error:
-        print(f"fetch_desi_dr1: error: {error}", file=sys.stderr)
-        return 2
-    return run_manifest(entries, args.out, dry_run=args.dry_run, retries=args.retries)
+    return fetch_main(
+        "fetch_desi_dr1", lambda: desi_dr1_manifest(read_target_list(args.targets), source=args.targets), args
+    )
 
 
 if __name__ == "__main__":

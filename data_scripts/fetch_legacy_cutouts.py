@@ -18,28 +18,26 @@ import argparse
 import sys
 
 from galspec_hf import constants as C
-from galspec_hf.data.fetch import legacy_cutout_manifest, read_target_list, run_manifest
-from galspec_hf.data.readers import GalspecFormatError
+from galspec_hf.data.fetch import add_manifest_arguments, fetch_main, legacy_cutout_manifest, read_target_list
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", required=True, help="CSV or FITS table with RA, DEC (degrees), optional TARGETID")
-    parser.add_argument("--out", default="desi_dr1", help="output folder (default: desi_dr1)")
     parser.add_argument("--size", type=int, default=64, help="cutout side in pixels (default 64)")
     parser.add_argument("--pixscale", type=float, default=C.LEGACY_PIXEL_SCALE_ARCSEC, help="arcsec per pixel")
     parser.add_argument(
         "--layer", default=C.LEGACY_CUTOUT_LAYER, help=f"imaging layer (default {C.LEGACY_CUTOUT_LAYER})"
     )
     parser.add_argument("--bands", default="".join(C.LEGACY_BANDS), help="bands (default grz)")
-    parser.add_argument("--dry-run", action="store_true", help="print the manifest and download nothing")
-    parser.add_argument("--retries", type=int, default=3, help="attempts per file (default 3)")
+    add_manifest_arguments(parser)
     args = parser.parse_args(argv)
     if args.size < 1:
         print(f"fetch_legacy_cutouts: error: --size must be positive, got {args.size}", file=sys.stderr)
         return 2
-    try:
-        entries = legacy_cutout_manifest(
+
+    def entries():
+        return legacy_cutout_manifest(
             read_target_list(args.targets),
             source=args.targets,
             size=args.size,
@@ -47,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             layer=args.layer,
             bands=args.bands,
         )
-    except (FileNotFoundError, GalspecFormatError) as error:
-        print(f"fetch_legacy_cutouts: error: {error}", file=sys.stderr)
-        return 2
-    return run_manifest(entries, args.out, dry_run=args.dry_run, retries=args.retries)
+
+    return fetch_main("fetch_legacy_cutouts", entries, args)
 
 
 if __name__ == "__main__":

@@ -9,21 +9,18 @@ Examples (see examples/README.md):
         --fiber_diameter 3.0 --freeze_encoder --output_dir runs/finetune-sdss-hsc
 
 The weights that still fit are kept and the others initialised; both lists are printed. Training
-itself is ``pretrain.py``'s loop (same flags: --max_steps, --per_device_batch_size, checkpoints...).
+itself is the library's pretraining loop (:mod:`galspec_hf.training.loop`, the loop of ``pretrain.py``;
+same flags: --max_steps, --per_device_batch_size, checkpoints...).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pretrain import build_parser as build_pretrain_parser  # noqa: E402
-from pretrain import main as pretrain_main  # noqa: E402
-
-from galspec_hf.training import adapt_pretrained, freeze_encoder  # noqa: E402
+from galspec_hf.training import adapt_pretrained, freeze_encoder
+from galspec_hf.training.args import build_parser as build_pretrain_parser
+from galspec_hf.training.loop import main as run_training
 
 SURVEY_ARGUMENTS = (
     "bands",
@@ -40,6 +37,7 @@ SURVEY_ARGUMENTS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The pretraining parser with the pretrained model and the custom survey's options."""
     parser = build_pretrain_parser()
     parser.description = "Fine-tune a pretrained GalSpec model on another survey."
     survey = parser.add_argument_group("custom survey (defaults: keep the pretrained model's value)")
@@ -61,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def create_finetune_model(args: argparse.Namespace):
+    """The pretrained model adapted to the survey options (kept and initialised tensors printed)."""
     overrides = {name: getattr(args, name) for name in SURVEY_ARGUMENTS if getattr(args, name) is not None}
     for name in ("spectrum_mask_ratio", "image_mask_ratio", "mask_mode_probabilities"):
         if getattr(args, name) is not None:
@@ -76,7 +75,8 @@ def create_finetune_model(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return pretrain_main(argv, parser=build_parser(), create_model=create_finetune_model)
+    """Parse the fine-tuning options and train the adapted model with the pretraining loop."""
+    return run_training(argv, parser=build_parser(), create_model=create_finetune_model)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
    set (the final table only), both with star-forming and quiescent galaxies. Validation and test galaxies
    never enter any training set (:func:`galspec_hf.scoreboard.exclude_targets`).
 2. Build the one-fiber data set with the DESI loader (``galspec build-dataset``'s code).
-3. Pretrain the one-fiber model (``examples/pretrain.py``'s training function) on those fibers.
+3. Pretrain the one-fiber model (``examples/pretrain.py``: :mod:`galspec_hf.training.loop`) on those fibers.
 4. Train the supervised baseline, the same architecture, directly on the training cubes: every spaxel
    spectrum with its sky position is a training row.
 5. For each evaluated galaxy, four H-alpha / [NII] 6585 / H-beta / [OIII] 5008 maps on its truth cube's grid:
@@ -19,7 +19,7 @@
    NaN-aware normalised smoothing. Every model is scored on the same spaxels (truth S/N > 3, in the cube
    footprint, inside the model image): a non-positive or failed fit there is a failure (``*_failed_fraction``);
    r, scatter and bias over the spaxels where all four maps are positive (``*_num_spaxels``, identical across
-   models); per class and per-galaxy medians.
+   models); per class and per-galaxy medians. One set's maps and scores: :func:`galspec_hf.scoreboard.evaluate_set`.
 6. Calibration: line-flux z = (predicted - truth) / predicted sigma on the common spaxels (``coverage_1sigma``
    and ``coverage_2sigma``: H-alpha; ``<line>_coverage_*`` per line); and pixel coverage of the spectra, both
    models on the same data (the evaluated truth cubes' selected spaxels, on the model grid).
@@ -41,57 +41,31 @@ import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import datasets  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from pretrain import build_parser as build_pretrain_parser  # noqa: E402
-
-from galspec_hf import GalSpecForMaskedSpectra  # noqa: E402
-from galspec_hf.analysis.lines import fit_emission_lines  # noqa: E402
-from galspec_hf.constants import (  # noqa: E402
-    DAP_CHANNEL_NAMES,
-    FWHM_PER_SIGMA,
-    MANGA_PSF_FWHM_ARCSEC,
-    MANGA_SPAXEL_ARCSEC,
-    SPEED_OF_LIGHT_KMS,
-)
-from galspec_hf.data.build import build_desi_dataset  # noqa: E402
-from galspec_hf.data.readers import read_legacy_cutout, read_manga_cube, read_manga_maps  # noqa: E402
-from galspec_hf.metrics import coverage_curve  # noqa: E402
-from galspec_hf.models.galspec.processing_galspec import resample_spectrum  # noqa: E402
-from galspec_hf.plotting import north_east_arrows  # noqa: E402
-from galspec_hf.scoreboard import (  # noqa: E402
-    LINE_PREFIXES,
-    cube_footprint,
+from galspec_hf import GalSpecForMaskedSpectra
+from galspec_hf.data.build import build_desi_dataset
+from galspec_hf.io import read_legacy_cutout, read_manga_cube
+from galspec_hf.models.galspec.processing_galspec import resample_spectrum
+from galspec_hf.plotting import north_east_arrows
+from galspec_hf.scoreboard import (
+    LINES,
+    MODEL_TITLES,
+    MODELS,
+    SPAXEL_EQUIVALENT_DIAMETER_ARCSEC,
     draw_evaluation_sets,
+    evaluate_set,
     exclude_targets,
-    fit_fiber_line_fluxes,
-    flatten_line_scores,
-    image_light,
-    inside_image,
-    line_to_light_ratio,
-    null_line_map,
-    per_spaxel_scale,
-    score_line,
-    smooth_nan_aware,
-    spaxel_selection,
+    fiber_ratios,
+    spaxel_offsets_from_cutout,
     write_metrics_json,
 )
-from galspec_hf.simulate import simulate_survey  # noqa: E402
-from galspec_hf.simulate.survey import IFU_MIN_RE_ARCSEC  # noqa: E402
-
-# The lines compared: our fit's names -> the DAP MAPS channel names of the truth files.
-LINES = {name: DAP_CHANNEL_NAMES[name] for name in ("Halpha", "NII_6585", "Hbeta", "OIII_5008")}
-# Equal-area diameter of a 0.5" spaxel, arcsec: the "fiber" of the supervised baseline's training rows.
-SPAXEL_EQUIVALENT_DIAMETER = 2 * MANGA_SPAXEL_ARCSEC / math.sqrt(math.pi)
-# DESI spectral resolution FWHM ~1.8 A (R = 2000-5500 over 3600-9800 A; DESI Collaboration 2022, AJ 164, 207).
-DESI_RESOLUTION_FWHM_A = 1.8
-# Equivalent Gaussian FWHM of a top-hat aperture of diameter D: sigma = D / 4 (second moment of a disk).
-TOPHAT_FWHM_PER_DIAMETER = FWHM_PER_SIGMA / 4
+from galspec_hf.simulate import simulate_survey
+from galspec_hf.simulate.survey import IFU_MIN_RE_ARCSEC
+from galspec_hf.training.args import build_parser as build_pretrain_parser
 
 # fiber_continuum: the line fit's continuum on the fibers (the nulls' line-to-light ratios). "local" because the
 # simulated spectra are built from kcorrect templates sampled at R ~ 1000, on which the MILES-HC template fit is
@@ -117,14 +91,6 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------
-def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
-    """Sky offsets (ny, nx, 2) arcsec east/north of every spaxel from the cutout centre, through both WCSs."""
-    ny, nx = cube.flux.shape[1:]
-    y, x = np.mgrid[0:ny, 0:nx]
-    world = cube.wcs.pixel_to_world(x, y)
-    return cutout.sky_to_offset_arcsec(world.ra.deg, world.dec.deg)
-
-
 def cube_rows(survey: Path, galaxy: dict, model_wavelength: np.ndarray) -> dict[str, list]:
     """Supervised-baseline rows of one training cube: each spaxel with signal is a 'fiber' spectrum."""
     cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
@@ -143,11 +109,12 @@ def cube_rows(survey: Path, galaxy: dict, model_wavelength: np.ndarray) -> dict[
         "ivar": list(ivar_model),
         "redshift": [float(galaxy["redshift"])] * n,
         "fiber_offset": list(offsets.reshape(-1, 2)[keep].astype(np.float32)),
-        "fiber_diameter": [SPAXEL_EQUIVALENT_DIAMETER] * n,
+        "fiber_diameter": [SPAXEL_EQUIVALENT_DIAMETER_ARCSEC] * n,
     }
 
 
 def build_baseline_dataset(survey: Path, galaxies: list[dict], model_wavelength: np.ndarray, out: Path) -> int:
+    """The supervised baseline's data set (every training cube's spaxels, :func:`cube_rows`) saved in `out`."""
     columns: dict[str, list] = {}
     for galaxy in galaxies:
         for key, values in cube_rows(survey, galaxy, model_wavelength).items():
@@ -172,6 +139,7 @@ def build_baseline_dataset(survey: Path, galaxies: list[dict], model_wavelength:
 # Training
 # ----------------------------------------------------------------------------------------
 def train(dataset: Path, output: Path, setting: dict, steps: int, seed: int) -> GalSpecForMaskedSpectra:
+    """Pretrain on `dataset` with ``examples/pretrain.py`` in a fresh process; return the saved model."""
     arguments = [
         "--dataset", str(dataset), "--preset", setting["preset"], "--max_steps", str(steps),
         "--per_device_batch_size", str(setting["batch_size"]), "--learning_rate", str(setting["learning_rate"]),
@@ -183,221 +151,6 @@ def train(dataset: Path, output: Path, setting: dict, steps: int, seed: int) -> 
     build_pretrain_parser().parse_args(arguments)  # check the arguments before starting the process
     subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "pretrain.py"), *arguments], check=True)
     return GalSpecForMaskedSpectra.from_pretrained(output).eval()
-
-
-# ----------------------------------------------------------------------------------------
-# Prediction and comparison
-# ----------------------------------------------------------------------------------------
-def predicted_cube(model, cutout, redshift: float, offsets: np.ndarray, fiber_diameter: float, per_spaxel: float,
-                   where: np.ndarray):
-    """Spectra at the spaxels `where` (ny, nx) of a truth grid, flux per spaxel (x `per_spaxel`): (wavelength (L,),
-    mean (ny, nx, L), sigma (ny, nx, L)), NaN at the other spaxels (nothing there is scored, so none predicted)."""
-    processor_size = model.config.image_size
-    image = cutout.crop_center(processor_size).image if cutout.image.shape[-1] != processor_size else cutout.image
-    pixel_values = torch.from_numpy(image.astype(np.float32))[None]
-    chosen = offsets[where]  # (S, 2)
-    prediction = model.predict_spectra(
-        pixel_values,
-        torch.tensor([redshift], dtype=torch.float32),
-        torch.from_numpy(chosen.reshape(1, -1, 2).astype(np.float32)),
-        fiber_diameter=fiber_diameter,
-        fiber_batch_size=128,
-    )
-    n_wave = prediction.mean.shape[-1]
-    mean = np.full((*where.shape, n_wave), np.nan)
-    sigma = np.full((*where.shape, n_wave), np.nan)
-    mean[where] = prediction.mean[0].numpy() * per_spaxel
-    sigma[where] = prediction.sigma[0].numpy() * per_spaxel
-    return prediction.wavelength.numpy().astype(np.float64), mean, sigma
-
-
-def fit_maps(wavelength, mean, sigma, redshift, weighted: bool, where: np.ndarray) -> tuple[dict, dict | None]:
-    """Line-flux maps (ny, nx) of a predicted cube, fitted at the spaxels `where` only (NaN elsewhere), and, for the
-    sigma-weighted fit, their predicted 1-sigma errors.
-
-    weighted=False: every pixel has the same weight (the model's sigma does not steer the fit); the errors are
-    then not the model's and are returned as None. weighted=True: ivar = 1 / sigma_model^2 without rescaling,
-    so ``flux_err`` is the model's own predicted sigma of the line flux. The fit's stellar continuum is the local
-    one (a straight line per line complex): the same for every model, ~13x faster than the template fit.
-    """
-    flux_in, sigma_in = mean[where], sigma[where]  # (S, L)
-    ivar = 1.0 / np.clip(sigma_in, 1e-6, None) ** 2 if weighted else np.ones_like(flux_in)
-    instrumental = SPEED_OF_LIGHT_KMS * (DESI_RESOLUTION_FWHM_A / FWHM_PER_SIGMA) / wavelength
-    maps = fit_emission_lines(
-        wavelength, flux_in, ivar, redshift, instrumental_sigma_kms=instrumental, rescale_errors=not weighted,
-        continuum="local",
-    )
-
-    def scatter(values):
-        out = np.full(where.shape, np.nan)
-        out[where] = np.asarray(values, dtype=np.float64)
-        return out
-
-    flux = {name: scatter(maps.flux[name]) for name in LINES}
-    errors = {name: scatter(maps.flux_err[name]) for name in LINES} if weighted else None
-    return flux, errors
-
-
-def smoothing_sigma_spaxels(resolution_fwhm_arcsec: float) -> float:
-    """Gaussian sigma (spaxels) that brings a map of `resolution_fwhm_arcsec` to MaNGA's 2.5" reconstructed PSF."""
-    kernel_fwhm = math.sqrt(max(MANGA_PSF_FWHM_ARCSEC**2 - resolution_fwhm_arcsec**2, 0.0))
-    return kernel_fwhm / FWHM_PER_SIGMA / MANGA_SPAXEL_ARCSEC
-
-
-def smooth_to_manga_psf(flux_map: np.ndarray, image_psf_fwhm: float, aperture_diameter: float) -> np.ndarray:
-    """NaN-aware smoothing of an image-resolution map (image seeing + a top-hat aperture) to MaNGA's 2.5" PSF."""
-    effective = math.hypot(image_psf_fwhm, TOPHAT_FWHM_PER_DIAMETER * aperture_diameter)
-    return smooth_nan_aware(flux_map, smoothing_sigma_spaxels(effective))
-
-
-def galaxy_class(galaxy: dict) -> str:
-    """``star_forming`` or ``quiescent``, from the simulator's truth column `star_forming` (its main-sequence
-    draw); without that column, from the specific SFR: log SFR - log M* > -11 /yr is star-forming."""
-    if "star_forming" in galaxy and galaxy["star_forming"] is not None:
-        return "star_forming" if bool(galaxy["star_forming"]) else "quiescent"
-    return "star_forming" if float(galaxy["log_sfr"]) - float(galaxy["log_mstar"]) > -11.0 else "quiescent"
-
-
-def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str) -> dict[str, np.ndarray]:
-    """Line-to-light ratio of each fiber row: the line fitted on its own spectrum over the image light in its
-    aperture ({line: (N,)}, 1e-17 erg/s/cm2 per nanomaggy)."""
-    flux = np.stack([np.asarray(r["flux"], np.float64) for r in rows])
-    ivar = np.stack([np.asarray(r["ivar"], np.float64) for r in rows])
-    mask = np.stack([np.asarray(r["mask"]) for r in rows])
-    redshift = np.array([float(r["redshift"]) for r in rows])
-    fluxes = fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, LINES, continuum=continuum)
-    light = np.array(
-        [
-            image_light(np.asarray(r["image"]), np.asarray(r["fiber_offset"])[None], float(r["fiber_diameter"]),
-                        config, pixel_scale=float(r["pixel_scale"]))[0]
-            for r in rows
-        ]
-    )  # fmt: skip
-    return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
-
-
-def _coverages(observed, ivar, mean, sigma) -> dict:
-    levels = [float(k) for k in np.linspace(0.25, 3.0, 12)]
-    one, two, *curve = coverage_curve(observed, ivar, mean, sigma, [1.0, 2.0, *levels])
-    return {
-        "spectrum_coverage_1sigma": one,
-        "spectrum_coverage_2sigma": two,
-        "spectrum_coverage_curve": [[k, fraction] for k, fraction in zip(levels, curve, strict=True)],
-    }
-
-
-MODELS = ("image_only", "supervised", "null_light", "null_fiber")
-MODEL_TITLES = {"image_only": "image only", "supervised": "supervised", "null_light": "null light",
-                "null_fiber": "null fiber"}  # fmt: skip
-
-
-def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave) -> dict:
-    """Maps, selections, scores and spectrum coverage of one evaluation set (see the module docstring)."""
-    one_fiber, supervised = models["image_only"], models["supervised"]
-    config = one_fiber.config
-    per_line = {
-        line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in ("image_only", "supervised")},
-               "sigma": {m: [] for m in ("image_only", "supervised")}, "truth": [], "selection": []}
-        for line in LINES
-    }  # fmt: skip
-    spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in ("image_only", "supervised")}
-    classes, records, panels = [], [], {line: [] for line in LINES}
-    for galaxy in galaxies:
-        cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
-        maps = read_manga_maps(survey / "manga" / f"manga-{galaxy['plateifu']}-MAPS.fits.gz")
-        cutout = read_legacy_cutout(survey / galaxy["cutout_file"])
-        offsets = spaxel_offsets_from_cutout(cube, cutout)
-        z, psf = float(galaxy["redshift"]), float(galaxy["psf_fwhm_r_arcsec"])
-        footprint = cube_footprint(cube.ivar, cube.mask)
-        # the model sees a config.image_size crop: a spaxel counts when its whole aperture lies inside it
-        in_image = inside_image(offsets, config.image_size, cutout.pixel_scale_arcsec, SPAXEL_EQUIVALENT_DIAMETER / 2)
-        # only spaxels inside the model image and the cube footprint can be scored: predict and fit only those
-        needed = in_image & footprint
-        scale_1f = per_spaxel_scale(config.fiber_diameter, MANGA_SPAXEL_ARCSEC)
-        _, mean_1f, sigma_1f = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f, needed)
-        _, mean_sup, sigma_sup = predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER, 1.0,
-                                                needed)  # fmt: skip
-        fits = {
-            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=False, where=needed)[0],
-            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=False, where=needed)[0],
-        }
-        weighted = {
-            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=True, where=needed),
-            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=True, where=needed),
-        }
-        light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER, config,
-                            pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
-        light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER)
-        own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
-
-        def smooth_1f(flux_map, in_image=in_image, psf=psf):
-            return smooth_to_manga_psf(np.where(in_image, flux_map, np.nan), psf, config.fiber_diameter)
-
-        cls = galaxy_class(galaxy)
-        classes.append(cls)
-        record = {"plateifu": galaxy["plateifu"], "targetid": int(galaxy["targetid"]), "class": cls,
-                  "disk_re_arcsec": float(galaxy["disk_re_arcsec"])}  # fmt: skip
-        for line, channel in LINES.items():
-            index = maps.line_names.index(channel)
-            truth_map = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux[index], np.nan)
-            truth_ivar = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux_ivar[index], 0.0)
-            selection = spaxel_selection(truth_map, truth_ivar, footprint, in_image)
-            candidates = spaxel_selection(truth_map, truth_ivar, footprint, np.ones_like(in_image))
-            record[f"{LINE_PREFIXES[line]}_spaxels_outside_image"] = int((candidates & ~in_image).sum())
-            data = per_line[line]
-            data["truth"].append(truth_map)
-            data["selection"].append(selection)
-            data["maps"]["image_only"].append(smooth_1f(fits["image_only"][line]))
-            data["maps"]["supervised"].append(fits["supervised"][line])
-            data["maps"]["null_light"].append(null_line_map(null_inputs["survey_ratio"][line], light_smoothed))
-            data["maps"]["null_fiber"].append(null_line_map(own_ratio.get(line, np.nan), light_smoothed))
-            data["weighted"]["image_only"].append(smooth_1f(weighted["image_only"][0][line]))
-            data["weighted"]["supervised"].append(weighted["supervised"][0][line])
-            # smoothing averages neighbouring spaxels; their errors are taken as fully correlated (conservative)
-            data["sigma"]["image_only"].append(smooth_1f(weighted["image_only"][1][line]))
-            data["sigma"]["supervised"].append(weighted["supervised"][1][line])
-            if len(panels[line]) < 3:
-                panels[line].append({"name": galaxy["plateifu"], "truth": truth_map, "good": selection,
-                                     "east": offsets[..., 0], "north": offsets[..., 1],
-                                     **{m: data["maps"][m][-1] for m in MODELS}})  # fmt: skip
-        records.append(record)
-        # spectrum coverage, both models on the same data: the H-alpha-selected spaxels of the truth cube
-        chosen = per_line["Halpha"]["selection"][-1]
-        flux = np.moveaxis(cube.flux, 0, -1)[chosen]
-        ivar = np.moveaxis(np.where(cube.mask == 0, cube.ivar, 0.0), 0, -1)[chosen]
-        if chosen.any():
-            obs, obs_ivar = resample_spectrum(cube.wavelength, flux, ivar, wave)
-            for name, mean, sigma in (("image_only", mean_1f, sigma_1f), ("supervised", mean_sup, sigma_sup)):
-                spectra[name]["obs"].append(obs)
-                spectra[name]["ivar"].append(obs_ivar)
-                spectra[name]["mean"].append(mean[chosen])
-                spectra[name]["sigma"].append(sigma[chosen])
-
-    line_scores, weighted_scores = {}, {}
-    for line, data in per_line.items():
-        line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
-                                       classes=classes)  # fmt: skip
-        weighted_scores[line] = score_line(
-            {**data["weighted"], "null_light": data["maps"]["null_light"], "null_fiber": data["maps"]["null_fiber"]},
-            data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,
-        )  # fmt: skip
-    result = {"models": flatten_line_scores(line_scores)}
-    weighted_flat = flatten_line_scores(weighted_scores)
-    result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in ("image_only", "supervised")}
-    curves = {}
-    for name in ("image_only", "supervised"):
-        if spectra[name]["obs"]:
-            coverage = _coverages(*(np.concatenate(spectra[name][k]) for k in ("obs", "ivar", "mean", "sigma")))
-        else:
-            coverage = {"spectrum_coverage_1sigma": None, "spectrum_coverage_2sigma": None,
-                        "spectrum_coverage_curve": []}  # fmt: skip
-        result["models"][name].update(coverage)
-        result["models"][name]["spectrum_coverage_on"] = "the set's truth-cube spaxels with H-alpha truth S/N > 3"
-        curves[MODEL_TITLES[name]] = coverage["spectrum_coverage_curve"]
-    result["galaxies"] = records
-    result["n_galaxies"] = len(galaxies)
-    result["classes"] = {c: classes.count(c) for c in ("star_forming", "quiescent")}
-    return result, panels, curves
 
 
 # ----------------------------------------------------------------------------------------

@@ -62,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the export; return the exit code (0 on success, 2 on a user error)."""
     args = build_parser().parse_args(argv)
-    from galspec_hf.hub import HubExportError, export_hub_folder
+    from galspec_hf.errors import HubExportError
+    from galspec_hf.hub import export_hub_folder, validate_repo_id
 
     try:
         for dataset in args.dataset:
-            if dataset.count("/") != 1 or not all(dataset.split("/")):
-                raise HubExportError(f"--dataset must be a Hub data set id ORG/NAME, got {dataset!r}")
+            validate_repo_id(dataset, what="--dataset")
         result = export_hub_folder(
             args.model,
             args.repo_id,

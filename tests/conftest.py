@@ -21,14 +21,18 @@ def _require_realdata() -> bool:
     return os.environ.get("GALSPEC_REQUIRE_REALDATA", "0") not in ("", "0", "false", "False")
 
 
+def _missing(message: str) -> None:
+    """Skip the test for missing real data, or fail it when GALSPEC_REQUIRE_REALDATA=1 (as in CI)."""
+    if _require_realdata():
+        pytest.fail(message + " and GALSPEC_REQUIRE_REALDATA=1 is set")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path to ``../shared/data``; skip (or fail under GALSPEC_REQUIRE_REALDATA=1) when absent."""
     if not SHARED_DATA.is_dir():
-        message = f"real survey data folder {SHARED_DATA} not found (set GALSPEC_SHARED_DATA to point at it)"
-        if _require_realdata():
-            pytest.fail(message + " and GALSPEC_REQUIRE_REALDATA=1 is set")
-        pytest.skip(message)
+        _missing(f"real survey data folder {SHARED_DATA} not found (set GALSPEC_SHARED_DATA to point at it)")
     return SHARED_DATA
 
 
@@ -39,10 +43,7 @@ def shared_file(shared_data: Path):
     def _get(relative: str) -> Path:
         path = shared_data / relative
         if not path.is_file():
-            message = f"real survey file {path} not found"
-            if _require_realdata():
-                pytest.fail(message + " and GALSPEC_REQUIRE_REALDATA=1 is set")
-            pytest.skip(message)
+            _missing(f"real survey file {path} not found")
         return path
 
     return _get

@@ -17,7 +17,7 @@ from galspec_hf import GalSpecConfig
 from galspec_hf import constants as C
 from galspec_hf.cli import build_parser, main
 from galspec_hf.data.testing import write_legacy_cutout
-from galspec_hf.data.writers import write_logcube
+from galspec_hf.io.manga import write_manga_cube
 
 
 def _must_not_run(*args, **kwargs):
@@ -130,7 +130,7 @@ def _small_logcube(path, z: float = 0.025, halpha_flux=(0.0, 0.0, 0.0, 0.0, 40.0
     header = fits.Header()
     header["Z"] = z
     header["PLATEIFU"] = "0000-test"
-    return write_logcube(
+    return write_manga_cube(
         path, wavelength, flux_cube, ivar, ra_deg=150.0, dec_deg=2.0, spaxel_arcsec=0.5, primary_header=header
     )
 

@@ -10,8 +10,8 @@ import torch
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra
 from galspec_hf.cli import main
+from galspec_hf.cube import hexagon_footprint, predict_cube, spaxel_grid
 from galspec_hf.data import read_manga_cube
-from galspec_hf.models.galspec.modeling_galspec import hexagon_footprint, spaxel_grid
 
 from .galspec_testing import toy_galaxies
 
@@ -40,7 +40,7 @@ def test_hexagon_footprint_area():
 
 def test_predict_cube_matches_predict_spectra(model):
     inputs = toy_galaxies(model.config, 2)
-    cube = model.predict_cube(inputs["pixel_values"], inputs["redshift"], spaxel_size=0.5, bundle_diameter=6.0)
+    cube = predict_cube(model, inputs["pixel_values"], inputs["redshift"], spaxel_size=0.5, bundle_diameter=6.0)
     side = int(model.config.image_size * model.config.pixel_scale // 0.5)
     assert cube.mean.shape == cube.sigma.shape == (2, side, side, model.config.num_wavelengths)
     assert cube.footprint.shape == (side, side) and 0 < cube.footprint.sum() < side * side
@@ -56,12 +56,20 @@ def test_predict_cube_matches_predict_spectra(model):
     assert torch.allclose(cube.sigma[:, y, x], fiber.sigma[:, 0] * area_ratio, rtol=1e-4, atol=1e-6)
 
 
+def test_cube_output_is_exported_from_the_package():
+    import galspec_hf
+    import galspec_hf.cube
+
+    assert galspec_hf.GalSpecCubeOutput is galspec_hf.cube.GalSpecCubeOutput
+    assert not hasattr(GalSpecForMaskedSpectra, "predict_cube")  # one home: galspec_hf.cube.predict_cube
+
+
 def test_predict_cube_bad_arguments(model):
     inputs = toy_galaxies(model.config, 1)
     with pytest.raises(ValueError, match="`spaxel_size`"):
-        model.predict_cube(inputs["pixel_values"], inputs["redshift"], spaxel_size=0)
+        predict_cube(model, inputs["pixel_values"], inputs["redshift"], spaxel_size=0)
     with pytest.raises(ValueError, match="`bundle_diameter`"):
-        model.predict_cube(inputs["pixel_values"], inputs["redshift"], bundle_diameter=-1)
+        predict_cube(model, inputs["pixel_values"], inputs["redshift"], bundle_diameter=-1)
 
 
 @pytest.mark.realdata
@@ -87,8 +95,8 @@ def test_predict_cube_cli_writes_a_logcube_the_reader_reads(model, tmp_path, sha
 
     image = read_legacy_cutout(cutout).crop_center(model.config.image_size).image
     with torch.no_grad():
-        expected = model.predict_cube(torch.from_numpy(image.astype(np.float32))[None], torch.tensor([0.1]),
-                                      spaxel_size=0.5, bundle_diameter=7.5)  # fmt: skip
+        expected = predict_cube(model, torch.from_numpy(image.astype(np.float32))[None], torch.tensor([0.1]),
+                                spaxel_size=0.5, bundle_diameter=7.5)  # fmt: skip
     expected_flux = np.moveaxis(expected.mean[0].numpy(), -1, 0)  # (L, ny, nx)
     assert np.abs(cube.flux[:, ~outside]).max() > 0
     np.testing.assert_allclose(cube.flux, expected_flux, rtol=1e-5, atol=1e-6 * np.abs(expected_flux).max())

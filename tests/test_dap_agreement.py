@@ -1,7 +1,8 @@
 """Agreement of :func:`galspec_hf.analysis.fit_emission_lines` with the MaNGA DAP on real spectra.
 
 The DAP (sdss-mangadap, from the test extra; Westfall et al. 2019, AJ 158, 231; Belfiore et al. 2019, AJ 158,
-160) is run here on the 8 spectra of ../shared/data/manga/MaNGA_test_spectra.fits.gz exactly as its own test
+160) is run on the 8 spectra of ../shared/data/manga/MaNGA_test_spectra.fits.gz by
+:func:`galspec_hf.analysis.dap_reference.run_dap`, exactly as its own test
 ``mangadap/tests/test_sasuke.py::test_sasuke_mpl11`` runs it: a pPXF stellar-continuum fit with the MILES-HC
 library (additive Legendre degree 8, two moments), then Sasuke with the ELPMPL11 line list. Nothing is installed
 at run time; the DAP's fit takes about 40 s, so the test is ``slow``.
@@ -12,84 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galspec_hf import constants as C
+from galspec_hf.analysis.dap_reference import DAP_LINES, run_dap
 
 from .galspec_testing import fit_manga_test_spectra
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-
-#: DAP ELPMPL11 names of the compared lines -> this package's names.
-DAP_LINES = {"Ha-6564": "Halpha", "Hb-4862": "Hbeta", "NII-6585": "NII_6585", "OIII-5008": "OIII_5008"}
-
-
-def run_dap(path) -> dict:
-    """Run pPXF (MILES-HC) + Sasuke (ELPMPL11) as in mangadap's test_sasuke_mpl11; return per-line results.
-
-    Returns ``{"flux": {line: (8,)}, "flux_err": ..., "velocity_kms": ..., "dispersion_kms": ..., "mask": ...,
-    "fit_mask": (8,) int, "stellar_velocity_kms": (8,), "stellar_dispersion_kms": (8,)}`` with the package's line
-    names; velocities relative to the file's redshift (the DAP reports cz).
-    """
-    from astropy.io import fits  # noqa: PLC0415
-    from mangadap.datacube import MaNGADataCube  # noqa: PLC0415
-    from mangadap.par.artifactdb import ArtifactDB  # noqa: PLC0415
-    from mangadap.par.emissionlinedb import EmissionLineDB  # noqa: PLC0415
-    from mangadap.proc.emissionlinemodel import EmissionLineModelBitMask  # noqa: PLC0415
-    from mangadap.proc.ppxffit import PPXFFit  # noqa: PLC0415
-    from mangadap.proc.sasuke import Sasuke  # noqa: PLC0415
-    from mangadap.proc.stellarcontinuummodel import StellarContinuumModelBitMask  # noqa: PLC0415
-    from mangadap.proc.templatelibrary import TemplateLibrary  # noqa: PLC0415
-    from mangadap.util.drpbitmask import DRPFitsBitMask  # noqa: PLC0415
-    from mangadap.util.pixelmask import SpectralPixelMask  # noqa: PLC0415
-
-    with fits.open(path) as hdu:
-        wave, sres, z = hdu["WAVE"].data.copy(), hdu["SRES"].data.copy(), hdu["Z"].data.copy()
-        drpbm = DRPFitsBitMask()
-        flux = np.ma.MaskedArray(
-            hdu["FLUX"].data, mask=drpbm.flagged(hdu["MASK"].data, MaNGADataCube.do_not_fit_flags())
-        )
-        ferr = np.ma.power(hdu["IVAR"].data, -0.5)
-    flux[ferr.mask] = np.ma.masked
-    ferr[flux.mask] = np.ma.masked
-    nspec = flux.shape[0]
-    velscale_ratio = 4
-    tpl = TemplateLibrary("MILESHC", match_resolution=False, velscale_ratio=velscale_ratio, spectral_step=1e-4,
-                          log=True, hardcopy=False)  # fmt: skip
-    tpl_sres = np.mean(tpl["SPECRES"].data, axis=0)
-    pixelmask = SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY"), emldb=EmissionLineDB.from_key("ELPSCMSK"))
-    ppxf = PPXFFit(StellarContinuumModelBitMask())
-    _, _, _, sc_par = ppxf.fit(
-        tpl["WAVE"].data.copy(), tpl["FLUX"].data.copy(), wave, flux, ferr, z, np.full(nspec, 100.0),
-        iteration_mode="no_global_wrej", reject_boxcar=100, ensemble=False, velscale_ratio=velscale_ratio,
-        mask=pixelmask, matched_resolution=False, tpl_sres=tpl_sres, obj_sres=sres, degree=8, moments=2,
-    )  # fmt: skip
-    emldb = EmissionLineDB.from_key("ELPMPL11")
-    emlfit = Sasuke(EmissionLineModelBitMask())
-    _, _, _, _, el_fit, el_par = emlfit.fit(
-        emldb, wave, flux, obj_ferr=ferr, obj_mask=SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY")),
-        obj_sres=sres, guess_redshift=z, guess_dispersion=np.full(nspec, 100.0), reject_boxcar=101,
-        stpl_wave=tpl["WAVE"].data, stpl_flux=tpl["FLUX"].data, stpl_sres=tpl_sres,
-        stellar_kinematics=sc_par["KIN"], etpl_sinst_mode="offset", etpl_sinst_min=10.0,
-        velscale_ratio=velscale_ratio,
-    )  # fmt: skip
-    names = list(emldb["name"])
-    restwave = np.asarray(emldb["restwave"])
-    cz = C.SPEED_OF_LIGHT_KMS * z
-    out = {key: {} for key in ("flux", "flux_err", "velocity_kms", "dispersion_kms", "mask")}
-    for dap_name, name in DAP_LINES.items():
-        base, wl = dap_name.split("-")
-        pairs = enumerate(zip(names, restwave, strict=True))
-        j = [i for i, (n, w) in pairs if n == base and abs(w - float(wl)) < 2][0]
-        out["flux"][name] = np.asarray(el_par["FLUX"][:, j], float)
-        out["flux_err"][name] = np.asarray(el_par["FLUXERR"][:, j], float)
-        # DAP KIN[:, j, 0] is cz (km/s) of the line; relative to the file's cz, in the relativistic sense
-        out["velocity_kms"][name] = (np.asarray(el_par["KIN"][:, j, 0], float) - cz) / (1 + z)
-        out["dispersion_kms"][name] = np.asarray(el_par["KIN"][:, j, 1], float)
-        out["mask"][name] = np.asarray(el_par["MASK"][:, j], np.int64)
-    out["fit_mask"] = np.asarray(el_fit["MASK"], np.int64)
-    out["stellar_velocity_kms"] = (np.asarray(sc_par["KIN"][:, 0], float) - cz) / (1 + z)
-    out["stellar_dispersion_kms"] = np.asarray(sc_par["KIN"][:, 1], float)
-    return out
-
 
 #: A DAP dispersion at or above this is at (or next to) the DAP's 1000 km/s upper bound: the fit looks wrong.
 DAP_DISPERSION_AT_BOUND_KMS = 990.0

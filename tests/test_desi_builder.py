@@ -17,7 +17,6 @@ from astropy.table import Table
 from galspec_hf import constants as C
 from galspec_hf.cli import main
 from galspec_hf.data import DesiGalaxies, read_build_report, read_desi_coadd, read_legacy_cutout
-from galspec_hf.data.readers import desi_wavelength_grid
 from galspec_hf.data.testing import (
     make_targets,
     write_desi_coadd,
@@ -25,6 +24,7 @@ from galspec_hf.data.testing import (
     write_legacy_cutout,
     write_redrock,
 )
+from galspec_hf.io.desi import desi_wavelength_grid
 from galspec_hf.simulate.galaxy import ab_nanomaggies
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galspec_hf.data.readers import read_desi_coadd
+from galspec_hf.io.desi import read_desi_coadd
 from galspec_hf.simulate.survey import simulate_survey
 
 _REASON = "desispec (the test extra; CI installs it) is needed to compare with DESI's own reader"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from galspec_hf.data import GalspecFormatError
+from galspec_hf.data import GalSpecFormatError
 from galspec_hf.data.fetch import (
     DownloadError,
     ManifestEntry,
@@ -83,9 +83,9 @@ def test_fits_target_list_and_missing_columns(tmp_path):
     no_id = legacy_cutout_manifest(Table({"ra": [1.5], "dec": [-3.25]}))
     assert no_id[0].path == "cutouts/legacysurvey-1.50000-3.25000.fits"
     no_healpix = Table({"SURVEY": ["main"], "PROGRAM": ["dark"], "RA": [1.0]})
-    with pytest.raises(GalspecFormatError, match="t.fits: missing column HEALPIX"):
+    with pytest.raises(GalSpecFormatError, match="t.fits: missing column HEALPIX"):
         desi_dr1_manifest(no_healpix, source="t.fits")
-    with pytest.raises(GalspecFormatError, match="HEALPIX: 50000 outside"):
+    with pytest.raises(GalSpecFormatError, match="HEALPIX: 50000 outside"):
         desi_dr1_manifest(Table({"SURVEY": ["main"], "PROGRAM": ["dark"], "HEALPIX": [50000]}))
     (tmp_path / "bad.csv").write_text("TARGETID,SURVEY\n1,main\n")
     result = run_script("fetch_desi_dr1.py", "--targets", str(tmp_path / "bad.csv"), "--dry-run")

@@ -42,6 +42,7 @@ from galspec_hf.hub import (
     HubExportError,
     export_hub_folder,
     load_metrics_file,
+    validate_repo_id,
 )
 
 from .galspec_testing import toy_galaxies
@@ -178,6 +179,34 @@ def test_card_without_metrics_says_not_yet_measured(saved_model, tmp_path):
     assert "model_name" not in card.data.to_dict() and "model-index" not in card.content
     assert result.metrics == {} and result.files == EXPORTED_FILES
     assert not result.processor_created
+
+
+def test_export_leaves_the_classes_unregistered(saved_model, tmp_path):
+    """The export registers the classes for the Auto API only while saving: later saves write no auto_map."""
+    model_dir, model = saved_model
+    export_hub_folder(model_dir, REPO_ID, tmp_path / "out")
+    for cls in (GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor):
+        assert cls._auto_class is None, cls
+    model.config.save_pretrained(tmp_path / "plain")
+    GalSpecProcessor.from_config(model.config).save_pretrained(tmp_path / "plain")
+    assert sorted(os.listdir(tmp_path / "plain")) == ["config.json", "preprocessor_config.json"]
+    for name in ("config.json", "preprocessor_config.json"):
+        assert "auto_map" not in json.loads((tmp_path / "plain" / name).read_text()), name
+
+
+def test_reexporting_an_export_writes_the_same_auto_map(exported, tmp_path):
+    export_hub_folder(exported, REPO_ID, tmp_path / "again")
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors", *HUB_CODE_FILES):
+        assert (tmp_path / "again" / name).read_bytes() == (exported / name).read_bytes(), name
+
+
+def test_repo_ids_follow_the_hub_rules():
+    assert validate_repo_id("org/galspec-small_v1.0") == "org/galspec-small_v1.0"
+    for bad in ("galspec", "a/b/c", "org/a--b", "org/a..b", "org/galspec.git", "org/-x", "/galspec", "org/", None):
+        with pytest.raises(HubExportError, match="repo id must be ORG/NAME"):
+            validate_repo_id(bad)
+    with pytest.raises(HubExportError, match="^--dataset must be ORG/NAME"):
+        validate_repo_id("x", what="--dataset")
 
 
 def test_missing_preprocessor_config_is_built_from_the_model_config(saved_model, tmp_path):

@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecModel
-from galspec_hf.models.galspec.modeling_galspec import generate_masks, wavelength_encoding
+from galspec_hf.models.galspec.modeling_galspec import (
+    GalSpecDecoderOutput,
+    generate_masks,
+    wavelength_encoding,
+)
 
 from .galspec_testing import GalSpecModelTester, toy_galaxies
 
@@ -49,6 +53,29 @@ def test_heads_shapes(tester):
     assert output.loss.shape == output.spectrum_loss.shape == output.image_loss.shape == ()
     assert torch.all(output.spectrum_sigma > 0)
     assert torch.allclose(output.loss, output.spectrum_loss + config.image_loss_weight * output.image_loss)
+
+
+def test_decoder_and_forward_loss_make_the_model_output(tester):
+    """As in ViTMAE: encoder, then decoder (a GalSpecDecoderOutput), then forward_loss give forward's output."""
+    config = tester.config
+    model = _model(config)
+    inputs, noise = tester.prepare_inputs(), tester.noise()
+    output = model(**inputs, noise=noise)
+    encoder_output = model.galspec(**inputs, noise=noise)
+    decoder_output = model.decoder(
+        encoder_output, inputs["redshift"], inputs["fiber_offset"], torch.full((tester.batch_size,), 1.5)
+    )
+    assert isinstance(decoder_output, GalSpecDecoderOutput)
+    for name in ("spectrum_mean", "spectrum_sigma", "spectrum_log_sigma", "image_mean", "image_log_sigma"):
+        assert torch.equal(getattr(decoder_output, name), getattr(output, name)), name
+    # the normalised mean times the observing fiber's scale is the mean in physical units
+    expected_mean = decoder_output.normalized_spectrum_mean * encoder_output.spectrum_scale[:, None]
+    assert torch.allclose(decoder_output.spectrum_mean, expected_mean)
+    losses = model.forward_loss(
+        inputs["pixel_values"], inputs["spectrum"], inputs["spectrum_ivar"], encoder_output, decoder_output
+    )
+    for got, expected in zip(losses, (output.loss, output.spectrum_loss, output.image_loss), strict=True):
+        assert torch.equal(got, expected)
 
 
 def test_masks_drop_tokens_and_modes():

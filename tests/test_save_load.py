@@ -33,6 +33,31 @@ def test_save_pretrained_writes_safetensors_only(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "galspec"
 
 
+# Weight names of the checkpoints saved so far (layer indices as N): renaming one would stop them loading.
+_LAYER = ("attention.proj", "attention.qkv", "layernorm_after", "layernorm_before", "mlp.fc1", "mlp.fc2")
+_READOUT = ("k_proj", "key_norm", "o_proj", "output_norm", "q_proj", "query_norm", "spectrum_head", "v_proj")
+_DECODER = ("decoder_embed", "image_head", "layernorm", "sky_projection", "wavelength_projection")
+_EMBEDDINGS = ("image_projection", "sky_projection", "spectrum_projection", "wavelength_projection")
+WEIGHT_NAMES = {
+    *(f"{module}.{p}" for module in ("decoder.layers.N", "galspec.encoder.layers.N") for module_part in _LAYER
+      for p in (f"{module_part}.bias", f"{module_part}.weight")),
+    *(f"decoder.readout.{m}.{p}" for m in (*_READOUT, "fiber_encoder.mlp.N") for p in ("bias", "weight")),
+    *(f"decoder.{m}.{p}" for m in _DECODER for p in ("bias", "weight")),
+    *(f"galspec.embeddings.{m}.{p}" for m in (*_EMBEDDINGS, "fiber_encoder.mlp.N") for p in ("bias", "weight")),
+    *(f"galspec.encoder.layernorm.{p}" for p in ("bias", "weight")),
+    "decoder.readout.distance_strength", "decoder.readout.fiber_query.weight", "decoder.readout.key_position.weight",
+    "decoder.image_mask_token", "decoder.spectrum_mask_token", "decoder.image_type_embedding",
+    "galspec.embeddings.image_type_embedding", "galspec.embeddings.spectrum_type_embedding",
+}  # fmt: skip
+
+
+def test_weight_names_are_those_of_saved_checkpoints():
+    import re
+
+    model = GalSpecForMaskedSpectra(GalSpecConfig.from_preset("tiny"))
+    assert {re.sub(r"\.\d+\.", ".N.", name) for name in model.state_dict()} == WEIGHT_NAMES
+
+
 def test_from_pretrained_restores_identical_outputs(tmp_path):
     model, tester = _saved_model(tmp_path)
     inputs = tester.prepare_inputs()

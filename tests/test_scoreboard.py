@@ -7,13 +7,16 @@ import math
 
 import datasets
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from scipy.stats import pearsonr
 
+from galspec_hf.io import read_legacy_cutout, read_manga_cube
 from galspec_hf.scoreboard import (
     draw_evaluation_sets,
     exclude_targets,
     flatten_line_scores,
+    galaxy_class,
     image_light,
     inside_image,
     line_to_light_ratio,
@@ -21,9 +24,13 @@ from galspec_hf.scoreboard import (
     per_spaxel_scale,
     score_line,
     smooth_nan_aware,
+    smooth_to_manga_psf,
+    spaxel_offsets_from_cutout,
     spaxel_selection,
+    spectrum_coverages,
     write_metrics_json,
 )
+from galspec_hf.simulate import simulate_survey
 
 
 def test_score_line_uses_the_same_spaxels_for_every_model():
@@ -156,3 +163,63 @@ def test_image_light_matches_a_supersampled_aperture():
     point[config.bands.index(config.normalization_band), 24, 24] = 7.0
     light = image_light(point, np.array([[0.0, 0.0], [3.0, 0.0]]), 1.5, config)
     assert light.tolist() == pytest.approx([7.0, 0.0])
+
+
+def test_smoothing_to_manga_psf_conserves_flux_and_widens():
+    flux_map = np.zeros((41, 41))
+    flux_map[20, 20] = 100.0
+    smoothed = smooth_to_manga_psf(flux_map, image_psf_fwhm_arcsec=1.2, aperture_diameter_arcsec=1.5)
+    assert np.nansum(smoothed) == pytest.approx(100.0, rel=1e-3)
+    # hand calculation: effective FWHM = hypot(1.2, 2.3548 / 4 * 1.5) = 1.4899"; the kernel brings it to 2.5":
+    # sqrt(2.5^2 - 1.4899^2) = 2.0075" FWHM = 0.85254" sigma = 1.7051 spaxels of 0.5"
+    y, x = np.mgrid[0:41, 0:41]
+    variance = (smoothed * (x - 20) ** 2).sum() / smoothed.sum()
+    assert math.sqrt(variance) == pytest.approx(1.7051, rel=0.02)
+
+
+def test_smoothing_does_not_darken_edges():
+    """A uniform map stays uniform to its corners (zero padding took ~0.3 dex off edges, ~0.6 off corners)."""
+    flux_map = np.full((30, 30), 5.0)
+    flux_map[:, 25:] = np.nan  # outside the model image
+    smoothed = smooth_to_manga_psf(flux_map, image_psf_fwhm_arcsec=1.0, aperture_diameter_arcsec=0.56)
+    np.testing.assert_allclose(smoothed[:, :25], 5.0, rtol=1e-10)
+    assert np.isnan(smoothed[:, 25:]).all()
+
+
+def test_galaxy_class_from_truth_column_or_specific_sfr():
+    assert galaxy_class({"star_forming": False, "log_sfr": 1.0, "log_mstar": 10.0}) == "quiescent"
+    # without the column: log sSFR = 0.5 - 10.5 = -10 > -11 -> star-forming; -12 -> quiescent
+    assert galaxy_class({"log_sfr": 0.5, "log_mstar": 10.5}) == "star_forming"
+    assert galaxy_class({"log_sfr": -1.5, "log_mstar": 10.5}) == "quiescent"
+
+
+def test_spaxel_offsets_follow_both_wcs(tmp_path):
+    """An off-centre target's cutout and its galaxy's cube: spaxel offsets from the cutout centre place the
+    cube centre where the truth puts the galaxy."""
+    simulate_survey(tmp_path, n_galaxies=40, n_ifu=4, seed=3, cutout_size=48, progress=False)
+    truth = [row for row in pq.read_table(tmp_path / "truth.parquet").to_pylist() if row["plateifu"]]
+    for galaxy in truth:
+        cube = read_manga_cube(tmp_path / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
+        cutout = read_legacy_cutout(tmp_path / galaxy["cutout_file"])
+        offsets = spaxel_offsets_from_cutout(cube, cutout)
+        ny, nx = offsets.shape[:2]
+        centre = offsets[(ny - 1) // 2 : ny // 2 + 1, (nx - 1) // 2 : nx // 2 + 1].reshape(-1, 2).mean(axis=0)
+        assert centre == pytest.approx([galaxy["centre_east_arcsec"], galaxy["centre_north_arcsec"]], abs=0.02)
+        # spaxels step 0.5" west along a row and 0.5" north up a column
+        assert offsets[0, 1, 0] - offsets[0, 0, 0] == pytest.approx(-0.5, abs=1e-3)
+        assert offsets[1, 0, 1] - offsets[0, 0, 1] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_spectrum_coverages_of_a_calibrated_gaussian():
+    """Predictions whose sigma is the true scatter: 68 % within 1 sigma, 95 % within 2, a rising curve over 12 k."""
+    rng = np.random.default_rng(0)
+    mean = np.zeros((200, 500))
+    sigma = np.full_like(mean, 2.0)
+    observed = mean + sigma * rng.standard_normal(mean.shape)
+    ivar = np.full_like(mean, 1e12)  # negligible observational noise
+    result = spectrum_coverages(observed, ivar, mean, sigma)
+    assert result["spectrum_coverage_1sigma"] == pytest.approx(0.683, abs=0.01)
+    assert result["spectrum_coverage_2sigma"] == pytest.approx(0.954, abs=0.01)
+    curve = np.asarray(result["spectrum_coverage_curve"])
+    assert curve.shape == (12, 2) and curve[0, 0] == 0.25 and curve[-1, 0] == 3.0
+    assert np.all(np.diff(curve[:, 1]) >= 0)

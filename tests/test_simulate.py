@@ -422,7 +422,7 @@ def test_cli_simulate_writes_a_survey(tmp_path, capsys, template_source):
 
 
 def test_project_readers_read_the_synthetic_files_in_the_right_frame(small_survey, templates, tmp_path):
-    readers = pytest.importorskip("galspec_hf.data.readers")
+    readers = pytest.importorskip("galspec_hf.io")
     import pyarrow.parquet as pq
 
     truth = pq.read_table(small_survey["truth"]).to_pylist()

@@ -1,8 +1,8 @@
-"""Pretraining with Accelerate: augmentation, exact resume after SIGKILL, NaN stop, two gloo processes."""
+"""Pretraining with Accelerate (galspec_hf.training.loop): augmentation, exact resume after SIGKILL, NaN stop,
+streaming, and two gloo processes through examples/pretrain.py as a user launches it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -19,13 +19,16 @@ from transformers import AutoModel, AutoProcessor
 
 import galspec_hf  # noqa: F401  (registers the Auto classes)
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
-from galspec_hf.training import augment_batch, crop_window, flip_east_west, resolve_checkpoint, rotate_90
+from galspec_hf.training import augment_batch, crop_window, flip_east_west, loop, resolve_checkpoint, rotate_90
+from galspec_hf.training.args import build_parser
 from galspec_hf.training.data import GalSpecCollator
 
 from .training_data import write_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "examples" / "pretrain.py"
+# the library's training entry point in a fresh process (for a run that is killed): what examples/pretrain.py runs
+LOOP_MAIN = "import sys; from galspec_hf.training.loop import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _fiber_pixel(image: torch.Tensor, offset: torch.Tensor, pixel_scale: float) -> tuple[int, int]:
@@ -140,14 +143,6 @@ def test_collator_applies_mask_and_cuts_images(tmp_path):
     assert batch["targetid"].tolist() == [1000, 1001, 1002, 1003]
 
 
-def _load_pretrain_example():
-    """examples/pretrain.py as a module, to run its training loop in this process with hooks on the model."""
-    spec = importlib.util.spec_from_file_location("galspec_pretrain_example", PRETRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("augment", [False, True])
 def test_fiber_offsets_reach_the_model_in_pretraining(tmp_path, augment):
     """Non-zero fiber offsets go from the data set through the collator and a pretraining step into the model.
@@ -167,11 +162,10 @@ def test_fiber_offsets_reach_the_model_in_pretraining(tmp_path, augment):
         tmp_path / "data", config, num_rows=rows, margin=margin, fiber_offset=offsets, mark_fiber=mark
     )
     expected = {round(float(z), 5): offset for z, offset in zip(dataset["redshift"], offsets, strict=True)}
-    pretrain = _load_pretrain_example()
     seen = {"forward": [], "encoder": [], "readout": []}
 
     def create_model(args):
-        model = pretrain.create_model(args)
+        model = loop.create_model(args)
         model.register_forward_pre_hook(
             lambda module, a, kw: seen["forward"].append({k: kw[k].detach().clone() for k in kw}), with_kwargs=True
         )
@@ -188,7 +182,7 @@ def test_fiber_offsets_reach_the_model_in_pretraining(tmp_path, augment):
         "--output_dir", str(tmp_path / "out"), "--warmup_steps", "0", "--validation_fraction", "0", "--cpu",
         "--max_shift_pixels", str(margin), "--augment" if augment else "--no-augment",
     ]  # fmt: skip
-    pretrain.training_function(pretrain.build_parser().parse_args(argv), create_model=create_model)
+    loop.training_function(build_parser().parse_args(argv), create_model=create_model)
     assert len(seen["forward"]) == 2 and len(seen["encoder"]) == 2 and len(seen["readout"]) == 2
     moved = 0
     for inputs, encoded, read in zip(seen["forward"], seen["encoder"], seen["readout"], strict=True):
@@ -207,15 +201,26 @@ def test_fiber_offsets_reach_the_model_in_pretraining(tmp_path, augment):
     assert (moved > 0) == augment
 
 
-def _pretrain(tmp_path, data, output, *extra, env=None, check=True, max_steps=12):
-    command = [
-        sys.executable, str(PRETRAIN), "--dataset", str(data), "--preset", "tiny", "--max_steps", str(max_steps),
-        "--per_device_batch_size", "4", "--output_dir", str(output), "--warmup_steps", "2", "--seed", "3", *extra,
+def _arguments(data, output, *extra, max_steps=12) -> list[str]:
+    return [
+        "--dataset", str(data), "--preset", "tiny", "--max_steps", str(max_steps), "--per_device_batch_size", "4",
+        "--output_dir", str(output), "--warmup_steps", "2", "--seed", "3", *extra,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _pretrain(tmp_path, data, output, *extra, check=True, max_steps=12):
+    """The library's training entry point, `galspec_hf.training.loop.main`, in a fresh process."""
+    command = [sys.executable, "-c", LOOP_MAIN, *_arguments(data, output, *extra, max_steps=max_steps)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def _main(capsys, data, output, *extra, max_steps=12) -> tuple[int, str]:
+    """`galspec_hf.training.loop.main` in this process (on the CPU, as every in-process run here): (code, stderr)."""
+    code = loop.main(_arguments(data, output, "--cpu", *extra, max_steps=max_steps))
+    return code, capsys.readouterr().err
 
 
 def _weights(folder):
@@ -232,10 +237,8 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed"
     command = [
-        sys.executable, str(PRETRAIN), "--dataset", str(data), "--preset", "tiny", "--max_steps", steps,
-        "--per_device_batch_size", "4", "--output_dir", str(killed), "--warmup_steps", "2", "--seed", "3",
-        "--checkpointing_steps", "5",
-    ]  # fmt: skip
+        sys.executable, "-c", LOOP_MAIN, *_arguments(data, killed, "--checkpointing_steps", "5", max_steps=int(steps))
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (killed / "latest").exists() and process.poll() is None and time.time() < deadline:
@@ -264,30 +267,42 @@ def test_incomplete_checkpoint_is_never_latest(tmp_path):
         resolve_checkpoint(tmp_path, str(tmp_path / "checkpoint-10.tmp"))
 
 
-def test_non_finite_loss_stops_with_the_step(tmp_path):
+def test_non_finite_loss_stops_with_the_step(tmp_path, capsys):
     config = GalSpecConfig.from_preset("tiny")
     write_toy_dataset(tmp_path / "data", config, num_rows=16)
-    result = _pretrain(
-        tmp_path,
-        tmp_path / "data",
-        tmp_path / "out",
-        "--learning_rate",
-        "1e30",
-        "--max_grad_norm",
-        "1e30",
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "non-finite loss" in result.stderr and "at step" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, stderr = _main(capsys, tmp_path / "data", tmp_path / "out", "--learning_rate", "1e30", "--max_grad_norm",
+                         "1e30")  # fmt: skip
+    assert code == 1
+    assert "non-finite loss" in stderr and "at step" in stderr
+    assert "Traceback" not in stderr
 
 
-def test_bad_arguments_exit_2(tmp_path):
-    result = _pretrain(tmp_path, tmp_path / "missing", tmp_path / "out", check=False)
+def test_non_finite_loss_is_a_training_error_not_a_user_error(tmp_path):
+    from galspec_hf.errors import GalSpecError, GalSpecTrainingError, GalSpecUserError
+
+    assert issubclass(GalSpecTrainingError, GalSpecError) and not issubclass(GalSpecTrainingError, GalSpecUserError)
+    config = GalSpecConfig.from_preset("tiny")
+    write_toy_dataset(tmp_path / "data", config, num_rows=16)
+    argv = _arguments(tmp_path / "data", tmp_path / "out", "--cpu", "--learning_rate", "1e30", "--max_grad_norm",
+                      "1e30")  # fmt: skip
+    with pytest.raises(GalSpecTrainingError, match="non-finite loss .* at step"):
+        loop.training_function(build_parser().parse_args(argv))
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    code, stderr = _main(capsys, tmp_path / "missing", tmp_path / "out")
+    assert code == 2
+    assert "Traceback" not in stderr and "error:" in stderr
+    code, stderr = _main(capsys, tmp_path, tmp_path / "out", "--push_to_hub")
+    assert code == 2 and "--hub_model_id" in stderr
+
+
+def test_bad_arguments_exit_2_from_the_example_script(tmp_path):
+    """examples/pretrain.py end to end, as a user runs it: one line on stderr, exit code 2."""
+    command = [sys.executable, str(PRETRAIN), *_arguments(tmp_path / "missing", tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    result = _pretrain(tmp_path, tmp_path, tmp_path / "out", "--push_to_hub", check=False)
-    assert result.returncode == 2 and "--hub_model_id" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("pretrain.py: error: ")
 
 
 @pytest.mark.slow
@@ -315,17 +330,19 @@ def test_two_gloo_processes_disjoint_data_identical_weights(tmp_path):
     assert isinstance(model, GalSpecForMaskedSpectra) and isinstance(processor, GalSpecProcessor)
 
 
-def test_streaming_resume_and_tracking(tmp_path):
+def test_streaming_resume_and_tracking(tmp_path, capsys):
     config = GalSpecConfig.from_preset("tiny")
     write_toy_dataset(tmp_path / "data", config, num_rows=24)
     common = ("--streaming", "--checkpointing_steps", "4", "--validation_fraction", "0.2")
-    _pretrain(tmp_path, tmp_path / "data", tmp_path / "straight", *common, "--with_tracking", max_steps=10)
+    code, stderr = _main(capsys, tmp_path / "data", tmp_path / "straight", *common, "--with_tracking", max_steps=10)
+    assert code == 0, stderr[-3000:]
     assert list((tmp_path / "straight" / "logs").rglob("events.out.tfevents.*"))  # tensorboard wrote events
     # resume a fresh run from the straight run's step-4 checkpoint: same schedule, same data position
     checkpoint = tmp_path / "straight" / "checkpoint-4"
     assert json.loads((checkpoint / "training_state.json").read_text())["step"] == 4
     resume = ("--resume_from_checkpoint", str(checkpoint))
-    _pretrain(tmp_path, tmp_path / "data", tmp_path / "resumed", *common, *resume, max_steps=10)
+    code, stderr = _main(capsys, tmp_path / "data", tmp_path / "resumed", *common, *resume, max_steps=10)
+    assert code == 0, stderr[-3000:]
     straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name

@@ -7,10 +7,10 @@ Each subcommand lives in its own module in :mod:`galspec_hf.commands` and expose
     ``run(args) -> int`` does the work and returns the exit code.
 
 Subcommand modules are discovered automatically (modules whose name starts with ``_`` are skipped),
-so adding a command means adding a file. User errors (bad paths, bad values, an input file that is not
-the expected kind of FITS) are raised as :class:`CLIError`, or as
-:class:`~galspec_hf.data.readers.GalspecFormatError` by the readers, and printed as one line with exit
-code 2, never as a traceback. Any other exception is a bug and keeps its traceback.
+so adding a command means adding a file. User errors (bad paths, bad values, a survey file that is
+not the expected kind of FITS, a failed download) are the subclasses of
+:class:`~galspec_hf.errors.GalSpecUserError`; they are printed as one line with exit code 2, never as a
+traceback. Any other exception, ``ValueError`` included, is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pkgutil
 import sys
 
 from . import commands
-from .errors import CLIError
+from .errors import CLIError, GalSpecUserError
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -50,13 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except CLIError as error:
-        return _user_error(args.command, error)
-    except ValueError as error:
-        from .data.readers import GalspecFormatError  # noqa: PLC0415 (astropy: only when needed)
-
-        if not isinstance(error, GalspecFormatError):
-            raise
+    except GalSpecUserError as error:
         return _user_error(args.command, error)
 
 

@@ -18,8 +18,16 @@ import math
 #: Speed of light in km/s (CODATA 2018, exact by definition of the metre).
 SPEED_OF_LIGHT_KMS = 299_792.458
 
+#: Speed of light in Angstrom/s (the same exact value).
+SPEED_OF_LIGHT_A_PER_S = SPEED_OF_LIGHT_KMS * 1e13
+
 #: Flux density unit of DESI spectra and of every spectrum in this package, erg/s/cm2/A.
 FLUX_UNIT_ERG_S_CM2_A = 1e-17
+
+#: Zero point of the AB magnitude system, Jy: m_AB = -2.5 log10(f_nu / 3631 Jy) (Oke & Gunn 1983, ApJ 266, 713).
+AB_ZEROPOINT_JY = 3631.0
+#: One jansky in erg/s/cm2/Hz.
+JANSKY_ERG_S_CM2_HZ = 1e-23
 
 #: Zero point of the nanomaggy: 1 nanomaggy is AB magnitude 22.5 (SDSS/Legacy Surveys convention,
 #: https://www.legacysurvey.org/dr10/description/#photometry).
@@ -258,7 +266,8 @@ HC_ERG_A = 6.62607015e-27 * 2.99792458e18
 # --- line fitting ---
 #: MaNGA spectral resolution R = lambda / FWHM (vacuum Angstrom, R) every 600 A, the median SRES of the real spaxel
 #: spectra in ../shared/data/manga/MaNGA_test_spectra.fits.gz (mangadap test data; Yan et al. 2016, AJ 151, 8 quote
-#: R ~ 1400-2600). Default instrumental resolution of galspec_hf.analysis.lines (linear interpolation in between).
+#: R ~ 1400-2600). The one MaNGA line-spread function (galspec_hf.spectral.manga_resolution, linear interpolation in
+#: between): the simulator's cubes and the line fitter's default.
 MANGA_RESOLUTION_TABLE = (
     (3700.0, 1449.0), (4300.0, 1709.0), (4900.0, 1805.0), (5500.0, 1866.0), (6100.0, 1860.0), (6700.0, 1927.0),
     (7300.0, 2049.0), (7900.0, 2177.0), (8500.0, 2328.0), (9100.0, 2417.0), (9700.0, 2345.0), (10300.0, 2014.0),
@@ -341,3 +350,60 @@ LIER_LOG_OII_HBETA = 0.6
 #: E(B-V)_gas(r) = E(B-V)_gas(r_e) x 10**(-g (r/r_e - 1)) with g drawn from 0.1-0.3 dex per r_e (assumption in
 #: their range), capped at 3 x the r_e value.
 DUST_GRADIENT_DEX_PER_RE_RANGE = (0.1, 0.3)
+
+# ------------------------------------------------------------------------------------------------
+# Simulated galaxy population (galspec_hf.simulate.galaxy): scaling relations and parameter ranges
+# ------------------------------------------------------------------------------------------------
+#: Ratio of the 5500 A light-to-mass ratio of a 100-Myr constant-SFR population to that of a 10-Gyr SSP,
+#: computed from the FSPS SSP file SSP_Padova_CKC14z_Kroupa_Z0.0190.fits (METADATA mstar and FLUX): 79.9.
+YOUNG_TO_OLD_LIGHT_PER_MASS_5500 = 80.0
+#: Duration of the "young" constant-SFR population, yr (the young template of simulate/templates.py).
+YOUNG_POPULATION_AGE_YR = 1e8
+#: BGS bright magnitude limit r < 19.5 (Hahn et al. 2023, AJ 165, 253), and a bright cut for saturation.
+BGS_R_MAG_LIMIT = 19.5
+BGS_R_MAG_BRIGHT = 14.0
+#: Schechter r-band luminosity function of Blanton et al. (2003, ApJ 592, 819): M* - 5 log h = -20.44, alpha = -1.05;
+#: with h = 0.7 (Planck-like) M* = -21.21.
+SCHECHTER_MSTAR_R = -20.44 + 5 * math.log10(0.7)
+SCHECHTER_ALPHA = -1.05
+#: Redshift range of the simulated bright galaxy sample (DESI BGS, Hahn et al. 2023: 0 < z < 0.6, most below 0.4).
+SIMULATED_REDSHIFT_RANGE = (0.01, 0.4)
+#: Shen et al. (2003, MNRAS 343, 978), eq. 18 and Table 1, late types:
+#: R50 = gamma M^alpha (1 + M/M0)^(beta - alpha) kpc, gamma = 0.10, alpha = 0.14, beta = 0.39, M0 = 3.98e10 Msun;
+#: log-normal scatter sigma_lnR ~ 0.47 at low mass, 0.34 at high mass (we use 0.4).
+SHEN03_LATE = (0.10, 0.14, 0.39, 3.98e10)
+SHEN03_SCATTER_LN = 0.4
+#: Bulge effective radius / disk scale length ~ 0.2 (Graham & Worley 2008, MNRAS 388, 1708; range 0.1-0.4 here).
+BULGE_RE_PER_DISK_H = (0.1, 0.4)
+#: Stellar Tully-Fisher relation, Reyes et al. (2011, MNRAS 417, 2347): log V80 = 2.142 + 0.278 (log M* - 10.10).
+REYES11_TF = (2.142, 0.278, 10.10)
+#: Stellar velocity dispersion - stellar mass, Zahid et al. (2016, ApJ 832, 203):
+#: log sigma = 2.07 + 0.286 (log M - 10.26).
+ZAHID16_SIGMA = (2.07, 0.286, 10.26)
+#: H-alpha attenuation versus stellar mass of star-forming galaxies, Garn & Best (2010, MNRAS 409, 421), eq. 8:
+#: A_Ha = 0.91 + 0.77 X + 0.11 X^2 - 0.09 X^3, X = log(M*/1e10 Msun); scatter 0.28 mag.
+GARN_BEST10_AHALPHA = (0.91, 0.77, 0.11, -0.09)
+GARN_BEST10_SCATTER = 0.28
+#: Ionised-gas velocity dispersion of local star-forming disks, 20-50 km/s (Epinat et al. 2010, MNRAS 401, 2113).
+GAS_SIGMA_KMS_RANGE = (20.0, 50.0)
+#: AGN narrow-line-region dispersion, km/s (NLR FWHM ~ 300-600 km/s; Zakamska et al. 2003, AJ 126, 2125).
+AGN_SIGMA_KMS_RANGE = (130.0, 250.0)
+#: Mass-metallicity relation, Tremonti et al. (2004, ApJ 613, 898), eq. 3, shifted by -0.25 dex from their CL01
+#: calibration to the PP04 N2 scale (Kewley & Ellison 2008, ApJ 681, 1183, Fig. 2), clipped to the N2 range of PP04.
+TREMONTI04_MZR = (-1.492, 1.847, -0.08026)
+MZR_PP04_OFFSET_DEX = -0.25
+PP04_N2_OXYGEN_RANGE = (8.0, 8.85)
+#: Fraction of targets that are off-centre pieces of large galaxies (assumption; Legacy Surveys shreds of nearby
+#: galaxies and their DESI fibers, Moustakas et al. 2023 SGA, are a few per cent of BGS; we use more so that the
+#: training set spans the range of fiber offsets) and the fraction of those placed along the major axis.
+SIMULATED_OFFCENTRE_FRACTION = 0.12
+SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION = 0.6
+#: Fraction of bulge-dominated galaxies (B/T > 0.3) hosting an AGN-like nucleus (Kauffmann et al. 2003, MNRAS 346,
+#: 1055: ~40% of massive SDSS galaxies host AGN, most weak; we give 20% a visible nucleus).
+SIMULATED_AGN_FRACTION = 0.2
+#: Seeing FWHM ranges, arcsec: Legacy Surveys imaging (issue 4: 1.0-1.6) and DESI fiber-delivered seeing
+#: (DESI survey operations, Schlafly et al. 2023, AJ 166, 259: median ~1.1 arcsec).
+LEGACY_SEEING_FWHM_RANGE_ARCSEC = (1.0, 1.6)
+DESI_FIBER_SEEING_FWHM_RANGE_ARCSEC = (0.8, 1.5)
+#: DESI BGS effective exposure times, s (nominal 180 s; Schlafly et al. 2023), range simulated.
+BGS_EXPTIME_RANGE_S = (150.0, 600.0)

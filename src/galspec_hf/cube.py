@@ -1,16 +1,144 @@
-"""Predict an IFU-like cube for a Legacy Surveys cutout and write it as a MaNGA-like LOGCUBE."""
+"""Predicted IFU-like cubes: the spaxel grid and hexagonal footprint, :func:`predict_cube`, and MaNGA-like LOGCUBEs.
+
+The model predicts the spectrum of a fiber anywhere on the image (:meth:`GalSpecForMaskedSpectra.predict_spectra`);
+a cube asks it for one fiber per spaxel of a MaNGA-like grid (docs/ARCHITECTURE.md, data flow step 3).
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from astropy.io import fits
+from transformers.utils import ModelOutput
 
-from .data.readers import read_legacy_cutout
-from .data.writers import MANGA_DONOTUSE, write_logcube
-from .models.galspec import GalSpecCubeOutput, GalSpecForMaskedSpectra, GalSpecProcessor
+from .io.legacy import read_legacy_cutout
+from .io.manga import MANGA_DONOTUSE, write_manga_cube
+from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
+
+
+@dataclass
+class GalSpecCubeOutput(ModelOutput):
+    """
+    Output of :func:`predict_cube`: an IFU-like cube on a square spaxel grid.
+
+    Args:
+        wavelength (`torch.FloatTensor` of shape `(L,)`): wavelengths, Angstrom (vacuum, observed frame).
+        mean (`torch.FloatTensor` of shape `(batch, ny, nx, L)`): predicted flux density; per spaxel
+            (1e-17 erg/s/cm2/A/spaxel) when `per_spaxel`, else per fiber (1e-17 erg/s/cm2/A). Zero outside
+            the footprint.
+        sigma (`torch.FloatTensor` of shape `(batch, ny, nx, L)`): predicted sigma_model, same unit.
+        spaxel_offset (`torch.FloatTensor` of shape `(ny, nx, 2)`): spaxel centres, arcsec east/north of the
+            image centre. Row index runs north, column index runs west (east to the left), as in MaNGA cubes.
+        footprint (`torch.BoolTensor` of shape `(ny, nx)`): True inside the hexagonal IFU footprint.
+        spaxel_size (`float`): spaxel side, arcsec.
+        fiber_diameter (`float`): diameter of the aperture each spaxel spectrum was read through, arcsec.
+    """
+
+    wavelength: torch.FloatTensor | None = None
+    mean: torch.FloatTensor | None = None
+    sigma: torch.FloatTensor | None = None
+    spaxel_offset: torch.FloatTensor | None = None
+    footprint: torch.BoolTensor | None = None
+    spaxel_size: float | None = None
+    fiber_diameter: float | None = None
+
+
+def spaxel_grid(num_spaxels: int, spaxel_size: float) -> torch.Tensor:
+    """Spaxel centres of a square cube, (ny, nx, 2) arcsec (east, north); rows run north, columns west."""
+    index = (torch.arange(num_spaxels, dtype=torch.float32) - (num_spaxels - 1) / 2) * spaxel_size
+    north, west = torch.meshgrid(index, index, indexing="ij")
+    return torch.stack([-west, north], dim=-1)
+
+
+def hexagon_footprint(offsets: torch.Tensor, diameter: float) -> torch.Tensor:
+    """True inside a regular hexagon of corner-to-corner `diameter` (arcsec) centred on 0, corners east/west.
+
+    MaNGA IFU bundles are hexagonal, 12.5" to 32.5" across (Drory et al. 2015, AJ 149, 77).
+    """
+    radius = diameter / 2  # centre-to-corner
+    x, y = offsets[..., 0].abs(), offsets[..., 1].abs()
+    apothem = radius * math.sqrt(3) / 2
+    return (y <= apothem) & (math.sqrt(3) * x + y <= math.sqrt(3) * radius)
+
+
+@torch.no_grad()
+def predict_cube(
+    model: GalSpecForMaskedSpectra,
+    pixel_values: torch.Tensor,
+    redshift: torch.Tensor,
+    spaxel_size: float = 0.5,
+    num_spaxels: int | None = None,
+    bundle_diameter: float | None = None,
+    fiber_diameter: float | None = None,
+    per_spaxel: bool = True,
+    wavelength: torch.Tensor | None = None,
+    fiber_batch_size: int = 256,
+    progress: bool = False,
+) -> GalSpecCubeOutput:
+    r"""
+    Predict an IFU-like cube: the spectrum at every spaxel of a MaNGA-like grid and footprint.
+
+    Spaxel spectra come from `model`'s :meth:`~GalSpecForMaskedSpectra.predict_spectra` (each image encoded
+    once), read through a circular aperture of `fiber_diameter` centred on the spaxel. With `per_spaxel=True`
+    they are scaled by spaxel area / aperture area, giving flux per spaxel as in MaNGA LOGCUBEs. The cube's
+    spatial resolution is that of the image and the aperture, not MaNGA's 2.5" reconstructed PSF.
+
+    Args:
+        model (:class:`GalSpecForMaskedSpectra`): the model.
+        pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): images, nanomaggies.
+        redshift (`torch.FloatTensor` of shape `(batch,)`).
+        spaxel_size (`float`, *optional*, defaults to 0.5): spaxel side, arcsec (MaNGA: 0.5).
+        num_spaxels (`int`, *optional*): spaxels per side; defaults to the image's field of view.
+        bundle_diameter (`float`, *optional*): corner-to-corner size (arcsec) of the hexagonal footprint;
+            defaults to the field of view. Spaxels outside are not predicted (zero).
+        fiber_diameter (`float`, *optional*, defaults to `config.fiber_diameter`): aperture, arcsec.
+        per_spaxel (`bool`, *optional*, defaults to `True`): flux per spaxel rather than per aperture.
+        wavelength, fiber_batch_size, progress: as in :meth:`GalSpecForMaskedSpectra.predict_spectra`.
+    """
+    config = model.config
+    if spaxel_size <= 0:
+        raise ValueError(f"`spaxel_size` must be positive (arcsec), got {spaxel_size}")
+    field_of_view = config.image_size * config.pixel_scale
+    if num_spaxels is None:
+        num_spaxels = int(field_of_view // spaxel_size)
+    if not isinstance(num_spaxels, int) or num_spaxels < 1:
+        raise ValueError(f"`num_spaxels` must be a positive integer, got {num_spaxels!r}")
+    bundle_diameter = field_of_view if bundle_diameter is None else float(bundle_diameter)
+    if bundle_diameter <= 0:
+        raise ValueError(f"`bundle_diameter` must be positive (arcsec), got {bundle_diameter}")
+    fiber_diameter = config.fiber_diameter if fiber_diameter is None else float(fiber_diameter)
+    offsets = spaxel_grid(num_spaxels, spaxel_size)  # (ny, nx, 2)
+    footprint = hexagon_footprint(offsets, bundle_diameter)
+    inside = offsets[footprint]  # (K, 2)
+    batch = pixel_values.shape[0]
+    prediction = model.predict_spectra(
+        pixel_values,
+        redshift,
+        inside[None].expand(batch, -1, -1).to(pixel_values.device),
+        wavelength=wavelength,
+        fiber_diameter=fiber_diameter,
+        fiber_batch_size=fiber_batch_size,
+        progress=progress,
+    )
+    scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
+    length = prediction.wavelength.shape[0]
+    mean = prediction.mean.new_zeros(batch, num_spaxels, num_spaxels, length)
+    sigma = prediction.sigma.new_zeros(batch, num_spaxels, num_spaxels, length)
+    mean[:, footprint.to(mean.device)] = prediction.mean * scale
+    sigma[:, footprint.to(mean.device)] = prediction.sigma * scale
+    return GalSpecCubeOutput(
+        wavelength=prediction.wavelength,
+        mean=mean,
+        sigma=sigma,
+        spaxel_offset=offsets,
+        footprint=footprint,
+        spaxel_size=float(spaxel_size),
+        fiber_diameter=fiber_diameter,
+    )
 
 
 def predict_cube_for_cutout(
@@ -31,7 +159,8 @@ def predict_cube_for_cutout(
     processor = GalSpecProcessor.from_config(config)
     image = processor.orient_cutout(cutout)
     batch = processor([image], [redshift])
-    output = model.predict_cube(
+    output = predict_cube(
+        model,
         batch["pixel_values"],
         batch["redshift"],
         spaxel_size=spaxel_size,
@@ -66,7 +195,7 @@ def write_predicted_cube(
     header["FIBERDIA"] = (output.fiber_diameter, "[arcsec] aperture of each spaxel spectrum")
     header["GSMODEL"] = (str(model_name)[:60], "galspec-hf model")
     header["COMMENT"] = "Predicted by galspec-hf from an image: IVAR is 1/sigma_model^2."
-    return write_logcube(
+    return write_manga_cube(
         path,
         output.wavelength.double().cpu().numpy(),
         flux,

@@ -40,7 +40,7 @@ def find_legacy_cutout(shared_data: Path | None = None) -> Path | None:
 
 def load_cutout(path: Path, bands: list[str]) -> DemoImage:
     """Read a Legacy Surveys cutout (``read_legacy_cutout``) and bring it to the standard orientation via its WCS."""
-    from .data.readers import read_legacy_cutout
+    from .io.legacy import read_legacy_cutout
 
     cutout = read_legacy_cutout(path, bands=tuple(bands))
     return DemoImage(GalSpecProcessor.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix), str(path))

@@ -7,10 +7,16 @@ written by :func:`export_hub_folder` also loads without the package, with ``trus
 - ``model.safetensors`` (or its shards and index), copied byte for byte;
 - ``config.json`` with an ``auto_map`` pointing the Auto classes at the custom code;
 - ``preprocessor_config.json`` (the :class:`GalSpecProcessor` settings) with its own ``auto_map``;
-- ``configuration_galspec.py``, ``modeling_galspec.py``, ``processing_galspec.py``, copied from
+- ``configuration_galspec.py``, ``modeling_galspec.py``, ``processing_galspec.py``, from
   ``galspec_hf/models/galspec/`` (they import only torch, numpy, transformers and each other);
 - ``README.md``, a model card with Hub metadata (license, library, tags, data sets, evaluation results),
-  training data, metrics, intended use, limitations and the citation.
+  training data, metrics, intended use, limitations and the citation, rendered from the package's
+  ``templates/model_card_template.md``.
+
+The ``auto_map`` entries and the code files are written by transformers itself: the classes are registered
+for their Auto classes (``register_for_auto_class``) only while the export saves them, and ``save_pretrained``
+(through ``transformers.dynamic_module_utils.custom_object_save``) maps each Auto class to the class's file and
+copies that file with every file it imports relatively.
 
 The folder is then published with ``huggingface_hub.upload_folder`` (see ``docs/HUB.md``).
 This module is library code: ``modeling/export_hub_repo.py`` is its command line.
@@ -19,16 +25,18 @@ This module is library code: ``modeling/export_hub_repo.py`` is its command line
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import HubExportError
 
 __all__ = [
     "CONFIG_AUTO_MAP",
@@ -43,17 +51,19 @@ __all__ = [
     "validate_repo_id",
 ]
 
-#: The custom-code files shipped next to the weights (they import each other with relative imports).
+#: The custom-code files shipped next to the weights: the model's file and the files it imports relatively,
+#: which transformers copies (they import each other with relative imports).
 HUB_CODE_FILES = ("configuration_galspec.py", "modeling_galspec.py", "processing_galspec.py")
 
-#: ``auto_map`` written into the exported ``config.json``.
+#: ``auto_map`` of the exported ``config.json``: each class is registered for these Auto classes while it is
+#: saved, and transformers writes the entries.
 CONFIG_AUTO_MAP = {
     "AutoConfig": "configuration_galspec.GalSpecConfig",
     "AutoModel": "modeling_galspec.GalSpecForMaskedSpectra",
     "AutoModelForPreTraining": "modeling_galspec.GalSpecForMaskedSpectra",
 }
 
-#: ``auto_map`` written into the exported ``preprocessor_config.json``.
+#: ``auto_map`` of the exported ``preprocessor_config.json`` (written the same way).
 PROCESSOR_AUTO_MAP = {
     "AutoFeatureExtractor": "processing_galspec.GalSpecProcessor",
     "AutoProcessor": "processing_galspec.GalSpecProcessor",
@@ -77,7 +87,8 @@ _METRIC_NAMES = {
     "coverage_2sigma": "Fraction of held-out pixels within 2 sigma (ideal 0.954)",
 }
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The model card, a Jinja template shipped as package data (like templates/mileshc_templates.npz).
+_CARD_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card_template.md"
 
 _CARD_TAGS = [
     "galspec",
@@ -90,10 +101,6 @@ _CARD_TAGS = [
     "uncertainty-quantification",
     "custom_code",
 ]
-
-
-class HubExportError(ValueError):
-    """A problem with the inputs of :func:`export_hub_folder` (a missing file, a bad field, a bad repo id)."""
 
 
 @dataclass
@@ -128,13 +135,15 @@ class HubExport:
 # ------------------------------------------------------------------------------------------------
 # Validation helpers
 # ------------------------------------------------------------------------------------------------
-def validate_repo_id(repo_id: str) -> str:
-    """Check a Hub model repository id of the form ``ORG/NAME``.
+def validate_repo_id(repo_id: str, *, what: str = "repo id") -> str:
+    """Check a Hub repository id of the form ``ORG/NAME``, by ``huggingface_hub``'s rules.
 
     Parameters
     ----------
     repo_id : str
         The id, e.g. ``"org/galspec"``.
+    what : str, optional
+        What the id is, to start the error message (e.g. ``"--dataset"``).
 
     Returns
     -------
@@ -144,20 +153,20 @@ def validate_repo_id(repo_id: str) -> str:
     Raises
     ------
     HubExportError
-        When the id is not ``ORG/NAME`` with letters, digits, ``.``, ``_`` or ``-`` (at most 96 characters
-        per part, no ``--`` or ``..``, not ending in ``.git``), as the Hub requires.
+        When the id has no ``ORG/`` part or fails ``huggingface_hub.utils.validate_repo_id`` (letters, digits,
+        ``.``, ``_`` or ``-``, at most 96 characters, no ``--`` or ``..``, not ending in ``.git``).
     """
-    ok = (
-        isinstance(repo_id, str)
-        and _REPO_ID.match(repo_id) is not None
-        and "--" not in repo_id
-        and ".." not in repo_id
-        and all(len(part) <= 96 and not part.endswith((".", "-")) for part in repo_id.split("/"))
-        and not repo_id.endswith(".git")
-    )
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id as hub_validate_repo_id
+
+    try:
+        hub_validate_repo_id(repo_id)
+        ok = isinstance(repo_id, str) and repo_id.count("/") == 1  # the Hub also takes a bare NAME
+    except HFValidationError:
+        ok = False
     if not ok:
         raise HubExportError(
-            f"repo id must be ORG/NAME (letters, digits, '.', '_', '-'; no '--' or '..'), got {repo_id!r}"
+            f"{what} must be ORG/NAME (letters, digits, '.', '_', '-'; no '--' or '..'), got {repo_id!r}"
         )
     return repo_id
 
@@ -262,6 +271,44 @@ def _check_code_imports(path: Path) -> None:
                 )
 
 
+@contextlib.contextmanager
+def _registered_for_auto_class(cls: type, auto_class: str):
+    """Register ``cls`` for ``auto_class`` (``register_for_auto_class``) inside the block only.
+
+    The registration is a class attribute that makes every later ``save_pretrained`` write ``auto_map`` and copy
+    code; restoring it afterwards leaves the classes as the export found them.
+    """
+    own = "_auto_class" in vars(cls)
+    previous = vars(cls).get("_auto_class")
+    cls.register_for_auto_class(auto_class)
+    try:
+        yield
+    finally:
+        if own:
+            cls._auto_class = previous
+        else:
+            del cls._auto_class  # back to the inherited value
+
+
+def _save_custom_code(obj, folder: Path, target, auto_map: dict[str, str]) -> set[str]:
+    """Let transformers write ``auto_map`` entries for ``obj``'s class and copy its code files into ``folder``.
+
+    For each Auto class that ``auto_map`` maps to ``type(obj)``, the class is registered for it and
+    ``transformers.dynamic_module_utils.custom_object_save`` (the step of ``save_pretrained`` for registered
+    classes) adds the entry to ``target.auto_map`` and copies the class's file with the files it imports
+    relatively. Returns the names of the copied files.
+    """
+    from transformers.dynamic_module_utils import custom_object_save
+
+    cls = type(obj)
+    written: set[str] = set()
+    for auto_class, class_path in auto_map.items():
+        if class_path.rsplit(".", 1)[-1] == cls.__name__:
+            with _registered_for_auto_class(cls, auto_class):
+                written.update(Path(path).name for path in custom_object_save(obj, folder, config=target))
+    return written
+
+
 def _weight_files(model_dir: Path) -> list[str]:
     if (model_dir / _WEIGHT_INDEX).is_file():
         index = _read_json(model_dir / _WEIGHT_INDEX, "safetensors index")
@@ -293,10 +340,6 @@ def _prepare_out_dir(out_dir: Path, model_dir: Path, overwrite: bool) -> None:
 # ------------------------------------------------------------------------------------------------
 # Model card
 # ------------------------------------------------------------------------------------------------
-def _fmt(value: float) -> str:
-    return f"{value:.6g}"
-
-
 def build_model_card(
     config,
     repo_id: str,
@@ -308,6 +351,9 @@ def build_model_card(
     package_version: str | None = None,
 ):
     """Write the model card (``README.md``) of an exported GalSpec repository.
+
+    The text comes from the Jinja template ``galspec_hf/templates/model_card_template.md`` (rendered by
+    ``huggingface_hub.ModelCard.from_template``); the Hub metadata from ``huggingface_hub.ModelCardData``.
 
     Parameters
     ----------
@@ -364,139 +410,21 @@ def build_model_card(
         eval_results=eval_results,
     )
 
-    bands = ", ".join(config.bands)
-    encoder = f"width {config.hidden_size}, depth {config.num_hidden_layers}, {config.num_attention_heads} heads"
-    decoder = (
-        f"width {config.decoder_hidden_size}, depth {config.decoder_num_hidden_layers}, "
-        f"{config.decoder_num_attention_heads} heads"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(_CARD_TEMPLATE),
+        model_name=name,
+        repo_id=repo_id,
+        config=config,
+        num_parameters=num_parameters,
+        package_version=package_version,
+        training_data=training_data,
+        datasets=datasets,
+        evaluation=metrics or None,
+        metric_names=_METRIC_NAMES,
+        paper_arxiv_id=PAPER_ARXIV_ID,
+        paper_title=PAPER_TITLE,
     )
-    grid = (
-        f"{config.wavelength_min:g}-{config.wavelength_max:g} A in steps of {config.wavelength_step:g} A"
-        if config.wavelength_scale == "linear"
-        else f"{config.wavelength_min:g}-{config.wavelength_max:g} A in log10 steps of {config.wavelength_step:g} dex"
-    )
-    if training_data:
-        training_text = training_data.strip()
-    else:
-        training_text = (
-            "**Not recorded.** The export did not say which data trained these weights. Before publishing, "
-            "rerun `modeling/export_hub_repo.py` with `--training-data` (and `--dataset` for Hub data sets)."
-        )
-    if datasets:
-        training_text += "\n\nHub data sets: " + ", ".join(
-            f"[`{d}`](https://huggingface.co/datasets/{d})" for d in datasets
-        )
-
-    if metrics:
-        dataset = metrics["dataset"]
-        split = f", split `{dataset['split']}`" if dataset.get("split") else ""
-        rows = "\n".join(f"| `{k}` | {_METRIC_NAMES.get(k, k)} | {_fmt(v)} |" for k, v in metrics["metrics"].items())
-        source = f"\n\nSource: {metrics['source']}." if metrics.get("source") else ""
-        evaluation_text = (
-            f"Measured on **{dataset['name']}** (type `{dataset['type']}`{split}).\n\n"
-            f"| metric | meaning | value |\n|---|---|---|\n{rows}{source}\n\n"
-            "Calibration means that about 68.3% of held-out pixels fall within 1 sigma and 95.4% within "
-            "2 sigma, with sigma^2 = sigma_model^2 + 1/ivar."
-        )
-    else:
-        evaluation_text = (
-            "**Metrics: not yet measured.** No evaluation results were given to the export "
-            "(`--metrics FILE`), so none are reported; in particular the calibration of the predicted "
-            "uncertainties (coverage at 1 and 2 sigma) has not been checked for these weights."
-        )
-
-    body = f"""
-# {name}
-
-GalSpec predicts the spectrum that a fiber would record at any position on a galaxy, with an
-uncertainty per pixel (trained to be calibrated; see Evaluation), from a multi-band image of the
-galaxy; asking for a grid of positions gives an IFU-like data cube. It is a masked autoencoder over
-image patches and spectrum patches with fiber-position and redshift-aware wavelength encodings,
-following arXiv:{PAPER_ARXIV_ID} ("{PAPER_TITLE}"), written as a Transformers model by the galspec-hf
-package (version {package_version}).
-
-| | |
-|---|---|
-| parameters | {num_parameters:,} |
-| image | {config.image_size} x {config.image_size} px of {config.pixel_scale:g}"/px, bands {bands} (nanomaggies) |
-| wavelength grid | {grid}, {config.num_wavelengths} pixels, vacuum, observed frame |
-| default fiber diameter | {config.fiber_diameter:g}" |
-| encoder | {encoder} |
-| decoder | {decoder} |
-| output units | 1e-17 erg/s/cm2/A (mean and sigma per pixel) |
-
-## How to use
-
-With only `torch`, `numpy` and `transformers` installed (the model code in this repository runs,
-hence `trust_remote_code=True`; read it first):
-
-```python
-import torch
-from transformers import AutoModel, AutoProcessor
-
-model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)
-
-batch = processor(images, redshift)                  # images: (B, {len(config.bands)}, H, W) nanomaggies
-fibers = torch.tensor([[[0.0, 0.0], [2.0, 0.0]]])    # (B, K, 2) arcsec east, north of the image centre
-out = model.predict_spectra(batch["pixel_values"], batch["redshift"], fibers)
-out.wavelength, out.mean, out.sigma                  # (L,) Angstrom; (B, K, L) 1e-17 erg/s/cm2/A
-```
-
-With `pip install galspec-hf`, `import galspec_hf` registers the same classes, and `trust_remote_code` is not
-needed.
-
-Conventions: sky offsets are tangent-plane arcsec from the image centre, east and north positive; images
-are in the standard orientation of Legacy Surveys cutouts (east left, north up); wavelengths are vacuum
-Angstrom in the observed frame.
-
-## Training data
-
-{training_text}
-
-## Evaluation
-
-{evaluation_text}
-
-## Intended use
-
-- Research on spatially resolved galaxy properties: predicted fiber spectra at chosen positions, IFU-like
-  cubes and emission-line maps for galaxies that have an image but no integral-field spectroscopy.
-- Choosing targets for IFU follow-up, and comparing predictions with real IFU data (e.g. MaNGA).
-- A starting point for fine-tuning on other surveys (other bands, wavelength grids, fiber sizes).
-
-Out of scope: replacing observed spectra for precision measurements of individual galaxies; images from
-another survey, band set, pixel scale or orientation than the configuration above without fine-tuning;
-objects unlike the training sample (stars, quasars, redshifts or magnitudes outside its range).
-
-## Limitations
-
-- The model learns spatial variation from one fiber per galaxy across many galaxies; it relies on fiber
-  placements varying and on galaxies resembling each other. Predictions far from where training fibers
-  landed (outer regions, unusual morphologies, mergers) are extrapolations.
-- sigma is a per-pixel marginal scatter: it carries no correlation between pixels or between positions.
-- The uncertainty is only as calibrated as measured: see Evaluation.
-- The image resolution (seeing, PSF) and the fiber size limit the spatial detail; a cube is not a
-  higher-resolution observation than the image.
-- Outputs depend on the flux normalisation in a {config.normalization_aperture_diameter:g}" aperture of the
-  {config.normalization_band} band: blank or badly centred cutouts give meaningless scales.
-
-## Citation
-
-The method is described in arXiv:{PAPER_ARXIV_ID} (author list: see the arXiv record):
-
-```bibtex
-@misc{{arxiv{PAPER_ARXIV_ID.replace(".", "_")},
-  title         = {{{PAPER_TITLE}}},
-  year          = {{2026}},
-  eprint        = {{{PAPER_ARXIV_ID}}},
-  archivePrefix = {{arXiv}},
-  primaryClass  = {{astro-ph.GA}},
-  url           = {{https://arxiv.org/abs/{PAPER_ARXIV_ID}}},
-}}
-```
-"""
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -587,31 +515,20 @@ def export_hub_folder(
             "(expected no missing, unexpected or mismatched keys)"
         )
     num_parameters = sum(p.numel() for p in model.parameters())
-    del model
 
     processor_file = model_dir / "preprocessor_config.json"
     processor_created = not processor_file.is_file()
     if processor_created:
-        processor_dict = GalSpecProcessor.from_config(config).to_dict()
+        processor = GalSpecProcessor.from_config(config)
     else:
         processor_dict = _read_json(processor_file, "preprocessor_config.json")
         try:
-            GalSpecProcessor.from_dict(dict(processor_dict))
+            processor = GalSpecProcessor.from_dict(processor_dict)
         except (TypeError, ValueError) as error:
             raise HubExportError(f"{processor_file}: not a valid GalSpecProcessor configuration ({error})") from None
-    processor_dict.pop("auto_map", None)
-    processor_dict["auto_map"] = dict(PROCESSOR_AUTO_MAP)
-    processor_dict.setdefault("feature_extractor_type", "GalSpecProcessor")
-
-    code_dir = _code_dir()
-    for name in HUB_CODE_FILES:
-        if not (code_dir / name).is_file():
-            raise HubExportError(f"{code_dir / name}: custom-code file not found in the installed package")
-        _check_code_imports(code_dir / name)
-
-    config_dict = dict(config_dict)
-    config_dict["auto_map"] = dict(CONFIG_AUTO_MAP)
-    config_dict["architectures"] = ["GalSpecForMaskedSpectra"]
+    # The auto_map entries are written afresh (an earlier export's are dropped); save_pretrained sets architectures.
+    config.auto_map, processor.auto_map = {}, {}
+    config.architectures = [type(model).__name__]
 
     card = build_model_card(
         config,
@@ -628,10 +545,14 @@ def export_hub_folder(
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the export is an ordinary folder
         for name in weight_files:
             shutil.copyfile(model_dir / name, staging / name)
-        (staging / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
-        (staging / "preprocessor_config.json").write_text(json.dumps(processor_dict, indent=2, sort_keys=True) + "\n")
-        for name in HUB_CODE_FILES:
-            shutil.copyfile(code_dir / name, staging / name)
+        # model.save_pretrained would write the weights again: its custom-code step alone, then the config's.
+        code_files = _save_custom_code(model, staging, config, CONFIG_AUTO_MAP)
+        code_files |= _save_custom_code(config, staging, config, CONFIG_AUTO_MAP)
+        code_files |= _save_custom_code(processor, staging, processor, PROCESSOR_AUTO_MAP)
+        for name in sorted(code_files):
+            _check_code_imports(_code_dir() / name)
+        config.save_pretrained(staging)
+        processor.save_pretrained(staging)
         card.save(staging / "README.md")
         if out_dir.exists():
             shutil.rmtree(out_dir)

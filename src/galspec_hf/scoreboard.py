@@ -15,6 +15,12 @@ with several models and scores them here, every model on the same spaxels:
 - :func:`line_to_light_ratio` and :func:`null_line_map`: the null baselines (one line-to-light ratio x the
   image light under each spaxel).
 - :func:`write_metrics_json`: strict JSON, NaN written as null.
+
+The experiment's evaluation of one set is here too: :func:`evaluate_set` reads each galaxy's truth cube, MAPS and
+cutout, predicts spectra at its spaxels (:func:`spaxel_offsets_from_cutout`, :func:`predicted_cube`), fits the
+line maps (:func:`fit_maps`), smooths image-resolution maps to MaNGA's PSF (:func:`smooth_to_manga_psf`), builds
+the nulls from fiber line-to-light ratios (:func:`fiber_ratios`) and scores everything with :func:`score_line`
+and :func:`spectrum_coverages`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from galspec_hf.metrics import log_ratio_statistics
+from galspec_hf.constants import (
+    DAP_CHANNEL_NAMES,
+    FWHM_PER_SIGMA,
+    MANGA_PSF_FWHM_ARCSEC,
+    MANGA_SPAXEL_ARCSEC,
+    SPEED_OF_LIGHT_KMS,
+)
+from galspec_hf.metrics import coverage_curve, log_ratio_statistics
 from galspec_hf.strict_json import to_strict_json, write_strict_json  # noqa: F401  (to_strict_json re-exported)
 
 # Short metric prefixes of the compared lines, used in metrics.json keys (``ha_pearson_r``, ``nii_...``).
@@ -332,6 +345,275 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
                 out["coverage_2sigma"] = stats.get("coverage_2sigma")
                 out["ha_per_galaxy"] = stats.get("per_galaxy")
     return models
+
+
+# ----------------------------------------------------------------------------------------
+# The experiment's evaluation: predicted cubes, line maps, smoothing, nulls, one set's scores
+# ----------------------------------------------------------------------------------------
+# The lines compared: our fit's names -> the DAP MAPS channel names of the truth files.
+LINES = {name: DAP_CHANNEL_NAMES[name] for name in ("Halpha", "NII_6585", "Hbeta", "OIII_5008")}
+# Equal-area diameter of a 0.5" spaxel, arcsec: the "fiber" of the supervised baseline's training rows.
+SPAXEL_EQUIVALENT_DIAMETER_ARCSEC = 2 * MANGA_SPAXEL_ARCSEC / math.sqrt(math.pi)
+# DESI spectral resolution FWHM ~1.8 A (R = 2000-5500 over 3600-9800 A; DESI Collaboration 2022, AJ 164, 207).
+DESI_RESOLUTION_FWHM_A = 1.8
+# Equivalent Gaussian FWHM of a top-hat aperture of diameter D: sigma = D / 4 (second moment of a disk).
+TOPHAT_FWHM_PER_DIAMETER = FWHM_PER_SIGMA / 4
+# The compared models, in the order of the tables and figures, and their titles.
+MODELS = ("image_only", "supervised", "null_light", "null_fiber")
+MODEL_TITLES = {"image_only": "image only", "supervised": "supervised", "null_light": "null light",
+                "null_fiber": "null fiber"}  # fmt: skip
+
+
+def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
+    """Sky offsets (ny, nx, 2) arcsec east/north of every spaxel from the cutout centre, through both WCSs."""
+    ny, nx = cube.flux.shape[1:]
+    y, x = np.mgrid[0:ny, 0:nx]
+    world = cube.wcs.pixel_to_world(x, y)
+    return cutout.sky_to_offset_arcsec(world.ra.deg, world.dec.deg)
+
+
+def predicted_cube(
+    model, cutout, redshift: float, offsets: np.ndarray, fiber_diameter: float, per_spaxel: float, where: np.ndarray
+):
+    """Spectra at the spaxels `where` (ny, nx) of a truth grid, flux per spaxel (x `per_spaxel`): (wavelength (L,),
+    mean (ny, nx, L), sigma (ny, nx, L)), NaN at the other spaxels (nothing there is scored, so none predicted)."""
+    import torch
+
+    processor_size = model.config.image_size
+    image = cutout.crop_center(processor_size).image if cutout.image.shape[-1] != processor_size else cutout.image
+    pixel_values = torch.from_numpy(image.astype(np.float32))[None]
+    chosen = offsets[where]  # (S, 2)
+    prediction = model.predict_spectra(
+        pixel_values,
+        torch.tensor([redshift], dtype=torch.float32),
+        torch.from_numpy(chosen.reshape(1, -1, 2).astype(np.float32)),
+        fiber_diameter=fiber_diameter,
+        fiber_batch_size=128,
+    )
+    n_wave = prediction.mean.shape[-1]
+    mean = np.full((*where.shape, n_wave), np.nan)
+    sigma = np.full((*where.shape, n_wave), np.nan)
+    mean[where] = prediction.mean[0].numpy() * per_spaxel
+    sigma[where] = prediction.sigma[0].numpy() * per_spaxel
+    return prediction.wavelength.numpy().astype(np.float64), mean, sigma
+
+
+def fit_maps(wavelength, mean, sigma, redshift, weighted: bool, where: np.ndarray) -> tuple[dict, dict | None]:
+    """Line-flux maps (ny, nx) of a predicted cube, fitted at the spaxels `where` only (NaN elsewhere), and, for the
+    sigma-weighted fit, their predicted 1-sigma errors.
+
+    weighted=False: every pixel has the same weight (the model's sigma does not steer the fit); the errors are
+    then not the model's and are returned as None. weighted=True: ivar = 1 / sigma_model^2 without rescaling,
+    so ``flux_err`` is the model's own predicted sigma of the line flux. The fit's stellar continuum is the local
+    one (a straight line per line complex): the same for every model, ~13x faster than the template fit.
+    """
+    from galspec_hf.analysis.lines import fit_emission_lines
+
+    flux_in, sigma_in = mean[where], sigma[where]  # (S, L)
+    ivar = 1.0 / np.clip(sigma_in, 1e-6, None) ** 2 if weighted else np.ones_like(flux_in)
+    instrumental = SPEED_OF_LIGHT_KMS * (DESI_RESOLUTION_FWHM_A / FWHM_PER_SIGMA) / wavelength
+    maps = fit_emission_lines(
+        wavelength,
+        flux_in,
+        ivar,
+        redshift,
+        instrumental_sigma_kms=instrumental,
+        rescale_errors=not weighted,
+        continuum="local",
+    )
+
+    def scatter(values):
+        out = np.full(where.shape, np.nan)
+        out[where] = np.asarray(values, dtype=np.float64)
+        return out
+
+    flux = {name: scatter(maps.flux[name]) for name in LINES}
+    errors = {name: scatter(maps.flux_err[name]) for name in LINES} if weighted else None
+    return flux, errors
+
+
+def smoothing_sigma_spaxels(resolution_fwhm_arcsec: float) -> float:
+    """Gaussian sigma (spaxels) that brings a map of `resolution_fwhm_arcsec` to MaNGA's 2.5" reconstructed PSF."""
+    kernel_fwhm = math.sqrt(max(MANGA_PSF_FWHM_ARCSEC**2 - resolution_fwhm_arcsec**2, 0.0))
+    return kernel_fwhm / FWHM_PER_SIGMA / MANGA_SPAXEL_ARCSEC
+
+
+def smooth_to_manga_psf(
+    flux_map: np.ndarray, image_psf_fwhm_arcsec: float, aperture_diameter_arcsec: float
+) -> np.ndarray:
+    """NaN-aware smoothing of an image-resolution map (image seeing + a top-hat aperture) to MaNGA's 2.5" PSF."""
+    effective = math.hypot(image_psf_fwhm_arcsec, TOPHAT_FWHM_PER_DIAMETER * aperture_diameter_arcsec)
+    return smooth_nan_aware(flux_map, smoothing_sigma_spaxels(effective))
+
+
+def galaxy_class(galaxy: dict) -> str:
+    """``star_forming`` or ``quiescent``, from the simulator's truth column `star_forming` (its main-sequence
+    draw); without that column, from the specific SFR: log SFR - log M* > -11 /yr is star-forming."""
+    if "star_forming" in galaxy and galaxy["star_forming"] is not None:
+        return "star_forming" if bool(galaxy["star_forming"]) else "quiescent"
+    return "star_forming" if float(galaxy["log_sfr"]) - float(galaxy["log_mstar"]) > -11.0 else "quiescent"
+
+
+def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str) -> dict[str, np.ndarray]:
+    """Line-to-light ratio of each fiber row: the line fitted on its own spectrum over the image light in its
+    aperture ({line: (N,)}, 1e-17 erg/s/cm2 per nanomaggy)."""
+    flux = np.stack([np.asarray(r["flux"], np.float64) for r in rows])
+    ivar = np.stack([np.asarray(r["ivar"], np.float64) for r in rows])
+    mask = np.stack([np.asarray(r["mask"]) for r in rows])
+    redshift = np.array([float(r["redshift"]) for r in rows])
+    fluxes = fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, LINES, continuum=continuum)
+    light = np.array(
+        [
+            image_light(np.asarray(r["image"]), np.asarray(r["fiber_offset"])[None], float(r["fiber_diameter"]),
+                        config, pixel_scale=float(r["pixel_scale"]))[0]
+            for r in rows
+        ]
+    )  # fmt: skip
+    return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
+
+
+def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
+    """Pixel coverage of predicted spectra: the fraction of observed pixels within 1 and 2 predicted sigma, and the
+    curve over k = 0.25 ... 3 (``spectrum_coverage_1sigma``, ``_2sigma``, ``_curve`` as [[k, fraction], ...])."""
+    levels = [float(k) for k in np.linspace(0.25, 3.0, 12)]
+    one, two, *curve = coverage_curve(observed, ivar, mean, sigma, [1.0, 2.0, *levels])
+    return {
+        "spectrum_coverage_1sigma": one,
+        "spectrum_coverage_2sigma": two,
+        "spectrum_coverage_curve": [[k, fraction] for k, fraction in zip(levels, curve, strict=True)],
+    }
+
+
+def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave) -> dict:
+    """Maps, selections, scores and spectrum coverage of one evaluation set, every model on the same spaxels.
+
+    Parameters
+    ----------
+    survey : Path, a folder written by :func:`galspec_hf.simulate.simulate_survey` (MaNGA-format truth in
+        ``manga/``, Legacy cutouts)
+    galaxies : list of truth rows (``plateifu``, ``targetid``, ``redshift``, ``psf_fwhm_r_arcsec``, ``cutout_file``,
+        ``disk_re_arcsec``, ``star_forming``)
+    models : {"image_only": the one-fiber model, "supervised": the model trained on spaxels}
+    null_inputs : {"survey_ratio": {line: ratio}, "own_ratio": {targetid: {line: ratio}}} (:func:`fiber_ratios`)
+    wave : the models' wavelength grid (A)
+
+    For each galaxy, four maps per line of :data:`LINES` on its truth grid: ``image_only`` (fitted without the
+    model's sigma, smoothed to MaNGA's PSF), ``supervised``, ``null_light`` and ``null_fiber``; the sigma-weighted
+    fits are scored too (``sigma_weighted_fits``). Returns (result, panels, curves): the set's metrics
+    (``{"models": {...}, "sigma_weighted_fits", "galaxies", "n_galaxies", "classes"}``, the metrics.json block),
+    up to three galaxies' maps per line for the figures, and the spectrum coverage curve per model title.
+    """
+    from galspec_hf.io import read_legacy_cutout, read_manga_cube, read_manga_maps
+    from galspec_hf.models.galspec.processing_galspec import resample_spectrum
+
+    one_fiber, supervised = models["image_only"], models["supervised"]
+    config = one_fiber.config
+    per_line = {
+        line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in ("image_only", "supervised")},
+               "sigma": {m: [] for m in ("image_only", "supervised")}, "truth": [], "selection": []}
+        for line in LINES
+    }  # fmt: skip
+    spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in ("image_only", "supervised")}
+    classes, records, panels = [], [], {line: [] for line in LINES}
+    for galaxy in galaxies:
+        cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
+        maps = read_manga_maps(survey / "manga" / f"manga-{galaxy['plateifu']}-MAPS.fits.gz")
+        cutout = read_legacy_cutout(survey / galaxy["cutout_file"])
+        offsets = spaxel_offsets_from_cutout(cube, cutout)
+        z, psf = float(galaxy["redshift"]), float(galaxy["psf_fwhm_r_arcsec"])
+        footprint = cube_footprint(cube.ivar, cube.mask)
+        # the model sees a config.image_size crop: a spaxel counts when its whole aperture lies inside it
+        in_image = inside_image(
+            offsets, config.image_size, cutout.pixel_scale_arcsec, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC / 2
+        )
+        # only spaxels inside the model image and the cube footprint can be scored: predict and fit only those
+        needed = in_image & footprint
+        scale_1f = per_spaxel_scale(config.fiber_diameter, MANGA_SPAXEL_ARCSEC)
+        _, mean_1f, sigma_1f = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f, needed)
+        _, mean_sup, sigma_sup = predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, 1.0,
+                                                needed)  # fmt: skip
+        fits = {
+            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=False, where=needed)[0],
+            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=False, where=needed)[0],
+        }
+        weighted = {
+            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=True, where=needed),
+            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=True, where=needed),
+        }
+        light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
+                            pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
+        light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
+        own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
+
+        def smooth_1f(flux_map, in_image=in_image, psf=psf):
+            return smooth_to_manga_psf(np.where(in_image, flux_map, np.nan), psf, config.fiber_diameter)
+
+        cls = galaxy_class(galaxy)
+        classes.append(cls)
+        record = {"plateifu": galaxy["plateifu"], "targetid": int(galaxy["targetid"]), "class": cls,
+                  "disk_re_arcsec": float(galaxy["disk_re_arcsec"])}  # fmt: skip
+        for line, channel in LINES.items():
+            index = maps.line_names.index(channel)
+            truth_map = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux[index], np.nan)
+            truth_ivar = np.where(maps.emline_flux_mask[index] == 0, maps.emline_flux_ivar[index], 0.0)
+            selection = spaxel_selection(truth_map, truth_ivar, footprint, in_image)
+            candidates = spaxel_selection(truth_map, truth_ivar, footprint, np.ones_like(in_image))
+            record[f"{LINE_PREFIXES[line]}_spaxels_outside_image"] = int((candidates & ~in_image).sum())
+            data = per_line[line]
+            data["truth"].append(truth_map)
+            data["selection"].append(selection)
+            data["maps"]["image_only"].append(smooth_1f(fits["image_only"][line]))
+            data["maps"]["supervised"].append(fits["supervised"][line])
+            data["maps"]["null_light"].append(null_line_map(null_inputs["survey_ratio"][line], light_smoothed))
+            data["maps"]["null_fiber"].append(null_line_map(own_ratio.get(line, np.nan), light_smoothed))
+            data["weighted"]["image_only"].append(smooth_1f(weighted["image_only"][0][line]))
+            data["weighted"]["supervised"].append(weighted["supervised"][0][line])
+            # smoothing averages neighbouring spaxels; their errors are taken as fully correlated (conservative)
+            data["sigma"]["image_only"].append(smooth_1f(weighted["image_only"][1][line]))
+            data["sigma"]["supervised"].append(weighted["supervised"][1][line])
+            if len(panels[line]) < 3:
+                panels[line].append({"name": galaxy["plateifu"], "truth": truth_map, "good": selection,
+                                     "east": offsets[..., 0], "north": offsets[..., 1],
+                                     **{m: data["maps"][m][-1] for m in MODELS}})  # fmt: skip
+        records.append(record)
+        # spectrum coverage, both models on the same data: the H-alpha-selected spaxels of the truth cube
+        chosen = per_line["Halpha"]["selection"][-1]
+        flux = np.moveaxis(cube.flux, 0, -1)[chosen]
+        ivar = np.moveaxis(np.where(cube.mask == 0, cube.ivar, 0.0), 0, -1)[chosen]
+        if chosen.any():
+            obs, obs_ivar = resample_spectrum(cube.wavelength, flux, ivar, wave)
+            for name, mean, sigma in (("image_only", mean_1f, sigma_1f), ("supervised", mean_sup, sigma_sup)):
+                spectra[name]["obs"].append(obs)
+                spectra[name]["ivar"].append(obs_ivar)
+                spectra[name]["mean"].append(mean[chosen])
+                spectra[name]["sigma"].append(sigma[chosen])
+
+    line_scores, weighted_scores = {}, {}
+    for line, data in per_line.items():
+        line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
+                                       classes=classes)  # fmt: skip
+        weighted_scores[line] = score_line(
+            {**data["weighted"], "null_light": data["maps"]["null_light"], "null_fiber": data["maps"]["null_fiber"]},
+            data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,
+        )  # fmt: skip
+    result = {"models": flatten_line_scores(line_scores)}
+    weighted_flat = flatten_line_scores(weighted_scores)
+    result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in ("image_only", "supervised")}
+    curves = {}
+    for name in ("image_only", "supervised"):
+        if spectra[name]["obs"]:
+            stacked = (np.concatenate(spectra[name][k]) for k in ("obs", "ivar", "mean", "sigma"))
+            coverage = spectrum_coverages(*stacked)
+        else:
+            coverage = {"spectrum_coverage_1sigma": None, "spectrum_coverage_2sigma": None,
+                        "spectrum_coverage_curve": []}  # fmt: skip
+        result["models"][name].update(coverage)
+        result["models"][name]["spectrum_coverage_on"] = "the set's truth-cube spaxels with H-alpha truth S/N > 3"
+        curves[MODEL_TITLES[name]] = coverage["spectrum_coverage_curve"]
+    result["galaxies"] = records
+    result["n_galaxies"] = len(galaxies)
+    result["classes"] = {c: classes.count(c) for c in ("star_forming", "quiescent")}
+    return result, panels, curves
 
 
 # ----------------------------------------------------------------------------------------

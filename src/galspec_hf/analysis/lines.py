@@ -30,6 +30,9 @@ import numpy as np
 from scipy.special import ndtr
 
 from .. import constants as C
+from ..spectral import desi_sigma_kms as desi_instrumental_sigma_kms
+from ..spectral import manga_sigma_kms as default_instrumental_sigma_kms
+from ..spectral import pixel_edges, resolution_to_sigma_kms
 from .continuum import fit_stellar_continuum
 
 __all__ = [
@@ -48,6 +51,7 @@ _LINES = C.EMISSION_LINES_VACUUM_A
 
 #: Lines measured, in output order (keys of :data:`galspec_hf.constants.EMISSION_LINES_VACUUM_A`).
 LINE_NAMES = C.MODELLED_EMISSION_LINES
+_LINE_REST_A = np.array([_LINES[name] for name in LINE_NAMES])
 #: Channel names written to the FITS headers (C01, C02, ...): the MaNGA DAP's names, as in the EMLINE_GFLUX header
 #: of ../shared/data/manga/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz.
 DAP_CHANNEL_NAMES = C.DAP_CHANNEL_NAMES
@@ -105,42 +109,6 @@ _GRID_SIGMA_KMS = np.array([30.0, 120.0, 300.0])
 _LINE_CORE_KMS = 250.0
 _MIN_CORE_PIXELS = 3
 _MIN_WINDOW_PIXELS = 10
-
-
-def default_instrumental_sigma_kms(wavelength_obs: np.ndarray) -> np.ndarray:
-    """MaNGA instrumental Gaussian sigma in km/s at observed vacuum wavelengths (Angstrom), any shape.
-
-    sigma = c / (R * 2 sqrt(2 ln 2)), with R = lambda / FWHM interpolated in
-    :data:`galspec_hf.constants.MANGA_RESOLUTION_TABLE` (the real MaNGA SRES; R ~ 1450-2420).
-    """
-    table = np.asarray(C.MANGA_RESOLUTION_TABLE, float)
-    resolution = np.interp(np.asarray(wavelength_obs, float), table[:, 0], table[:, 1])
-    return _C_KMS / (resolution * C.FWHM_PER_SIGMA)
-
-
-def desi_instrumental_sigma_kms(wavelength_obs: np.ndarray) -> np.ndarray:
-    """DESI instrumental Gaussian sigma in km/s at observed vacuum wavelengths (Angstrom), any shape.
-
-    From :data:`galspec_hf.constants.DESI_RESOLUTION_SIGMA_PIX` (sigma in 0.8 A pixels, linear in wavelength per
-    arm, fit to the real coadd's resolution matrices); where two arms overlap the mean of the two is used.
-    """
-    wavelength_obs = np.asarray(wavelength_obs, float)
-    total = np.zeros_like(wavelength_obs)
-    count = np.zeros_like(wavelength_obs)
-    for arm, (a, b) in C.DESI_RESOLUTION_SIGMA_PIX.items():
-        lo, hi = C.DESI_ARMS_A[arm]
-        inside = (wavelength_obs >= lo) & (wavelength_obs <= hi)
-        total += np.where(inside, a + b * wavelength_obs, 0.0)
-        count += inside
-    # outside all arms: the nearest arm's formula
-    first, last = C.DESI_RESOLUTION_SIGMA_PIX["b"], C.DESI_RESOLUTION_SIGMA_PIX["z"]
-    outside = np.where(
-        wavelength_obs < C.DESI_ARMS_A["b"][0],
-        first[0] + first[1] * wavelength_obs,
-        last[0] + last[1] * wavelength_obs,
-    )
-    sigma_pix = np.where(count > 0, total / np.maximum(count, 1), outside)
-    return sigma_pix * C.DESI_WAVELENGTH_STEP_A / wavelength_obs * _C_KMS
 
 
 # ----------------------------------------------------------------------------------------
@@ -227,6 +195,8 @@ class LineMaps:
         """
         from astropy.io import fits  # noqa: PLC0415
 
+        from ..io.manga import spaxel_wcs_header, write_manga_maps  # noqa: PLC0415
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         channels = [DAP_CHANNEL_NAMES[name] for name in self.line_names]
@@ -235,50 +205,23 @@ class LineMaps:
             # no sky position known: a placeholder TAN WCS on 0.5" spaxels at (0, 0), flagged in WCSPLACE, so that
             # readers requiring a celestial WCS (read_manga_maps) accept the file
             ny, nx = self.shape
-            scale = C.MANGA_SPAXEL_ARCSEC / 3600.0
-            wcs_header = fits.Header()
-            for key, value in (("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CRPIX1", nx / 2 + 0.5),
-                               ("CRPIX2", ny / 2 + 0.5), ("CRVAL1", 0.0), ("CRVAL2", 0.0), ("CD1_1", -scale),
-                               ("CD2_2", scale), ("CUNIT1", "deg"), ("CUNIT2", "deg")):  # fmt: skip
-                wcs_header[key] = value
+            wcs_header = spaxel_wcs_header(fits.Header(), 0.0, 0.0, nx, ny, C.MANGA_SPAXEL_ARCSEC)
             wcs_header["WCSPLACE"] = (True, "placeholder WCS: sky position unknown")
-        primary = fits.PrimaryHDU()
-        if header is not None:
-            for card in fits.Header(header).cards:
-                if card.keyword not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "") and not card.keyword.startswith(
-                    "NAXIS"
-                ):
-                    primary.header.append(card, end=True)
-        primary.header["AUTHOR"] = "galspec_hf.analysis.lines"
-        primary.header["LINEFIT"] = ("Gaussian; v, sigma tied: Balmer, forbidden", "docs/LINES.md")
-        hdus = [primary]
+        primary = fits.Header() if header is None else fits.Header(header)
+        primary["AUTHOR"] = "galspec_hf.analysis.lines"
+        primary["LINEFIT"] = ("Gaussian; v, sigma tied: Balmer, forbidden", "docs/LINES.md")
         no_value = (1 << C.DAP_MASK_NOVALUE_BIT) | (1 << C.DAP_MASK_DONOTUSE_BIT)
+
+        def finite(data) -> np.ndarray:
+            """Float maps as float32 with 0 where not finite (the DAP's convention); other maps as given."""
+            data = np.asarray(data)
+            return np.where(np.isfinite(data), data, 0.0).astype(np.float32) if data.dtype.kind == "f" else data
 
         def ivar(err: np.ndarray) -> np.ndarray:
             with np.errstate(divide="ignore", invalid="ignore"):
-                out = 1.0 / np.asarray(err, np.float64) ** 2
-            return np.where(np.isfinite(out), out, 0.0).astype(np.float32)
+                return finite(1.0 / np.asarray(err, np.float64) ** 2)
 
-        def add(name, data, bunit=None, chans=None, hduclas2="DATA", err=None, qual=None):
-            data = np.asarray(data)
-            if data.dtype.kind == "f":
-                data = np.where(np.isfinite(data), data, 0.0).astype(np.float32)
-            hdu = fits.ImageHDU(data, name=name)
-            if wcs_header is not None:
-                hdu.header.update(wcs_header)
-            if chans is not None:
-                for k, ch in enumerate(chans):
-                    hdu.header[f"C{k + 1:02d}"] = (ch, f"Data in channel {k + 1}")
-            if bunit:
-                hdu.header["BUNIT"] = (bunit, "Unit of pixel value")
-            hdu.header["HDUCLASS"] = ("SDSS", "SDSS format class")
-            hdu.header["HDUCLAS2"] = hduclas2
-            if err:
-                hdu.header["ERRDATA"] = (err, "Associated inv. variance extension")
-            if qual:
-                hdu.header["QUALDATA"] = (qual, "Associated quality extension")
-            hdus.append(hdu)
-
+        maps = {}
         mask = np.stack([self.mask[name] for name in self.line_names]).astype(np.int32)
         if len(self.shape) == 2:
             offsets = self.meta.get("spaxel_offset_arcsec")
@@ -286,50 +229,32 @@ class LineMaps:
                 ny, nx = self.shape
                 y, x = np.mgrid[0:ny, 0:nx]
                 offsets = np.stack([-(x - (nx - 1) / 2.0), y - (ny - 1) / 2.0], axis=-1) * C.MANGA_SPAXEL_ARCSEC
-            add("SPX_SKYCOO", np.moveaxis(np.asarray(offsets, np.float32), -1, 0), "arcsec", ("On-sky X", "On-sky Y"))
-            add("STELLAR_VEL", np.zeros(self.shape, np.float32), "km/s", None, "DATA", None, "STELLAR_VEL_MASK")
-            add("STELLAR_VEL_MASK", np.full(self.shape, no_value, np.int32), None, None, "QUALITY")
+            skycoo = np.moveaxis(np.asarray(offsets, np.float32), -1, 0)
+            maps["SPX_SKYCOO"] = (skycoo, "arcsec", ("On-sky X", "On-sky Y"))
+            maps["STELLAR_VEL"] = (np.zeros(self.shape, np.float32), "km/s", None)
+            maps["STELLAR_VEL_MASK"] = (np.full(self.shape, no_value, np.int32), None, None)
         flux_unit = "1E-17 erg/s/cm^2/spaxel"
-        add(
-            "EMLINE_GFLUX",
-            self._stack(self.flux),
-            flux_unit,
-            channels,
-            "DATA",
-            "EMLINE_GFLUX_IVAR",
-            "EMLINE_GFLUX_MASK",
-        )
-        add("EMLINE_GFLUX_IVAR", ivar(self._stack(self.flux_err)), f"({flux_unit})^{{-2}}", channels, "ERROR")
-        add("EMLINE_GFLUX_MASK", mask, None, channels, "QUALITY")
-        add(
-            "EMLINE_GVEL",
-            self._stack(self.velocity_kms),
-            "km/s",
-            channels,
-            "DATA",
-            "EMLINE_GVEL_IVAR",
-            "EMLINE_GVEL_MASK",
-        )
-        add("EMLINE_GVEL_IVAR", ivar(self._stack(self.velocity_err_kms)), "(km/s)^{-2}", channels, "ERROR")
-        add("EMLINE_GVEL_MASK", mask, None, channels, "QUALITY")
-        add("EMLINE_GSIGMA", self._stack(self.dispersion_kms), "km/s", channels, "DATA", "EMLINE_GSIGMA_IVAR",
-            "EMLINE_GSIGMA_MASK")  # fmt: skip
-        add("EMLINE_GSIGMA_IVAR", ivar(self._stack(self.dispersion_err_kms)), "(km/s)^{-2}", channels, "ERROR")
-        add("EMLINE_GSIGMA_MASK", mask, None, channels, "QUALITY")
-        add("EMLINE_INSTSIGMA", self._stack(self.instrumental_sigma_kms), "km/s", channels)
-        add("EMLINE_GEW", self._stack(self.ew_rest_a), "ang", channels, "DATA", "EMLINE_GEW_IVAR", "EMLINE_GEW_MASK")
-        add("EMLINE_GEW_IVAR", ivar(self._stack(self.ew_rest_err_a)), "(ang)^{-2}", channels, "ERROR")
-        add("EMLINE_GEW_MASK", mask, None, channels, "QUALITY")
-        add("EMLINE_GEW_CNT", self._stack(self.continuum), "1E-17 erg/s/cm^2/ang/spaxel", channels)
-        add("EMLINE_RCHI2", self.chi2_reduced.astype(np.float32))
+        for name, values, errors, unit in (
+            ("EMLINE_GFLUX", self.flux, self.flux_err, flux_unit),
+            ("EMLINE_GVEL", self.velocity_kms, self.velocity_err_kms, "km/s"),
+            ("EMLINE_GSIGMA", self.dispersion_kms, self.dispersion_err_kms, "km/s"),
+        ):
+            maps[name] = (finite(self._stack(values)), unit, channels)
+            maps[f"{name}_IVAR"] = (ivar(self._stack(errors)), f"({unit})^{{-2}}", channels)
+            maps[f"{name}_MASK"] = (mask, None, channels)
+            if name == "EMLINE_GSIGMA":
+                maps["EMLINE_INSTSIGMA"] = (finite(self._stack(self.instrumental_sigma_kms)), "km/s", channels)
+        maps["EMLINE_GEW"] = (finite(self._stack(self.ew_rest_a)), "ang", channels)
+        maps["EMLINE_GEW_IVAR"] = (ivar(self._stack(self.ew_rest_err_a)), "(ang)^{-2}", channels)
+        maps["EMLINE_GEW_MASK"] = (mask, None, channels)
+        maps["EMLINE_GEW_CNT"] = (finite(self._stack(self.continuum)), "1E-17 erg/s/cm^2/ang/spaxel", channels)
+        maps["EMLINE_RCHI2"] = (finite(self.chi2_reduced), None, None)
         dn_mask = np.where(np.isfinite(self.dn4000), 0, no_value).astype(np.int32)[None]
-        add("SPECINDEX", self.dn4000[None].astype(np.float32), "", ("Dn4000",), "DATA", "SPECINDEX_IVAR",
-            "SPECINDEX_MASK")  # fmt: skip
-        add("SPECINDEX_IVAR", ivar(self.dn4000_err)[None], "", ("Dn4000",), "ERROR")
-        add("SPECINDEX_MASK", dn_mask, None, ("Dn4000",), "QUALITY")
-        hdus.append(fits.ImageHDU(np.asarray(self.redshift, np.float64), name="REDSHIFT"))
-        fits.HDUList(hdus).writeto(path, overwrite=True)
-        return path
+        maps["SPECINDEX"] = (finite(self.dn4000[None]), "", ("Dn4000",))
+        maps["SPECINDEX_IVAR"] = (ivar(self.dn4000_err)[None], "", ("Dn4000",))
+        maps["SPECINDEX_MASK"] = (dn_mask, None, ("Dn4000",))
+        redshift = {"REDSHIFT": np.asarray(self.redshift, np.float64)}
+        return write_manga_maps(path, maps, wcs_header=wcs_header, primary_header=primary, extra_hdus=redshift)
 
     def plot(self, path: str | Path, lines: tuple[str, ...] = ("Halpha", "Hbeta", "NII_6585", "OIII_5008")) -> Path:
         """Write a PNG grid of 2-D maps: flux of ``lines``, then H-alpha velocity, dispersion and EW, and Dn4000.
@@ -380,12 +305,6 @@ class LineMaps:
 # ----------------------------------------------------------------------------------------
 # Input handling
 # ----------------------------------------------------------------------------------------
-def _pixel_edges(wavelength: np.ndarray) -> np.ndarray:
-    """(L + 1,) pixel edges: midpoints between centres, the ends mirrored."""
-    mid = 0.5 * (wavelength[1:] + wavelength[:-1])
-    return np.concatenate([[2 * wavelength[0] - mid[0]], mid, [2 * wavelength[-1] - mid[-1]]])
-
-
 def _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution) -> np.ndarray:
     if instrumental_sigma_kms is not None and spectral_resolution is not None:
         raise ValueError("give instrumental_sigma_kms or spectral_resolution, not both")
@@ -393,7 +312,7 @@ def _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_r
         resolution = np.broadcast_to(np.asarray(spectral_resolution, float), wavelength.shape)
         if not np.all(np.isfinite(resolution)) or np.any(resolution <= 0):
             raise ValueError("spectral_resolution must be positive and finite (R = lambda / FWHM), shape () or (L,)")
-        return _C_KMS / (resolution * C.FWHM_PER_SIGMA)
+        return resolution_to_sigma_kms(resolution)
     if instrumental_sigma_kms is None:
         return default_instrumental_sigma_kms(wavelength)
     sigma = np.asarray(instrumental_sigma_kms, float)
@@ -731,7 +650,7 @@ def fit_emission_lines(
     if continuum not in ("template", "local"):
         raise ValueError(f"continuum must be 'template' or 'local', got {continuum!r}")
     sigma_inst_pix = _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution)
-    edges = _pixel_edges(wavelength)
+    edges = pixel_edges(wavelength)
 
     n_spec = int(np.prod(lead, dtype=np.int64))
     flux2 = flux.reshape(n_spec, -1)
@@ -784,13 +703,11 @@ def fit_emission_lines(
             with np.errstate(divide="ignore"):
                 ivar_c = np.where(ivar_c > 0, 1.0 / (1.0 / np.where(ivar_c > 0, ivar_c, 1.0) + stellar_var), 0.0)
             flux_c = np.where(ivar_c > 0, flux_c - stellar, 0.0)
-            cont_at_line = {}
-            for name in LINE_NAMES:
-                centre = _LINES[name] * (1.0 + z1[sl])
-                j = np.clip(np.searchsorted(wavelength, centre) - 1, 0, wavelength.size - 2)
-                t = (centre - wavelength[j]) / (wavelength[j + 1] - wavelength[j])
-                rows = np.arange(flux_c.shape[0])
-                cont_at_line[name] = stellar[rows, j] * (1 - t) + stellar[rows, j + 1] * t
+            # the subtracted stellar continuum at each line's expected centre, spectrum by spectrum
+            at_lines = np.stack(
+                [np.interp(_LINE_REST_A * (1.0 + z), wavelength, row) for z, row in zip(z1[sl], stellar, strict=True)]
+            )
+            cont_at_line = dict(zip(LINE_NAMES, at_lines.T, strict=True))
         use_troughs = balmer_absorption and continuum == "local"
         chunk = _Chunk(wavelength, edges, sigma_inst_pix, flux_c, ivar_c, z1[sl], use_troughs, continuum == "local")
         params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors)
@@ -920,7 +837,7 @@ def dn4000(wavelength, flux, ivar, redshift, *, mask=None, min_coverage: float =
     good = np.isfinite(flux) & np.isfinite(ivar) & (ivar > 0)
     if mask is not None:
         good &= np.asarray(mask) == 0
-    dlam = np.diff(_pixel_edges(wavelength))
+    dlam = np.diff(pixel_edges(wavelength))
     fnu = np.where(good, flux, 0.0) * wavelength**2
     with np.errstate(divide="ignore", invalid="ignore"):
         var_fnu = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0) * wavelength**4

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..errors import CLIError
+from ..errors import CLIError, GalSpecFormatError
 
 #: Redshift range a model is asked to predict at, when its configuration does not say: the range redrock scans
 #: with its GALAXY templates for DESI (z from -0.005 to 1.7; desihub/redrock, ``py/redrock/templates.py``,
@@ -75,16 +75,16 @@ def check_cutout(path: str | Path, config, name: str = "--image"):
     """Read a Legacy Surveys cutout and check that the model can use it; return the cutout.
 
     Checks: a readable FITS image with the model's bands (:func:`~galspec_hf.data.read_legacy_cutout`, whose
-    :class:`~galspec_hf.data.readers.GalspecFormatError` names the file and HDU), the model's pixel scale
+    :class:`~galspec_hf.errors.GalSpecFormatError` names the file and HDU), the model's pixel scale
     within 1 % (images are not resampled) and at least ``config.image_size`` pixels on a side.
     """
-    from ..data.readers import GalspecFormatError, read_legacy_cutout  # noqa: PLC0415
+    from ..io.legacy import read_legacy_cutout  # noqa: PLC0415
 
     if not Path(path).is_file():
         raise CLIError(f"{name} {path}: file not found")
     try:
         cutout = read_legacy_cutout(path, bands=tuple(config.bands))
-    except GalspecFormatError as error:
+    except GalSpecFormatError as error:
         raise CLIError(f"{name} {error}") from None
     if abs(cutout.pixel_scale_arcsec - config.pixel_scale) > 0.01 * config.pixel_scale:
         raise CLIError(

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CLIError
+from . import add_command
 
 DESCRIPTION = """\
 Build the DESI x Legacy Surveys training set from a folder of DESI coadd-*.fits and redrock-*.fits files and
@@ -37,11 +38,11 @@ examples:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "build-dataset",
         help="build the DESI x Legacy Surveys training set (Arrow or Parquet) from a folder of survey files",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--input", required=True, help="folder of coadd-*.fits, redrock-*.fits and cutout FITS files")
     parser.add_argument("--output", required=True, help="output folder (must be new or empty, unless --overwrite)")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CLIError
-from . import _checks
+from . import _checks, add_command
 
 DESCRIPTION = """\
 Predict spectra through a 7 x 7 grid of fibers (2 arcsec apart) over a galaxy image and write DIR/demo.png
@@ -22,11 +22,8 @@ example:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "demo",
-        help="predict fiber spectra over a galaxy image and plot them",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "demo", help="predict fiber spectra over a galaxy image and plot them", description=DESCRIPTION
     )
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument("--preset", default="small", help="model preset when --model is not given (default: small)")

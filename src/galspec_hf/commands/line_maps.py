@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CLIError
-from . import _checks
+from . import _checks, add_command
 
 DESCRIPTION = """\
 Fit Gaussian emission lines in every spaxel of a MaNGA DRP LOGCUBE-like file (kinematics tied within the
@@ -27,11 +27,11 @@ DETECTION_SNR = 3.0
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "line-maps",
         help="emission-line flux/velocity/dispersion/EW maps and Dn4000 of a MaNGA-like LOGCUBE",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("cube", type=Path, help="LOGCUBE-like FITS (HDUs FLUX, IVAR, MASK, WAVE; (L, ny, nx))")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")

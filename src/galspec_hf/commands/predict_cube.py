@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import _checks
+from . import _checks, add_command
 
 DESCRIPTION = """\
 Predict an IFU-like spectral cube for the galaxy at the centre of a Legacy Surveys cutout and write it as a
@@ -21,11 +21,11 @@ example:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "predict-cube",
         help="predict an IFU-like cube from a cutout (LOGCUBE FITS)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="folder of a model saved with save_pretrained")
     parser.add_argument(

@@ -7,16 +7,18 @@ import os
 from pathlib import Path
 
 from ..errors import CLIError
-from . import _checks
+from . import _checks, add_command
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "simulate",
         help="write a synthetic survey (DESI coadd/redrock, Legacy cutouts, MaNGA truth, truth table)",
         description=(
-            "Simulate galaxies with known spatially resolved spectra and write them as DESI coadd + redrock files, "
-            "Legacy Surveys cutouts and, for --n-ifu of them, MaNGA LOGCUBE + MAPS files, plus DIR/truth.parquet."
+            "Simulate galaxies with known spatially resolved spectra and write them as DESI coadd + redrock\n"
+            "files, Legacy Surveys cutouts and, for --n-ifu of them, MaNGA LOGCUBE + MAPS files, plus\n"
+            "DIR/truth.parquet."
         ),
     )
     parser.add_argument("--n-galaxies", type=int, required=True, help="number of DESI targets")

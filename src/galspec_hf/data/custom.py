@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import GalSpecFormatError
+from ..io.legacy import read_legacy_cutout
+from ..io.sdss import read_sdss_spec
 from ..models.galspec import GalSpecConfig, GalSpecProcessor
 from ..models.galspec.processing_galspec import resample_spectrum
-from .readers import GalspecFormatError, read_legacy_cutout, read_sdss_spec
 
 
 def build_custom_dataset(
@@ -57,10 +59,10 @@ def build_custom_dataset(
             cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
             image = processor.orient_cutout(cutout)  # ValueError naming the file on a pixel-scale mismatch
             if min(cutout.image.shape[-2:]) < image_size:
-                raise GalspecFormatError(f"{cutout_path}: image {cutout.image.shape[-2:]} smaller than {image_size}")
+                raise GalSpecFormatError(f"{cutout_path}: image {cutout.image.shape[-2:]} smaller than {image_size}")
             if not np.isfinite(spectrum.redshift) or not np.isfinite(spectrum.ra):
-                raise GalspecFormatError(f"{spec_path}: SPECOBJ lacks Z or PLUG_RA/PLUG_DEC")
-        except (GalspecFormatError, OSError, ValueError) as error:
+                raise GalSpecFormatError(f"{spec_path}: SPECOBJ lacks Z or PLUG_RA/PLUG_DEC")
+        except (GalSpecFormatError, OSError, ValueError) as error:
             skipped.append({"spectrum": str(spec_path), "cutout": str(cutout_path), "reason": str(error)})
             continue
         top = (image.shape[-2] - image_size) // 2

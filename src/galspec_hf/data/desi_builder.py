@@ -46,7 +46,9 @@ from astropy.io import fits
 from datasets.builder import Key
 
 from .. import constants as C
-from .readers import GalspecFormatError, LegacyCutout, read_desi_coadd, read_legacy_cutout, read_redrock
+from ..errors import GalSpecFormatError
+from ..io.desi import read_desi_coadd, read_redrock
+from ..io.legacy import LegacyCutout, read_legacy_cutout
 
 __all__ = ["DesiGalaxies", "DesiGalaxiesConfig", "fingerprint_inputs", "read_build_report", "REPORT_DIRNAME"]
 
@@ -277,7 +279,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
                 continue
             try:
                 cutout_header = _read_cutout_centre(path)
-            except GalspecFormatError as error:
+            except GalSpecFormatError as error:
                 problems.append({"kind": "bad_file", "file": str(path), "targetid": None, "reason": str(error)})
                 continue
             pos_paths.append(str(path))
@@ -308,7 +310,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
         if cutout.shape != (size, size):
             cutout = cutout.crop_center(size)
         if not np.all(np.isfinite(cutout.image)):
-            raise GalspecFormatError(f"{path}: HDU PRIMARY: image has non-finite pixels, expected finite nanomaggies")
+            raise GalSpecFormatError(f"{path}: HDU PRIMARY: image has non-finite pixels, expected finite nanomaggies")
         return cutout
 
     def _generate_examples(self, coadd_files, redrock_files, cutouts: _CutoutIndex):
@@ -328,7 +330,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
             try:
                 coadd, redrock = self._read_pair(coadd_path, redrock_path)
                 n_spectra = len(coadd)
-            except (GalspecFormatError, OSError) as error:
+            except (GalSpecFormatError, OSError) as error:
                 records.append(_skip("bad_file", coadd_path, None, str(error)))
             else:
                 row_of = {int(t): r for r, t in enumerate(redrock.targetid)}
@@ -349,7 +351,7 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
                         continue
                     try:
                         cutout = self._load_cutout(cutout_paths[i])
-                    except (GalspecFormatError, OSError) as error:
+                    except (GalSpecFormatError, OSError) as error:
                         records.append(_skip("bad_cutout", cutout_paths[i], targetid, str(error)))
                         continue
                     n_written += 1
@@ -359,13 +361,13 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
 
     @staticmethod
     def _read_pair(coadd_path: str, redrock_path: str):
-        """Read a coadd and its redrock file; raise GalspecFormatError when they cannot be used together."""
+        """Read a coadd and its redrock file; raise GalSpecFormatError when they cannot be used together."""
         if not redrock_path:
-            raise GalspecFormatError(f"{coadd_path}: no matching redrock-*.fits file in the input folder")
+            raise GalSpecFormatError(f"{coadd_path}: no matching redrock-*.fits file in the input folder")
         coadd = read_desi_coadd(coadd_path, require_fibermap=True)
         redrock = read_redrock(redrock_path)
         if not set(coadd.targetid.tolist()) & set(redrock.targetid.tolist()):
-            raise GalspecFormatError(
+            raise GalSpecFormatError(
                 f"{coadd_path}: no TARGETID in common with {redrock_path} (FIBERMAP vs REDSHIFTS TARGETID)"
             )
         return coadd, redrock
@@ -459,10 +461,10 @@ def _read_cutout_centre(path: Path) -> tuple[float, float]:
     try:
         header = fits.getheader(path, 0)
     except Exception as error:
-        raise GalspecFormatError(f"{path}: not a readable FITS file ({type(error).__name__}: {error})") from error
+        raise GalSpecFormatError(f"{path}: not a readable FITS file ({type(error).__name__}: {error})") from error
     width, height = header.get("NAXIS1"), header.get("NAXIS2")
     if not width or not height:
-        raise GalspecFormatError(f"{path}: HDU PRIMARY: expected an image (NAXIS1, NAXIS2 in the header)")
+        raise GalSpecFormatError(f"{path}: HDU PRIMARY: expected an image (NAXIS1, NAXIS2 in the header)")
     try:
         import warnings
 
@@ -472,7 +474,7 @@ def _read_cutout_centre(path: Path) -> tuple[float, float]:
         centre = wcs.pixel_to_world((width - 1) / 2.0, (height - 1) / 2.0)
         return float(centre.ra.deg), float(centre.dec.deg)
     except Exception as error:
-        raise GalspecFormatError(f"{path}: HDU PRIMARY: no usable celestial WCS ({error})") from error
+        raise GalSpecFormatError(f"{path}: HDU PRIMARY: no usable celestial WCS ({error})") from error
 
 
 def _general_reason(record: dict) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from astropy.table import Table
 
 from .. import constants as C
-from .readers import GalspecFormatError
+from ..errors import DownloadError, GalSpecFormatError
 
 __all__ = [
     "DownloadError",
@@ -43,10 +43,6 @@ __all__ = [
 ]
 
 _CHUNK_BYTES = 1 << 16
-
-
-class DownloadError(OSError):
-    """A download failed or its size did not verify; the partial file is kept for a resumed attempt."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +68,12 @@ def read_target_list(path: str | Path) -> Table:
             with open(path, newline="") as handle:
                 rows = list(csv.DictReader(handle))
             if not rows:
-                raise GalspecFormatError(f"{path}: empty target list (expected a header line and one row per target)")
+                raise GalSpecFormatError(f"{path}: empty target list (expected a header line and one row per target)")
             table = Table(rows=[list(r.values()) for r in rows], names=list(rows[0].keys()))
-    except GalspecFormatError:
+    except GalSpecFormatError:
         raise
     except Exception as error:
-        raise GalspecFormatError(f"{path}: not a readable CSV or FITS table ({error})") from error
+        raise GalSpecFormatError(f"{path}: not a readable CSV or FITS table ({error})") from error
     table.rename_columns(table.colnames, [c.strip().upper() for c in table.colnames])
     return table
 
@@ -86,7 +82,7 @@ def _column(table: Table, name: str, source: str, purpose: str) -> np.ndarray:
     """Column ``name`` of ``table``, matched case-insensitively."""
     by_upper = {c.upper(): c for c in table.colnames}
     if name.upper() not in by_upper:
-        raise GalspecFormatError(
+        raise GalSpecFormatError(
             f"{source}: missing column {name} (expected {purpose}); columns present: {', '.join(table.colnames)}"
         )
     return np.asarray(table[by_upper[name.upper()]])
@@ -108,9 +104,9 @@ def desi_dr1_manifest(targets: Table, *, source: str = "target list", base_url: 
         try:
             pixel = int(healpix)
         except ValueError as error:
-            raise GalspecFormatError(f"{source}: column HEALPIX: expected an integer, got {healpix!r}") from error
+            raise GalSpecFormatError(f"{source}: column HEALPIX: expected an integer, got {healpix!r}") from error
         if pixel < 0 or pixel >= 12 * C.DESI_HEALPIX_NSIDE**2:
-            raise GalspecFormatError(
+            raise GalSpecFormatError(
                 f"{source}: column HEALPIX: {pixel} outside 0..{12 * C.DESI_HEALPIX_NSIDE**2 - 1}"
             )
         groups.add((str(survey).strip(), str(program).strip(), pixel))
@@ -139,7 +135,7 @@ def legacy_cutout_manifest(
     has_targetid = "TARGETID" in {c.upper() for c in targets.colnames}
     targetid = _column(targets, "TARGETID", source, "target IDs") if has_targetid else None
     if np.any(~np.isfinite(ra)) or np.any(~np.isfinite(dec)) or np.any(np.abs(dec) > 90):
-        raise GalspecFormatError(f"{source}: columns RA/DEC: expected finite degrees with |DEC| <= 90")
+        raise GalSpecFormatError(f"{source}: columns RA/DEC: expected finite degrees with |DEC| <= 90")
     entries = []
     for i in range(len(ra)):
         query = urllib.parse.urlencode(
@@ -262,3 +258,24 @@ def run_manifest(entries, output_dir: str | Path, *, dry_run: bool, retries: int
     summary = download_manifest(entries, output_dir, retries=retries)
     print(json.dumps(summary, indent=2))
     return 1 if summary["failed"] else 0
+
+
+def add_manifest_arguments(parser) -> None:
+    """The fetch scripts' shared options: --out, --dry-run, --retries (argparse ``parser``)."""
+    parser.add_argument("--out", default="desi_dr1", help="output folder (default: desi_dr1)")
+    parser.add_argument("--dry-run", action="store_true", help="print the manifest and download nothing")
+    parser.add_argument("--retries", type=int, default=3, help="attempts per file (default 3)")
+
+
+def fetch_main(prog: str, make_entries, args) -> int:
+    """A fetch script's work: build the manifest with ``make_entries()``, then :func:`run_manifest` with the options
+    of :func:`add_manifest_arguments`. A missing or malformed target list prints ``{prog}: error: ...`` on stderr
+    and returns 2."""
+    import sys
+
+    try:
+        entries = make_entries()
+    except (FileNotFoundError, GalSpecFormatError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return run_manifest(entries, args.out, dry_run=args.dry_run, retries=args.retries)

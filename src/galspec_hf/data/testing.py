@@ -1,6 +1,7 @@
 """Writers of small survey files in the real layouts, for tests and benchmarks.
 
-They write what the readers in :mod:`galspec_hf.data.readers` expect from the real archives:
+They make fake content and write it through the format writers of :mod:`galspec_hf.io`, in the layouts
+the readers expect from the real archives:
 a DESI healpix coadd (PRIMARY, FIBERMAP, {B,R,Z}_WAVELENGTH/_FLUX/_IVAR/_MASK/_RESOLUTION),
 its redrock file (REDSHIFTS), a Legacy Surveys cutout (primary (bands, H, W) image with a TAN
 WCS and BAND0.. keywords), a MaNGA DRP LOGCUBE and an SDSS spec file. The spectra are a flat
@@ -14,10 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
 from .. import constants as C
-from .readers import DESI_ARMS
+from ..io.desi import DESI_ARMS
+from ..io.desi import write_desi_coadd as _write_desi_coadd
+from ..io.desi import write_redrock as _write_redrock
+from ..io.legacy import write_legacy_cutout as _write_legacy_cutout
+from ..io.manga import MANGA_DONOTUSE
+from ..io.manga import write_manga_cube as _write_manga_cube
+from ..io.sdss import write_sdss_spec as _write_sdss_spec
+from ..sky import fiber_sky_position
 
 __all__ = [
     "FakeTarget",
@@ -55,11 +62,11 @@ class FakeTarget:
 
     @property
     def fiber_ra(self) -> float:
-        return self.ra + self.fiber_offset_arcsec[0] / 3600.0 / np.cos(np.deg2rad(self.dec))
+        return float(fiber_sky_position(self.ra, self.dec, *self.fiber_offset_arcsec)[0])
 
     @property
     def fiber_dec(self) -> float:
-        return self.dec + self.fiber_offset_arcsec[1] / 3600.0
+        return float(fiber_sky_position(self.ra, self.dec, *self.fiber_offset_arcsec)[1])
 
 
 def make_targets(n: int, *, seed: int = 0, first_targetid: int = 39633345008634465, ra=150.0, dec=2.0):
@@ -112,74 +119,54 @@ def write_desi_coadd(
     with_resolution: bool = True,
 ) -> Path:
     """Write a DESI healpix coadd file for ``targets`` (one spectrum each) in the real HDU layout."""
-    path = Path(path)
     rng = np.random.default_rng(seed)
-    primary = fits.PrimaryHDU()
-    primary.header.update(
-        {"SPGRP": "healpix", "SPGRPVAL": healpix, "SURVEY": survey, "PROGRAM": program, "HPXPIXEL": healpix}
-    )
-    primary.header["HPXNSIDE"] = C.DESI_HEALPIX_NSIDE
-    hdus = [primary]
+    header = {"SPGRP": "healpix", "SPGRPVAL": healpix, "SURVEY": survey, "PROGRAM": program, "HPXPIXEL": healpix}
+    header["HPXNSIDE"] = C.DESI_HEALPIX_NSIDE
     n = len(targets)
+    fibermap = None
     if with_fibermap:
-        columns = [
-            fits.Column("TARGETID", "K", array=[t.targetid for t in targets]),
-            fits.Column("COADD_FIBERSTATUS", "J", array=[t.coadd_fiberstatus for t in targets]),
-            fits.Column("TARGET_RA", "D", array=[t.ra for t in targets]),
-            fits.Column("TARGET_DEC", "D", array=[t.dec for t in targets]),
-            fits.Column("OBJTYPE", "3A", array=["TGT"] * n),
-            fits.Column("FLUX_G", "E", array=np.full(n, 10.0)),
-            fits.Column("FLUX_R", "E", array=np.full(n, 20.0)),
-            fits.Column("FLUX_Z", "E", array=np.full(n, 30.0)),
-            fits.Column("EBV", "E", array=np.full(n, 0.02)),
-            fits.Column("MEAN_FIBER_RA", "D", array=[t.fiber_ra for t in targets]),
-            fits.Column("MEAN_FIBER_DEC", "D", array=[t.fiber_dec for t in targets]),
-            fits.Column("MEAN_PSF_TO_FIBER_SPECFLUX", "E", array=[t.psf_to_fiber for t in targets]),
-        ]
-        hdus.append(fits.BinTableHDU.from_columns(columns, name="FIBERMAP"))
+        fibermap = {
+            "TARGETID": [t.targetid for t in targets],
+            "COADD_FIBERSTATUS": [t.coadd_fiberstatus for t in targets],
+            "TARGET_RA": [t.ra for t in targets],
+            "TARGET_DEC": [t.dec for t in targets],
+            "OBJTYPE": ["TGT"] * n,
+            "FLUX_G": np.full(n, 10.0),
+            "FLUX_R": np.full(n, 20.0),
+            "FLUX_Z": np.full(n, 30.0),
+            "EBV": np.full(n, 0.02),
+            "MEAN_FIBER_RA": [t.fiber_ra for t in targets],
+            "MEAN_FIBER_DEC": [t.fiber_dec for t in targets],
+            "MEAN_PSF_TO_FIBER_SPECFLUX": [t.psf_to_fiber for t in targets],
+        }
+    arms = {}
     for arm in DESI_ARMS:
-        name = arm.upper()
         wavelength = _arm_wavelength(arm)
         truth = np.stack([fake_spectrum(wavelength, t.z) for t in targets]) if n else np.zeros((0, wavelength.size))
         noise = rng.normal(0.0, 1.0 / np.sqrt(ivar_value), truth.shape)
-        hdu = fits.ImageHDU(wavelength, name=f"{name}_WAVELENGTH")
-        hdu.header["BUNIT"] = "Angstrom"
-        hdus.append(hdu)
-        hdu = fits.ImageHDU((truth + noise).astype(np.float32), name=f"{name}_FLUX")
-        hdu.header["BUNIT"] = "10**-17 erg/(s cm2 Angstrom)"
-        hdus.append(hdu)
-        hdu = fits.ImageHDU(np.full(truth.shape, ivar_value, np.float32), name=f"{name}_IVAR")
-        hdu.header["BUNIT"] = "10**+34 (s2 cm4 Angstrom2) / erg2"
-        hdus.append(hdu)
-        hdus.append(fits.ImageHDU(np.zeros(truth.shape, np.int32), name=f"{name}_MASK"))
+        arms[arm] = {"wavelength": wavelength, "flux": truth + noise, "ivar": np.full(truth.shape, ivar_value)}
         if with_resolution:
             kernel = np.exp(-0.5 * (np.arange(C.DESI_RESOLUTION_NDIAG) - 5) ** 2)
-            resolution = np.broadcast_to(
+            arms[arm]["resolution"] = np.broadcast_to(
                 (kernel / kernel.sum())[None, :, None], (n, C.DESI_RESOLUTION_NDIAG, wavelength.size)
             )
-            hdus.append(fits.ImageHDU(resolution.astype(np.float32), name=f"{name}_RESOLUTION"))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return path
+    return _write_desi_coadd(path, arms, header=header, fibermap=fibermap)
 
 
 def write_redrock(path: str | Path, targets: list[FakeTarget]) -> Path:
     """Write a redrock file (PRIMARY, REDSHIFTS) for ``targets``."""
-    path = Path(path)
     n = len(targets)
-    columns = [
-        fits.Column("TARGETID", "K", array=[t.targetid for t in targets]),
-        fits.Column("Z", "D", array=[t.z for t in targets]),
-        fits.Column("ZERR", "D", array=np.full(n, 1e-5)),
-        fits.Column("ZWARN", "K", array=[t.zwarn for t in targets]),
-        fits.Column("CHI2", "D", array=np.full(n, 8000.0)),
-        fits.Column("SPECTYPE", "6A", array=[t.spectype for t in targets]),
-        fits.Column("SUBTYPE", "20A", array=[""] * n),
-        fits.Column("DELTACHI2", "D", array=[t.deltachi2 for t in targets]),
-    ]
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns, name="REDSHIFTS")]).writeto(
-        path, overwrite=True
-    )
-    return path
+    redshifts = {
+        "TARGETID": [t.targetid for t in targets],
+        "Z": [t.z for t in targets],
+        "ZERR": np.full(n, 1e-5),
+        "ZWARN": [t.zwarn for t in targets],
+        "CHI2": np.full(n, 8000.0),
+        "SPECTYPE": [t.spectype for t in targets],
+        "SUBTYPE": [""] * n,
+        "DELTACHI2": [t.deltachi2 for t in targets],
+    }
+    return _write_redrock(path, redshifts)
 
 
 def write_legacy_cutout(
@@ -198,39 +185,21 @@ def write_legacy_cutout(
     ``east_left=True`` is the service's orientation (CD1_1 < 0: RA grows to the left); False flips it,
     so a test can check that offsets follow the WCS and not the array orientation.
     """
-    path = Path(path)
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size]
     r2 = (x - (size - 1) / 2) ** 2 + (y - (size - 1) / 2) ** 2
     galaxy = np.exp(-0.5 * r2 / 4.0**2)
     image = np.stack([(i + 1) * galaxy + rng.normal(0, 0.01, galaxy.shape) for i in range(len(bands))])
-    hdu = fits.PrimaryHDU(image.astype(np.float32))
-    scale = pixel_scale_arcsec / 3600.0
-    header = hdu.header
-    header["SURVEY"] = "LegacySurvey"
-    header["VERSION"] = "DR10"
-    header["IMAGETYP"] = "IMAGE"
-    header["BANDS"] = bands
-    for i, band in enumerate(bands):
-        header[f"BAND{i}"] = band
-    header.update(
-        {
-            "CTYPE1": "RA---TAN",
-            "CTYPE2": "DEC--TAN",
-            "CRVAL1": ra,
-            "CRVAL2": dec,
-            "CRPIX1": (size + 1) / 2.0,
-            "CRPIX2": (size + 1) / 2.0,
-            "CD1_1": -scale if east_left else scale,
-            "CD1_2": 0.0,
-            "CD2_1": 0.0,
-            "CD2_2": scale,
-            "IMAGEW": float(size),
-            "IMAGEH": float(size),
-        }
+    return _write_legacy_cutout(
+        path,
+        image,
+        ra_deg=ra,
+        dec_deg=dec,
+        bands=bands,
+        pixel_scale_arcsec=pixel_scale_arcsec,
+        east_left=east_left,
+        cards={"VERSION": "DR10"},
     )
-    hdu.writeto(path, overwrite=True)
-    return path
 
 
 def write_manga_cube(
@@ -243,88 +212,52 @@ def write_manga_cube(
     Gaussian profile of sigma 2 spaxels and peak 1 at spaxel (n_spaxel // 2, n_spaxel // 2), so the H-alpha
     and [OIII] 5008 line fluxes are ``LINE_FLUX`` times that profile in every spaxel (no line is boosted
     anywhere). IVAR is 400 everywhere; MASK is 1024 (DRP3PIXMASK bit 10, DONOTUSE) where the profile is below
-    1e-3. The GIMG..ZIMG planes hold the profile.
+    1e-3. The GIMG..ZIMG planes hold the profile. The spaxel WCS puts (ra, dec) at the array centre (the
+    profile's peak for an odd ``n_spaxel``).
     """
-    path = Path(path)
     loglam = C.MANGA_LOGLAM0 + C.MANGA_LOGLAM_STEP * np.arange(n_wave)
     wavelength = 10.0**loglam
     y, x = np.mgrid[0:n_spaxel, 0:n_spaxel]
     c = n_spaxel // 2
     profile = np.exp(-0.5 * ((x - c) ** 2 + (y - c) ** 2) / 2.0**2)
     flux = fake_spectrum(wavelength, z)[:, None, None] * profile[None]
-    primary = fits.PrimaryHDU()
-    primary.header.update({"OBJRA": ra, "OBJDEC": dec, "IFURA": ra, "IFUDEC": dec, "PLATEIFU": "0000-0000"})
-    scale = C.MANGA_SPAXEL_ARCSEC / 3600.0
-    wcs_cards = {
-        "CTYPE1": "RA---TAN",
-        "CTYPE2": "DEC--TAN",
-        "CTYPE3": "WAVE-LOG",
-        "CRPIX1": c + 1.0,
-        "CRPIX2": c + 1.0,
-        "CRPIX3": 1.0,
-        "CRVAL1": ra,
-        "CRVAL2": dec,
-        "CRVAL3": float(wavelength[0]),
-        "CD1_1": -scale,
-        "CD2_2": scale,
-        "CD3_3": float(wavelength[0] * np.log(10) * C.MANGA_LOGLAM_STEP),
-        "CUNIT1": "deg",
-        "CUNIT2": "deg",
-        "CUNIT3": "Angstrom",
-    }
-    hdus = [primary]
-    for name, data, bunit in (
-        ("FLUX", flux.astype(np.float32), "1E-17 erg/s/cm^2/Ang/spaxel"),
-        ("IVAR", np.full(flux.shape, 400.0, np.float32), "1E+34 (erg/s/cm^2/Ang/spaxel)^-2"),
-        ("MASK", np.where(profile[None] > 1e-3, 0, 1024).astype(np.int32) * np.ones((n_wave, 1, 1), np.int32), ""),
-        ("LSFPOST", np.full(flux.shape, 1.0, np.float32), "Angstrom"),
-    ):
-        hdu = fits.ImageHDU(data, name=name)
-        hdu.header.update(wcs_cards)
-        if bunit:
-            hdu.header["BUNIT"] = bunit
-        hdus.append(hdu)
-    hdus.append(fits.ImageHDU(wavelength, name="WAVE"))
-    hdus.append(fits.ImageHDU(np.full(n_wave, 2000.0), name="SPECRES"))
-    for band in "GRIZ":
-        hdus.append(fits.ImageHDU(profile.astype(np.float32), name=f"{band}IMG"))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return path
+    mask = np.where(profile[None] > 1e-3, 0, MANGA_DONOTUSE).astype(np.int32) * np.ones((n_wave, 1, 1), np.int32)
+    return _write_manga_cube(
+        path,
+        wavelength,
+        flux,
+        np.full(flux.shape, 400.0),
+        mask,
+        ra_deg=ra,
+        dec_deg=dec,
+        spaxel_arcsec=C.MANGA_SPAXEL_ARCSEC,
+        primary_header={"OBJRA": ra, "OBJDEC": dec, "IFURA": ra, "IFUDEC": dec, "PLATEIFU": "0000-0000"},
+        cube_hdus={"LSFPOST": (np.full(flux.shape, 1.0), "Angstrom")},
+        extra_hdus={
+            "SPECRES": np.full(n_wave, 2000.0),
+            **{f"{band}IMG": profile.astype(np.float32) for band in "GRIZ"},
+        },
+    )
 
 
 def write_sdss_spec(path: str | Path, *, z: float = 0.1, ra: float = 180.0, dec: float = 10.0) -> Path:
     """Write an SDSS spec-PLATE-MJD-FIBER.fits file (PRIMARY, COADD, SPECOBJ) with the fake spectrum at ``z``."""
-    path = Path(path)
     loglam = np.log10(C.SDSS_WAVELENGTH_MIN_A) + C.SDSS_LOGLAM_STEP * np.arange(3000)
     flux = fake_spectrum(10.0**loglam, z).astype(np.float32)
     n = loglam.size
-    coadd = fits.BinTableHDU.from_columns(
-        [
-            fits.Column("flux", "E", array=flux),
-            fits.Column("loglam", "E", array=loglam.astype(np.float32)),
-            fits.Column("ivar", "E", array=np.full(n, 25.0, np.float32)),
-            fits.Column("and_mask", "J", array=np.zeros(n, np.int32)),
-            fits.Column("or_mask", "J", array=np.zeros(n, np.int32)),
-            fits.Column("wdisp", "E", array=np.ones(n, np.float32)),
-            fits.Column("sky", "E", array=np.zeros(n, np.float32)),
-            fits.Column("model", "E", array=flux),
-        ],
-        name="COADD",
-    )
-    specobj = fits.BinTableHDU.from_columns(
-        [
-            fits.Column("PLATE", "J", array=[1000]),
-            fits.Column("MJD", "J", array=[52000]),
-            fits.Column("FIBERID", "J", array=[1]),
-            fits.Column("Z", "E", array=[z]),
-            fits.Column("PLUG_RA", "D", array=[ra]),
-            fits.Column("PLUG_DEC", "D", array=[dec]),
-            fits.Column("CLASS", "6A", array=["GALAXY"]),
-        ],
-        name="SPECOBJ",
-    )
-    fits.HDUList([fits.PrimaryHDU(), coadd, specobj]).writeto(path, overwrite=True)
-    return path
+    coadd = {
+        "flux": flux,
+        "loglam": loglam,
+        "ivar": np.full(n, 25.0),
+        "and_mask": np.zeros(n),
+        "or_mask": np.zeros(n),
+        "wdisp": np.ones(n),
+        "sky": np.zeros(n),
+        "model": flux,
+    }
+    specobj = {"PLATE": [1000], "MJD": [52000], "FIBERID": [1], "Z": [z], "PLUG_RA": [ra], "PLUG_DEC": [dec]}
+    specobj["CLASS"] = ["GALAXY"]
+    return _write_sdss_spec(path, coadd, specobj)
 
 
 def write_desi_folder(

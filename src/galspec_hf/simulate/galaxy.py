@@ -18,66 +18,13 @@ import numpy as np
 from scipy.special import gamma as gamma_function
 
 from .. import constants as C
+from ..spectral import f_nu_to_nanomaggies
 from .dust import calzetti_k, calzetti_transmission
 from .templates import TemplateSet
 
 #: Emission lines simulated, keyed as in constants.EMISSION_LINES_VACUUM_A.
 LINE_NAMES = C.MODELLED_EMISSION_LINES
 LINE_WAVELENGTHS_REST_A = np.array([C.EMISSION_LINES_VACUUM_A[name] for name in LINE_NAMES])
-
-#: Ratio of the 5500 A light-to-mass ratio of a 100-Myr constant-SFR population to that of a 10-Gyr SSP,
-#: computed from the FSPS SSP file SSP_Padova_CKC14z_Kroupa_Z0.0190.fits (METADATA mstar and FLUX): 79.9.
-YOUNG_TO_OLD_LIGHT_PER_MASS_5500 = 80.0
-#: Duration of the "young" constant-SFR population, yr (the young template of templates.py).
-YOUNG_POPULATION_AGE_YR = 1e8
-#: BGS bright magnitude limit r < 19.5 (Hahn et al. 2023, AJ 165, 253), and a bright cut for saturation.
-BGS_R_MAG_LIMIT = 19.5
-BGS_R_MAG_BRIGHT = 14.0
-#: Schechter r-band luminosity function of Blanton et al. (2003, ApJ 592, 819): M* - 5 log h = -20.44, alpha = -1.05;
-#: with h = 0.7 (Planck-like) M* = -21.21.
-SCHECHTER_MSTAR_R = -20.44 + 5 * math.log10(0.7)
-SCHECHTER_ALPHA = -1.05
-#: Redshift range of the simulated bright galaxy sample (DESI BGS, Hahn et al. 2023: 0 < z < 0.6, most below 0.4).
-REDSHIFT_RANGE = (0.01, 0.4)
-#: Shen et al. (2003, MNRAS 343, 978), eq. 18 and Table 1, late types:
-#: R50 = gamma M^alpha (1 + M/M0)^(beta - alpha) kpc, gamma = 0.10, alpha = 0.14, beta = 0.39, M0 = 3.98e10 Msun;
-#: log-normal scatter sigma_lnR ~ 0.47 at low mass, 0.34 at high mass (we use 0.4).
-SHEN03_LATE = (0.10, 0.14, 0.39, 3.98e10)
-SHEN03_SCATTER_LN = 0.4
-#: Bulge effective radius / disk scale length ~ 0.2 (Graham & Worley 2008, MNRAS 388, 1708; range 0.1-0.4 here).
-BULGE_RE_PER_DISK_H = (0.1, 0.4)
-#: Stellar Tully-Fisher relation, Reyes et al. (2011, MNRAS 417, 2347): log V80 = 2.142 + 0.278 (log M* - 10.10).
-REYES11_TF = (2.142, 0.278, 10.10)
-#: Stellar velocity dispersion - stellar mass, Zahid et al. (2016, ApJ 832, 203):
-#: log sigma = 2.07 + 0.286 (log M - 10.26).
-ZAHID16_SIGMA = (2.07, 0.286, 10.26)
-#: H-alpha attenuation versus stellar mass of star-forming galaxies, Garn & Best (2010, MNRAS 409, 421), eq. 8:
-#: A_Ha = 0.91 + 0.77 X + 0.11 X^2 - 0.09 X^3, X = log(M*/1e10 Msun); scatter 0.28 mag.
-GARN_BEST10_AHALPHA = (0.91, 0.77, 0.11, -0.09)
-GARN_BEST10_SCATTER = 0.28
-#: Ionised-gas velocity dispersion of local star-forming disks, 20-50 km/s (Epinat et al. 2010, MNRAS 401, 2113).
-GAS_SIGMA_KMS_RANGE = (20.0, 50.0)
-#: AGN narrow-line-region dispersion, km/s (NLR FWHM ~ 300-600 km/s; Zakamska et al. 2003, AJ 126, 2125).
-AGN_SIGMA_KMS_RANGE = (130.0, 250.0)
-#: Mass-metallicity relation, Tremonti et al. (2004, ApJ 613, 898), eq. 3, shifted by -0.25 dex from their CL01
-#: calibration to the PP04 N2 scale (Kewley & Ellison 2008, ApJ 681, 1183, Fig. 2), clipped to the N2 range of PP04.
-TREMONTI04_MZR = (-1.492, 1.847, -0.08026)
-MZR_PP04_OFFSET_DEX = -0.25
-OXYGEN_RANGE = (8.0, 8.85)
-#: Fraction of targets that are off-centre pieces of large galaxies (assumption; Legacy Surveys shreds of nearby
-#: galaxies and their DESI fibers, Moustakas et al. 2023 SGA, are a few per cent of BGS; we use more so that the
-#: training set spans the range of fiber offsets) and the fraction of those placed along the major axis.
-OFFCENTRE_FRACTION = 0.12
-OFFCENTRE_MAJOR_AXIS_FRACTION = 0.6
-#: Fraction of bulge-dominated galaxies (B/T > 0.3) hosting an AGN-like nucleus (Kauffmann et al. 2003, MNRAS 346,
-#: 1055: ~40% of massive SDSS galaxies host AGN, most weak; we give 20% a visible nucleus).
-AGN_FRACTION = 0.2
-#: Seeing FWHM ranges, arcsec: Legacy Surveys imaging (issue 4: 1.0-1.6) and DESI fiber-delivered seeing
-#: (DESI survey operations, Schlafly et al. 2023, AJ 166, 259: median ~1.1 arcsec).
-IMAGE_SEEING_FWHM_RANGE = (1.0, 1.6)
-FIBER_SEEING_FWHM_RANGE = (0.8, 1.5)
-#: DESI BGS effective exposure times, s (nominal 180 s; Schlafly et al. 2023), range simulated.
-EXPTIME_RANGE_S = (150.0, 600.0)
 
 
 @dataclass
@@ -220,9 +167,8 @@ def ab_nanomaggies(wavelength: np.ndarray, flux_lambda: np.ndarray, band: str) -
     wavelength, flux_lambda = wavelength[lo:hi], flux_lambda[..., lo:hi]
     response = np.interp(wavelength, filter_wave, filter_resp, left=0.0, right=0.0)
     numerator = np.trapezoid(flux_lambda * response * wavelength, wavelength, axis=-1)
-    denominator = np.trapezoid(response * C.SPEED_OF_LIGHT_KMS * 1e13 / wavelength, wavelength)  # c in A/s
-    f_nu = numerator / denominator
-    return f_nu / 3631e-23 * 1e9  # AB zero point 3631 Jy; nanomaggies
+    denominator = np.trapezoid(response * C.SPEED_OF_LIGHT_A_PER_S / wavelength, wavelength)
+    return f_nu_to_nanomaggies(numerator / denominator)
 
 
 def line_nanomaggies(wavelength_obs: np.ndarray, line_flux_cgs: np.ndarray, band: str) -> np.ndarray:
@@ -234,8 +180,8 @@ def line_nanomaggies(wavelength_obs: np.ndarray, line_flux_cgs: np.ndarray, band
     """
     filter_wave, filter_resp = decam_filters()[band]
     response = np.interp(wavelength_obs, filter_wave, filter_resp, left=0.0, right=0.0)
-    denominator = np.trapezoid(filter_resp * C.SPEED_OF_LIGHT_KMS * 1e13 / filter_wave, filter_wave)
-    return (line_flux_cgs * response * wavelength_obs).sum(axis=-1) / denominator / 3631e-23 * 1e9
+    denominator = np.trapezoid(filter_resp * C.SPEED_OF_LIGHT_A_PER_S / filter_wave, filter_wave)
+    return f_nu_to_nanomaggies((line_flux_cgs * response * wavelength_obs).sum(axis=-1) / denominator)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -296,7 +242,7 @@ def star_forming_line_ratios(oxygen: np.ndarray) -> np.ndarray:
     return _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total)
 
 
-_OXYGEN_TABLE = np.linspace(OXYGEN_RANGE[0], OXYGEN_RANGE[1], 341)
+_OXYGEN_TABLE = np.linspace(C.PP04_N2_OXYGEN_RANGE[0], C.PP04_N2_OXYGEN_RANGE[1], 341)
 
 
 @functools.lru_cache(maxsize=1)
@@ -307,7 +253,9 @@ def _ratio_table() -> np.ndarray:
 def star_forming_line_ratios_fast(oxygen: np.ndarray) -> np.ndarray:
     """:func:`star_forming_line_ratios` by linear interpolation in a 0.0025-dex table; returns (L, ...)."""
     table = _ratio_table()
-    position = np.clip((oxygen - OXYGEN_RANGE[0]) / (_OXYGEN_TABLE[1] - _OXYGEN_TABLE[0]), 0, _OXYGEN_TABLE.size - 1)
+    position = np.clip(
+        (oxygen - C.PP04_N2_OXYGEN_RANGE[0]) / (_OXYGEN_TABLE[1] - _OXYGEN_TABLE[0]), 0, _OXYGEN_TABLE.size - 1
+    )
     low = np.minimum(position.astype(np.int64), _OXYGEN_TABLE.size - 2)
     frac = position - low
     return table[low].T * (1 - frac)[None] + table[low + 1].T * frac[None]
@@ -478,7 +426,7 @@ def star_forming_ratios_after_dust(galaxy: Galaxy, radius_arcsec: np.ndarray) ->
     """Observed star-forming line fluxes relative to intrinsic H-alpha at deprojected radii ``radius_arcsec`` (R,):
     the abundance gradient's ratios times the radial dust transmission. Returns (L, R)."""
     r_re = np.asarray(radius_arcsec, dtype=np.float64) / galaxy.disk_re_arcsec
-    oxygen = np.clip(galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * r_re, *OXYGEN_RANGE)
+    oxygen = np.clip(galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * r_re, *C.PP04_N2_OXYGEN_RANGE)
     k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
     ebv = gas_ebv_at_radius(galaxy, r_re)
     return star_forming_line_ratios_fast(oxygen) * 10.0 ** (-0.4 * k_lines[:, None] * ebv[None])
@@ -613,7 +561,9 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
 
     radius_re = radius / galaxy.disk_re_arcsec
     oxygen = np.clip(
-        galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * radius_re, OXYGEN_RANGE[0], OXYGEN_RANGE[1]
+        galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * radius_re,
+        C.PP04_N2_OXYGEN_RANGE[0],
+        C.PP04_N2_OXYGEN_RANGE[1],
     )
     ratios = star_forming_line_ratios(oxygen)  # (H, W, L)
     k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
@@ -653,8 +603,8 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
 # ------------------------------------------------------------------------------------------------
 def _sample_schechter(rng: np.random.Generator, size: int, mag_range=(-23.5, -17.0)) -> np.ndarray:
     grid = np.linspace(*mag_range, 2001)
-    x = 10 ** (-0.4 * (grid - SCHECHTER_MSTAR_R))
-    pdf = x ** (SCHECHTER_ALPHA + 1) * np.exp(-x)
+    x = 10 ** (-0.4 * (grid - C.SCHECHTER_MSTAR_R))
+    pdf = x ** (C.SCHECHTER_ALPHA + 1) * np.exp(-x)
     cdf = np.cumsum(pdf)
     cdf /= cdf[-1]
     return np.interp(rng.random(size), cdf, grid)
@@ -662,7 +612,7 @@ def _sample_schechter(rng: np.random.Generator, size: int, mag_range=(-23.5, -17
 
 def _sample_volume_redshift(rng: np.random.Generator, size: int) -> np.ndarray:
     table = _cosmology_table()
-    keep = (table["z"] >= REDSHIFT_RANGE[0]) & (table["z"] <= REDSHIFT_RANGE[1])
+    keep = (table["z"] >= C.SIMULATED_REDSHIFT_RANGE[0]) & (table["z"] <= C.SIMULATED_REDSHIFT_RANGE[1])
     z, dvdz = table["z"][keep], table["dvdz"][keep]
     cdf = np.cumsum(dvdz)
     cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
@@ -675,7 +625,7 @@ def sample_galaxy(
     targetid: int,
     offcentre: bool | None = None,
     max_tries: int = 2000,
-    r_mag_limit: float = BGS_R_MAG_LIMIT,
+    r_mag_limit: float = C.BGS_R_MAG_LIMIT,
 ) -> Galaxy:
     """Draw one BGS-like galaxy (r < 19.5) and its target/fiber placement.
 
@@ -684,7 +634,8 @@ def sample_galaxy(
     rng : random generator (the only source of randomness, so a seed fixes the galaxy).
     templates : stellar population templates.
     targetid : DESI-like TARGETID to assign.
-    offcentre : force (True) or forbid (False) an off-centre target; None draws it with ``OFFCENTRE_FRACTION``.
+    offcentre : force (True) or forbid (False) an off-centre target; None draws it with
+        ``constants.SIMULATED_OFFCENTRE_FRACTION``.
     r_mag_limit : apparent r-band selection limit (default BGS bright, 19.5).
     """
     for _ in range(max_tries):
@@ -697,7 +648,7 @@ def sample_galaxy(
             continue
         galaxy = _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre)
         m_r = 22.5 - 2.5 * math.log10(max(total_band_nanomaggies(galaxy, templates, bands=("r",))["r"], 1e-12))
-        if BGS_R_MAG_BRIGHT < m_r < r_mag_limit:
+        if C.BGS_R_MAG_BRIGHT < m_r < r_mag_limit:
             return galaxy
     raise RuntimeError(f"could not draw a galaxy brighter than r = {r_mag_limit} in {max_tries} tries")
 
@@ -722,17 +673,17 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
         # sequence at log sSFR ~ -12 against ~ -10), so their H-alpha is mostly LIER-like (Cid Fernandes et al. 2011)
         log_sfr = log_sfr_ms - 1.5 - rng.uniform(0.0, 1.0)
     disk_mass = 10**log_mstar * (1 - bulge_fraction) + 1.0
-    x = YOUNG_TO_OLD_LIGHT_PER_MASS_5500 * 10**log_sfr * YOUNG_POPULATION_AGE_YR / disk_mass
+    x = C.YOUNG_TO_OLD_LIGHT_PER_MASS_5500 * 10**log_sfr * C.YOUNG_POPULATION_AGE_YR / disk_mass
     young = float(np.clip(x / (1 + x), 0.0, 0.95))
 
     # sizes (Shen et al. 2003 late types) and structure
-    gamma_, alpha, beta, m0 = SHEN03_LATE
+    gamma_, alpha, beta, m0 = C.SHEN03_LATE
     mstar = 10**log_mstar
     r50_kpc = gamma_ * mstar**alpha * (1 + mstar / m0) ** (beta - alpha)
-    r50_kpc *= math.exp(rng.normal(0.0, SHEN03_SCATTER_LN))
+    r50_kpc *= math.exp(rng.normal(0.0, C.SHEN03_SCATTER_LN))
     disk_re = r50_kpc * arcsec_per_kpc
     disk_h = disk_re / 1.678
-    bulge_re = max(disk_h * rng.uniform(*BULGE_RE_PER_DISK_H), 0.05)
+    bulge_re = max(disk_h * rng.uniform(*C.BULGE_RE_PER_DISK_H), 0.05)
     inclination = math.degrees(math.acos(rng.uniform(0.0, 1.0)))  # random orientations
     q0 = C.DISK_INTRINSIC_AXIS_RATIO
     disk_q = math.sqrt(math.cos(math.radians(inclination)) ** 2 * (1 - q0**2) + q0**2)
@@ -743,7 +694,7 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     # dust: H-alpha attenuation of star-forming galaxies from stellar mass (Garn & Best 2010), converted to the
     # gas colour excess with the Calzetti curve and to the stars with E_s = 0.44 E_g; quenched disks get little dust
     x_mass = log_mstar - 10.0
-    a_halpha = sum(c * x_mass**i for i, c in enumerate(GARN_BEST10_AHALPHA)) + rng.normal(0.0, GARN_BEST10_SCATTER)
+    a_halpha = sum(c * x_mass**i for i, c in enumerate(C.GARN_BEST10_AHALPHA)) + rng.normal(0.0, C.GARN_BEST10_SCATTER)
     if not star_forming:
         a_halpha = rng.uniform(0.0, 0.3)
     k_halpha = float(calzetti_k(np.array([C.EMISSION_LINES_VACUUM_A["Halpha"]]))[0])
@@ -753,14 +704,14 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     ebv_bulge = float(np.clip(rng.normal(0.02, 0.02), 0.0, 0.1))
 
     # kinematics
-    tf0, tf1, tf2 = REYES11_TF
+    tf0, tf1, tf2 = C.REYES11_TF
     vmax = 10 ** (tf0 + tf1 * (log_mstar - tf2) + rng.normal(0.0, 0.05))
-    s0, s1, s2 = ZAHID16_SIGMA
+    s0, s1, s2 = C.ZAHID16_SIGMA
     sigma_bulge = 10 ** (s0 + s1 * (log_mstar - s2) + rng.normal(0.0, 0.05))
 
     # metallicity (PP04 scale) with a CALIFA-like negative gradient
-    t0, t1, t2 = TREMONTI04_MZR
-    oxygen = float(np.clip(t0 + t1 * log_mstar + t2 * log_mstar**2 + MZR_PP04_OFFSET_DEX, *OXYGEN_RANGE))
+    t0, t1, t2 = C.TREMONTI04_MZR
+    oxygen = float(np.clip(t0 + t1 * log_mstar + t2 * log_mstar**2 + C.MZR_PP04_OFFSET_DEX, *C.PP04_N2_OXYGEN_RANGE))
     gradient = float(rng.normal(C.OXYGEN_GRADIENT_DEX_PER_RE, 0.05))
 
     # H-alpha from the SFR (Kennicutt 1998)
@@ -801,20 +752,20 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
         oxygen_gradient_dex_per_re=gradient,
         agn=False,
         agn_halpha_flux=0.0,
-        agn_sigma_kms=float(rng.uniform(*AGN_SIGMA_KMS_RANGE)),
+        agn_sigma_kms=float(rng.uniform(*C.AGN_SIGMA_KMS_RANGE)),
         vmax_kms=float(vmax),
         rotation_turnover_arcsec=float(disk_h * rng.uniform(0.2, 0.8)),
-        sigma_gas_kms=float(rng.uniform(*GAS_SIGMA_KMS_RANGE)),
+        sigma_gas_kms=float(rng.uniform(*C.GAS_SIGMA_KMS_RANGE)),
         sigma_bulge_kms=float(sigma_bulge),
         sigma_disk_kms=float(rng.uniform(40.0, 80.0)),
         continuum_scale=1.0,
         psf_fwhm_g_arcsec=0.0,
         psf_fwhm_r_arcsec=0.0,
         psf_fwhm_z_arcsec=0.0,
-        fiber_seeing_fwhm_arcsec=float(rng.uniform(*FIBER_SEEING_FWHM_RANGE)),
+        fiber_seeing_fwhm_arcsec=float(rng.uniform(*C.DESI_FIBER_SEEING_FWHM_RANGE_ARCSEC)),
         fiber_east_arcsec=0.0,
         fiber_north_arcsec=0.0,
-        exptime_s=float(rng.uniform(*EXPTIME_RANGE_S)),
+        exptime_s=float(rng.uniform(*C.BGS_EXPTIME_RANGE_S)),
     )
     # normalise: absolute magnitude in DECam r of the rest SED at 10 pc
     spectra = component_spectra_rest(templates, galaxy, broaden=False)
@@ -825,7 +776,7 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     galaxy.continuum_scale = float(scale_10pc * (10.0 / (dl_mpc * 1e6)) ** 2 / C.FLUX_UNIT_ERG_S_CM2_A)
 
     # AGN nucleus in bulgy galaxies: H-alpha EW 3-30 A against the bulge continuum
-    if bulge_fraction > 0.3 and rng.random() < AGN_FRACTION:
+    if bulge_fraction > 0.3 and rng.random() < C.SIMULATED_AGN_FRACTION:
         galaxy.agn = True
         ha_rest = C.EMISSION_LINES_VACUUM_A["Halpha"]
         bulge_cont_rest = np.interp(ha_rest, templates.wavelength_rest, spectra["bulge"])
@@ -833,17 +784,17 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
         galaxy.agn_halpha_flux = float(rng.uniform(3.0, 30.0) * bulge_cont_rest * galaxy.continuum_scale)
 
     # seeing: FWHM ~ lambda^-0.2 (Kolmogorov; Fried 1966), r-band drawn from the issue's 1.0-1.6 arcsec
-    fwhm_r = rng.uniform(*IMAGE_SEEING_FWHM_RANGE)
+    fwhm_r = rng.uniform(*C.LEGACY_SEEING_FWHM_RANGE_ARCSEC)
     galaxy.psf_fwhm_r_arcsec = float(fwhm_r)
     galaxy.psf_fwhm_g_arcsec = float(fwhm_r * (4800.0 / 6400.0) ** -0.2)
     galaxy.psf_fwhm_z_arcsec = float(fwhm_r * (9200.0 / 6400.0) ** -0.2)
 
     # target placement
     if offcentre is None:
-        offcentre = bool(rng.random() < OFFCENTRE_FRACTION) and disk_re > 1.5
+        offcentre = bool(rng.random() < C.SIMULATED_OFFCENTRE_FRACTION) and disk_re > 1.5
     if offcentre:
         radius = rng.uniform(0.5, 2.0) * max(disk_re, 1.0)
-        if rng.random() < OFFCENTRE_MAJOR_AXIS_FRACTION:
+        if rng.random() < C.SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION:
             phi = 0.0 if rng.random() < 0.5 else math.pi
         else:
             phi = rng.uniform(0.0, 2 * math.pi)

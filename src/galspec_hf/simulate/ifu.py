@@ -16,16 +16,14 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from .. import constants as C
-from ..data.writers import spaxel_wcs_header
-from ..data.writers import write_logcube as write_cube_file
+from ..io.manga import spaxel_wcs_header, write_manga_cube, write_manga_maps
+from ..sky import fiber_sky_position
+from ..spectral import manga_resolution, manga_sigma_kms, pixel_edges, rebin_flux_conserving
 from .galaxy import LINE_NAMES, LINE_WAVELENGTHS_REST_A, Galaxy, component_spectra_rest, render_maps
 from .imaging import gaussian_kernel, pixel_grid
 from .spectra import gaussian_lines_on_grid
-from .templates import TemplateSet, _rebin_flux_conserving
+from .templates import TemplateSet
 
-#: MaNGA spectral resolution R = lambda / FWHM, linear fit to the SRES of ../shared/data/manga/MaNGA_test_spectra
-#: (R = 1450 at 3706 A, 1908 at 5741 A, 2480 at 9097 A; Yan et al. 2016, AJ 151, 8 quote R ~ 1400-2600).
-MANGA_RESOLUTION_FIT = (1450.0, 0.191, 3706.0)
 #: MaNGA-like per-pixel noise per spaxel: sigma^2 = SIGMA0^2 + GAIN_TERM * flux (1e-17 erg/s/cm2/A/spaxel); the
 #: faint-spaxel floor 0.011 and 0.025 at flux 3 match the IVAR of ../shared/data/manga/MaNGA_test_spectra.fits.gz.
 MANGA_NOISE_SIGMA0 = 0.011
@@ -46,13 +44,6 @@ VELOCITY_BIN_KMS = 15.0
 def manga_wavelength() -> np.ndarray:
     """MaNGA LOGCUBE wavelengths (vacuum A): 10**(MANGA_LOGLAM0 + MANGA_LOGLAM_STEP * i), i < MANGA_NUM_PIXELS."""
     return 10 ** (C.MANGA_LOGLAM0 + C.MANGA_LOGLAM_STEP * np.arange(C.MANGA_NUM_PIXELS))
-
-
-def manga_sigma_kms(wavelength: np.ndarray) -> np.ndarray:
-    """MaNGA instrumental Gaussian sigma, km/s, from R(lambda)."""
-    r0, slope, w0 = MANGA_RESOLUTION_FIT
-    resolution = r0 + slope * (wavelength - w0)
-    return C.SPEED_OF_LIGHT_KMS / (resolution * C.FWHM_PER_SIGMA)
 
 
 def simulate_cube(
@@ -102,8 +93,7 @@ def simulate_cube(
     disk_velocity = np.divide(disk_v, disk, out=np.zeros_like(disk), where=disk > 0)
 
     wavelength = manga_wavelength()
-    half = 0.5 * np.diff(np.log10(wavelength)).mean()
-    edges = 10 ** np.concatenate([np.log10(wavelength) - half, [np.log10(wavelength[-1]) + half]])
+    edges = 10 ** pixel_edges(np.log10(wavelength))  # geometric edges of the log-lambda pixels
     z = galaxy.redshift
     scale = galaxy.continuum_scale / (1 + z)
     sigma_inst = float(np.median(manga_sigma_kms(wavelength)))
@@ -112,8 +102,8 @@ def simulate_cube(
     broadened.sigma_disk_kms = math.hypot(galaxy.sigma_disk_kms, sigma_inst)
     spectra = component_spectra_rest(templates, broadened)
     wave_obs = templates.wavelength_rest * (1 + z)
-    bulge_spec = scale * _rebin_flux_conserving(wave_obs, spectra["bulge"], edges)
-    disk_spec_rest = scale * _rebin_flux_conserving(wave_obs, spectra["disk"], edges)
+    bulge_spec = scale * rebin_flux_conserving(wave_obs, spectra["bulge"], edges)
+    disk_spec_rest = scale * rebin_flux_conserving(wave_obs, spectra["disk"], edges)
     # disk continuum Doppler-shifted per spaxel by its light-weighted stellar velocity: a shift in log-lambda pixels
     loglam = np.log10(wavelength)
     cube = bulge[None] * bulge_spec[:, None, None]
@@ -189,9 +179,10 @@ def simulate_cube(
 
 
 def _galaxy_radec(galaxy: Galaxy) -> tuple[float, float]:
-    dec = galaxy.target_dec_deg + galaxy.centre_north_arcsec / 3600.0
-    ra = galaxy.target_ra_deg + galaxy.centre_east_arcsec / 3600.0 / math.cos(math.radians(galaxy.target_dec_deg))
-    return ra, dec
+    ra, dec = fiber_sky_position(
+        galaxy.target_ra_deg, galaxy.target_dec_deg, galaxy.centre_east_arcsec, galaxy.centre_north_arcsec
+    )
+    return float(ra), float(dec)
 
 
 def _primary_header(galaxy: Galaxy, plateifu: str):
@@ -216,12 +207,9 @@ def _primary_header(galaxy: Galaxy, plateifu: str):
 
 def write_logcube(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -> Path:
     """Write a MaNGA DRP-like LOGCUBE (PRIMARY, FLUX, IVAR, MASK, WAVE, SPECRES, SPECRESD); gzip if path ends .gz."""
-    from astropy.io import fits  # noqa: PLC0415
-
     ra, dec = _galaxy_radec(galaxy)
-    r0, slope, w0 = MANGA_RESOLUTION_FIT
-    specres = r0 + slope * (cube["wavelength"] - w0)
-    return write_cube_file(
+    specres = manga_resolution(cube["wavelength"])
+    return write_manga_cube(
         path,
         cube["wavelength"],
         cube["flux"],
@@ -230,10 +218,7 @@ def write_logcube(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -
         dec_deg=dec,
         spaxel_arcsec=C.MANGA_SPAXEL_ARCSEC,
         primary_header=_primary_header(galaxy, plateifu),
-        extra_hdus=[
-            fits.ImageHDU(specres.astype(np.float64), name="SPECRES"),
-            fits.ImageHDU(np.full(specres.size, 50.0), name="SPECRESD"),
-        ],
+        extra_hdus={"SPECRES": specres.astype(np.float64), "SPECRESD": np.full(specres.size, 50.0)},
     )
 
 
@@ -269,39 +254,19 @@ def write_maps(path: str | Path, galaxy: Galaxy, cube: dict, plateifu: str) -> P
         flux_sigma = sigma_pix * np.sqrt(2 * math.sqrt(math.pi) * sigma_line_a * dlam)
         gflux_ivar[ch] = 1.0 / flux_sigma**2
         gmask[ch] = 0
-    hdus = [fits.PrimaryHDU(header=_primary_header(galaxy, plateifu))]
-
-    def image(name, data, bunit=None, channels=None, hduclas2="DATA", errdata=None, qualdata=None):
-        hdu = fits.ImageHDU(np.asarray(data), name=name)
-        h = hdu.header
-        spaxel_wcs_header(h, ra, dec, n, n, C.MANGA_SPAXEL_ARCSEC, matrix="pc")
-        h["MASKNAME"] = "MANGA_DAPPIXMASK"
-        if channels is not None:
-            for k, ch in enumerate(channels):
-                h[f"C{k + 1:02d}"] = (ch, f"Data in channel {k + 1}")
-        if bunit:
-            h["BUNIT"] = (bunit, "Unit of pixel value")
-        h["HDUCLASS"] = ("SDSS", "SDSS format class")
-        h["HDUCLAS1"] = ("CUBE", "Data format")
-        h["HDUCLAS2"] = hduclas2
-        if errdata:
-            h["ERRDATA"] = (errdata, "Associated inv. variance extension")
-        if qualdata:
-            h["QUALDATA"] = (qualdata, "Associated quality extension")
-        hdus.append(hdu)
-
-    image("SPX_SKYCOO", np.stack([cube["east"], cube["north"]]).astype(np.float32), "arcsec", ("On-sky X", "On-sky Y"))
-    image("STELLAR_VEL", cube["stellar_velocity"].astype(np.float32), "km/s", None, "DATA",
-          "STELLAR_VEL_IVAR", "STELLAR_VEL_MASK")  # fmt: skip
-    image("STELLAR_VEL_IVAR", np.full((n, n), 1e-2, np.float32), "(km/s)^{-2}", None, "ERROR")
-    image("STELLAR_VEL_MASK", np.zeros((n, n), np.int32), None, None, "QUALITY")
     chans = DAP_EMLINE_CHANNELS
-    image("EMLINE_GFLUX", gflux, "1E-17 erg/s/cm^2/spaxel", chans, "DATA", "EMLINE_GFLUX_IVAR", "EMLINE_GFLUX_MASK")
-    image("EMLINE_GFLUX_IVAR", gflux_ivar, "(1E-17 erg/s/cm^2/spaxel)^{-2}", chans, "ERROR")
-    image("EMLINE_GFLUX_MASK", gmask, None, chans, "QUALITY")
-    image("EMLINE_GVEL", gvel, "km/s", chans, "DATA", "EMLINE_GVEL_IVAR", "EMLINE_GVEL_MASK")
-    image("EMLINE_GVEL_IVAR", np.where(gmask == 0, 1e-2, 0.0).astype(np.float32), "(km/s)^{-2}", chans, "ERROR")
-    image("EMLINE_GVEL_MASK", gmask, None, chans, "QUALITY")
-    image("EMLINE_GSIGMA", gsig, "km/s", chans, "DATA")
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return Path(path)
+    maps = {
+        "SPX_SKYCOO": (np.stack([cube["east"], cube["north"]]).astype(np.float32), "arcsec", ("On-sky X", "On-sky Y")),
+        "STELLAR_VEL": (cube["stellar_velocity"].astype(np.float32), "km/s", None),
+        "STELLAR_VEL_IVAR": (np.full((n, n), 1e-2, np.float32), "(km/s)^{-2}", None),
+        "STELLAR_VEL_MASK": (np.zeros((n, n), np.int32), None, None),
+        "EMLINE_GFLUX": (gflux, "1E-17 erg/s/cm^2/spaxel", chans),
+        "EMLINE_GFLUX_IVAR": (gflux_ivar, "(1E-17 erg/s/cm^2/spaxel)^{-2}", chans),
+        "EMLINE_GFLUX_MASK": (gmask, None, chans),
+        "EMLINE_GVEL": (gvel, "km/s", chans),
+        "EMLINE_GVEL_IVAR": (np.where(gmask == 0, 1e-2, 0.0).astype(np.float32), "(km/s)^{-2}", chans),
+        "EMLINE_GVEL_MASK": (gmask, None, chans),
+        "EMLINE_GSIGMA": (gsig, "km/s", chans),
+    }
+    wcs_header = spaxel_wcs_header(fits.Header(), ra, dec, n, n, C.MANGA_SPAXEL_ARCSEC, matrix="pc")
+    return write_manga_maps(path, maps, wcs_header=wcs_header, primary_header=_primary_header(galaxy, plateifu))

@@ -222,75 +222,24 @@ def noise_correlation_kernel() -> np.ndarray:
     return gaussian_noise_kernel(sigma_pix)
 
 
-def cutout_header(ra_deg: float, dec_deg: float, size_pix: int):
-    """Primary header of a Legacy Surveys DR9 grz cutout centred on (ra, dec)."""
-    from astropy.io import fits  # noqa: PLC0415
-
-    header = fits.Header()
-    header["SURVEY"] = "LegacySurvey"
-    header["VERSION"] = ("DR9", "galspec-hf synthetic")
-    header["IMAGETYP"] = ("IMAGE", "None")
-    header["BANDS"] = "".join(C.LEGACY_BANDS)
-    for i, band in enumerate(C.LEGACY_BANDS):
-        header[f"BAND{i}"] = band
-    header["CTYPE1"] = ("RA---TAN", "TANgent plane")
-    header["CTYPE2"] = ("DEC--TAN", "TANgent plane")
-    header["CRVAL1"] = (ra_deg, "Reference RA")
-    header["CRVAL2"] = (dec_deg, "Reference Dec")
-    header["CRPIX1"] = (size_pix / 2 + 0.5, "Reference x")
-    header["CRPIX2"] = (size_pix / 2 + 0.5, "Reference y")
-    scale = C.LEGACY_PIXEL_SCALE_ARCSEC / 3600.0
-    header["CD1_1"] = (-scale, "CD matrix")
-    header["CD1_2"] = (0.0, "CD matrix")
-    header["CD2_1"] = (0.0, "CD matrix")
-    header["CD2_2"] = (scale, "CD matrix")
-    header["IMAGEW"] = (float(size_pix), "Image width")
-    header["IMAGEH"] = (float(size_pix), "Image height")
-    header["BUNIT"] = ("nanomaggy", "flux per pixel; 1 nmgy = AB 22.5")
-    header["SYNTHETC"] = (True, "galspec-hf simulated galaxy")
-    return header
-
-
-@functools.lru_cache(maxsize=8)
-def _primary_header_bytes(size_pix: int) -> tuple[bytes, int, int]:
-    """Cached header bytes of a cutout (CRVAL1/2 placeholders) and the byte offsets of those two cards."""
-    from astropy.io import fits  # noqa: PLC0415
-
-    hdu = fits.PrimaryHDU(
-        data=np.zeros((3, size_pix, size_pix), dtype=">f4"), header=cutout_header(0.0, 0.0, size_pix)
-    )
-    text = hdu.header.tostring(padding=True)
-    return text.encode("ascii"), text.index("CRVAL1  ="), text.index("CRVAL2  =")
-
-
-def _float_card(name: str, value: float, comment: str) -> bytes:
-    """A fixed-format FITS card (value right-justified in columns 11-30), 80 bytes."""
-    text = repr(float(value)).upper()
-    if len(text) > 20:
-        text = f"{float(value):.15G}"
-    return f"{name:<8}= {text:>20} / {comment}".ljust(80)[:80].encode("ascii")
+#: Header cards of a simulated cutout beyond the real DR9 cutout's (galspec_hf.io.legacy.cutout_header).
+SIMULATED_CUTOUT_CARDS = {
+    "VERSION": ("DR9", "galspec-hf synthetic"),
+    "BUNIT": ("nanomaggy", "flux per pixel; 1 nmgy = AB 22.5"),
+    "SYNTHETC": (True, "galspec-hf simulated galaxy"),
+}
 
 
 def write_cutout(path: str | Path, image: np.ndarray, ra_deg: float, dec_deg: float) -> Path:
-    """Write a (3, H, W) nanomaggy image as a Legacy Surveys cutout FITS file (primary HDU only).
+    """Write a (3, N, N) nanomaggy image as a Legacy Surveys DR9 grz cutout FITS file (primary HDU only).
 
-    The header is an astropy-generated template (see :func:`cutout_header`) with CRVAL1/2 filled in; the file
-    is assembled directly (header blocks + big-endian float32 data padded to 2880 bytes), several times
-    faster than ``HDUList.writeto`` for thousands of small files.
+    Written by :func:`galspec_hf.io.legacy.write_legacy_cutout` (the real cutout's header, 0.262" pixels, east
+    left) with :data:`SIMULATED_CUTOUT_CARDS`.
     """
+    from ..io.legacy import write_legacy_cutout  # noqa: PLC0415 (astropy: only when writing)
+
     if image.ndim != 3 or image.shape[0] != 3 or image.shape[1] != image.shape[2]:
         raise ValueError(f"image must have shape (3, N, N), got {image.shape}")
     if not (np.isfinite(ra_deg) and np.isfinite(dec_deg)):
         raise ValueError(f"ra_deg and dec_deg must be finite, got {ra_deg}, {dec_deg}")
-    path = Path(path)
-    header, at_ra, at_dec = _primary_header_bytes(image.shape[1])
-    header = bytearray(header)
-    header[at_ra : at_ra + 80] = _float_card("CRVAL1", ra_deg, "Reference RA")
-    header[at_dec : at_dec + 80] = _float_card("CRVAL2", dec_deg, "Reference Dec")
-    data = np.ascontiguousarray(image, dtype=">f4").tobytes()
-    padding = (-len(data)) % 2880
-    with open(path, "wb") as handle:
-        handle.write(bytes(header))
-        handle.write(data)
-        handle.write(b"\0" * padding)
-    return path
+    return write_legacy_cutout(path, image, ra_deg=ra_deg, dec_deg=dec_deg, cards=SIMULATED_CUTOUT_CARDS)

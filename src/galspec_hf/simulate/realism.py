@@ -253,7 +253,7 @@ def halpha_ew_spread_dap(maps_path: str | Path, snr_min: float = 3.0) -> dict:
 
 def _dap_channel(hdul, hdu_name: str, name: str, path) -> int:
     """Index of channel ``name`` in a DAP MAPS HDU, from its C01..Cnn header keywords (the readers' parser)."""
-    from ..data.readers import _channel_names  # noqa: PLC0415
+    from ..io._fits import _channel_names  # noqa: PLC0415
 
     names = _channel_names(hdul[hdu_name].header, hdul[hdu_name].data.shape[0], Path(path), hdu_name)
     if name not in names:

@@ -18,8 +18,10 @@ import numpy as np
 from scipy.special import erf
 
 from .. import constants as C
+from ..sky import fiber_sky_position
+from ..spectral import ab_mag_to_f_nu, desi_sigma_pix, pixel_edges, rebin_flux_conserving
 from .galaxy import LINE_NAMES, LINE_WAVELENGTHS_REST_A, Galaxy, component_spectra_rest
-from .templates import TemplateSet, _rebin_flux_conserving
+from .templates import TemplateSet
 
 ARMS = tuple(C.DESI_ARMS_A)  # ("b", "r", "z")
 #: Offsets of the 11 stored resolution diagonals, DESI/desispec convention (scipy dia_matrix offsets 5 .. -5).
@@ -41,22 +43,9 @@ def arm_wavelengths() -> dict[str, np.ndarray]:
     return out
 
 
-def _edges(wavelength: np.ndarray) -> np.ndarray:
-    half = 0.5 * np.diff(wavelength)
-    return np.concatenate([[wavelength[0] - half[0]], wavelength[:-1] + half, [wavelength[-1] + half[-1]]])
-
-
 @functools.lru_cache(maxsize=1)
 def _all_arm_edges() -> np.ndarray:
-    return np.concatenate([_edges(w) for w in arm_wavelengths().values()])
-
-
-def resolution_sigma_pix(arm: str, wavelength: np.ndarray) -> np.ndarray:
-    """Line-spread Gaussian sigma (pixels) of an arm, fit to the real coadd's RESOLUTION (constants)."""
-    if arm not in C.DESI_RESOLUTION_SIGMA_PIX:
-        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
-    a, b = C.DESI_RESOLUTION_SIGMA_PIX[arm]
-    return a + b * wavelength
+    return np.concatenate([pixel_edges(w) for w in arm_wavelengths().values()])
 
 
 @functools.lru_cache(maxsize=3)
@@ -67,7 +56,7 @@ def resolution_data(arm: str) -> np.ndarray:
     j - offsets[k], for a Gaussian line-spread function of the arm's measured width.
     """
     wavelength = arm_wavelengths()[arm]
-    sigma = resolution_sigma_pix(arm, wavelength)
+    sigma = desi_sigma_pix(arm, wavelength)
     rows = -RESOLUTION_OFFSETS[:, None]  # row - column
     data = np.exp(-0.5 * (rows / sigma[None, :]) ** 2)
     data /= data.sum(axis=0, keepdims=True)
@@ -292,11 +281,11 @@ def fiber_model(
     flux = {}
     disk_shift = math.sqrt((1 + v_stars / C.SPEED_OF_LIGHT_KMS) / (1 - v_stars / C.SPEED_OF_LIGHT_KMS))
     all_edges = _all_arm_edges()
-    bulge_all = _rebin_flux_conserving(wave_rest * (1 + z), spectra["bulge"], all_edges, keep_all=True)
-    disk_all = _rebin_flux_conserving(wave_rest * (1 + z) * disk_shift, spectra["disk"], all_edges, keep_all=True)
+    bulge_all = rebin_flux_conserving(wave_rest * (1 + z), spectra["bulge"], all_edges, keep_all=True)
+    disk_all = rebin_flux_conserving(wave_rest * (1 + z) * disk_shift, spectra["disk"], all_edges, keep_all=True)
     start = 0
     for arm, wavelength in arm_wavelengths().items():
-        edges = _edges(wavelength)
+        edges = pixel_edges(wavelength)
         stop = start + edges.size
         bulge = np.diff(bulge_all[start:stop]) / np.diff(edges)
         disk = np.diff(disk_all[start:stop]) / np.diff(edges)
@@ -432,10 +421,9 @@ def sky_surface_brightness() -> dict[str, np.ndarray]:
     out = {}
     for arm, wavelength in arm_wavelengths().items():
         mag = np.interp(wavelength, knots_w, knots_m)
-        f_nu = 10 ** (-0.4 * (mag + 48.6))
-        continuum = f_nu * C.SPEED_OF_LIGHT_KMS * 1e13 / wavelength**2 / C.FLUX_UNIT_ERG_S_CM2_A
-        edges = _edges(wavelength)
-        sigma = resolution_sigma_pix(arm, wavelength).mean() * C.DESI_WAVELENGTH_STEP_A
+        continuum = ab_mag_to_f_nu(mag) * C.SPEED_OF_LIGHT_A_PER_S / wavelength**2 / C.FLUX_UNIT_ERG_S_CM2_A
+        edges = pixel_edges(wavelength)
+        sigma = desi_sigma_pix(arm, wavelength).mean() * C.DESI_WAVELENGTH_STEP_A
         sky_lines = gaussian_lines_on_grid(edges, line_wave, np.full(line_wave.size, sigma), line_flux)
         out[arm] = continuum + sky_lines
     return out
@@ -490,67 +478,11 @@ def observe(model: dict[str, np.ndarray], exptime_s: float, rng: np.random.Gener
 
 
 # ------------------------------------------------------------------------------------------------
-# Writers (DESI coadd and redrock data model)
+# Coadd and redrock contents, written through galspec_hf.io.desi (the DESI data model's one home)
 # ------------------------------------------------------------------------------------------------
-#: FIBERMAP columns of a DESI coadd, names and FITS formats as in the real file ../shared/data/desi/coadd-*.fits.
-FIBERMAP_COLUMNS = (
-    ("TARGETID", "K"), ("PETAL_LOC", "I"), ("DEVICE_LOC", "J"), ("LOCATION", "K"), ("FIBER", "J"),
-    ("COADD_FIBERSTATUS", "J"), ("TARGET_RA", "D"), ("TARGET_DEC", "D"), ("PMRA", "E"), ("PMDEC", "E"),
-    ("REF_EPOCH", "E"), ("LAMBDA_REF", "E"), ("FA_TARGET", "K"), ("FA_TYPE", "B"), ("OBJTYPE", "3A"),
-    ("FIBERASSIGN_X", "E"), ("FIBERASSIGN_Y", "E"), ("PRIORITY", "J"), ("SUBPRIORITY", "D"), ("OBSCONDITIONS", "J"),
-    ("RELEASE", "I"), ("BRICKNAME", "8A"), ("BRICKID", "J"), ("BRICK_OBJID", "J"), ("MORPHTYPE", "4A"), ("EBV", "E"),
-    ("FLUX_G", "E"), ("FLUX_R", "E"), ("FLUX_Z", "E"), ("FLUX_W1", "E"), ("FLUX_W2", "E"), ("FLUX_IVAR_G", "E"),
-    ("FLUX_IVAR_R", "E"), ("FLUX_IVAR_Z", "E"), ("FLUX_IVAR_W1", "E"), ("FLUX_IVAR_W2", "E"), ("FIBERFLUX_G", "E"),
-    ("FIBERFLUX_R", "E"), ("FIBERFLUX_Z", "E"), ("FIBERTOTFLUX_G", "E"), ("FIBERTOTFLUX_R", "E"),
-    ("FIBERTOTFLUX_Z", "E"), ("MASKBITS", "I"), ("SERSIC", "E"), ("SHAPE_R", "E"), ("SHAPE_E1", "E"),
-    ("SHAPE_E2", "E"), ("REF_ID", "K"), ("REF_CAT", "2A"), ("GAIA_PHOT_G_MEAN_MAG", "E"),
-    ("GAIA_PHOT_BP_MEAN_MAG", "E"), ("GAIA_PHOT_RP_MEAN_MAG", "E"), ("PARALLAX", "E"), ("PHOTSYS", "1A"),
-    ("PRIORITY_INIT", "K"), ("NUMOBS_INIT", "K"), ("SV1_DESI_TARGET", "K"), ("SV1_BGS_TARGET", "K"),
-    ("SV1_MWS_TARGET", "K"), ("SV1_SCND_TARGET", "K"), ("DESI_TARGET", "K"), ("BGS_TARGET", "K"),
-    ("MWS_TARGET", "K"), ("PLATE_RA", "D"), ("PLATE_DEC", "D"), ("TILEID", "J"), ("COADD_NUMEXP", "I"),
-    ("COADD_EXPTIME", "E"), ("COADD_NUMNIGHT", "I"), ("COADD_NUMTILE", "I"), ("MEAN_DELTA_X", "E"),
-    ("RMS_DELTA_X", "E"), ("MEAN_DELTA_Y", "E"), ("RMS_DELTA_Y", "E"), ("MEAN_FIBER_RA", "D"), ("STD_FIBER_RA", "E"),
-    ("MEAN_FIBER_DEC", "D"), ("STD_FIBER_DEC", "E"), ("MEAN_PSF_TO_FIBER_SPECFLUX", "E"), ("MEAN_FIBER_X", "E"),
-    ("MEAN_FIBER_Y", "E"),
-)  # fmt: skip
 #: desitarget bits: DESI_TARGET BGS_ANY = 2**60, BGS_TARGET BGS_BRIGHT = 2**1 (desitarget data/targetmask.yaml).
 DESI_TARGET_BGS_ANY = 1 << 60
 BGS_TARGET_BGS_BRIGHT = 1 << 1
-REDSHIFTS_COLUMNS = (
-    ("TARGETID", "K"), ("Z", "D"), ("ZERR", "D"), ("ZWARN", "K"), ("CHI2", "D"), ("COEFF", "10D"), ("NPIXELS", "K"),
-    ("SPECTYPE", "6A"), ("SUBTYPE", "20A"), ("NCOEFF", "K"), ("DELTACHI2", "D"),
-)  # fmt: skip
-
-#: EXP_FIBERMAP columns written (a subset of the real file's, same names and formats).
-EXP_FIBERMAP_COLUMNS = (
-    ("TARGETID", "K"), ("NIGHT", "J"), ("EXPID", "J"), ("TILEID", "J"), ("EXPTIME", "D"), ("FIBER", "J"),
-    ("FIBERSTATUS", "J"), ("FIBER_RA", "D"), ("FIBER_DEC", "D"),
-)  # fmt: skip
-
-_FITS_DTYPES = {"K": np.int64, "J": np.int32, "I": np.int16, "B": np.uint8, "D": np.float64, "E": np.float32}
-
-
-def _table_hdu(columns, values: dict, n_rows: int, extname: str):
-    """Binary table with the given (name, format) columns; values[name] fills a column, else zeros/blanks."""
-    from astropy.io import fits  # noqa: PLC0415
-
-    cols = []
-    for name, fmt in columns:
-        code = fmt.lstrip("0123456789")
-        repeat = int(fmt[: len(fmt) - len(code)] or 1)
-        if name in values:
-            array = np.asarray(values[name])
-        elif code == "A":
-            array = np.array([""] * n_rows)
-        else:
-            shape = (n_rows,) if repeat == 1 else (n_rows, repeat)
-            array = np.zeros(shape, dtype=_FITS_DTYPES[code])
-        if code != "A":
-            array = array.astype(_FITS_DTYPES[code])
-        cols.append(fits.Column(name=name, format=fmt, array=array))
-    hdu = fits.BinTableHDU.from_columns(cols)
-    hdu.header["EXTNAME"] = extname
-    return hdu
 
 
 def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int) -> dict:
@@ -563,8 +495,9 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
     n = len(galaxies)
     ra = np.array([g.target_ra_deg for g in galaxies])
     dec = np.array([g.target_dec_deg for g in galaxies])
-    d_east = np.array([g.fiber_east_arcsec for g in galaxies]) / 3600.0
-    d_north = np.array([g.fiber_north_arcsec for g in galaxies]) / 3600.0
+    fiber_ra, fiber_dec = fiber_sky_position(
+        ra, dec, [g.fiber_east_arcsec for g in galaxies], [g.fiber_north_arcsec for g in galaxies]
+    )
     fiber = np.arange(n, dtype=np.int32)
     values = {
         "TARGETID": np.array([g.targetid for g in galaxies], dtype=np.int64),
@@ -593,8 +526,8 @@ def fibermap_values(galaxies: list[Galaxy], photometry: list[dict], tileid: int)
         "COADD_EXPTIME": np.array([g.exptime_s for g in galaxies]),
         "COADD_NUMNIGHT": np.ones(n),
         "COADD_NUMTILE": np.ones(n),
-        "MEAN_FIBER_RA": ra + d_east / np.cos(np.radians(dec)),
-        "MEAN_FIBER_DEC": dec + d_north,
+        "MEAN_FIBER_RA": fiber_ra,
+        "MEAN_FIBER_DEC": fiber_dec,
         "MEAN_PSF_TO_FIBER_SPECFLUX": psf_to_fiber_factors(galaxies),
         "SERSIC": np.array([g.bulge_sersic_n if g.bulge_light_fraction > 0.5 else 1.0 for g in galaxies]),
         "SHAPE_R": np.array([shape_r_arcsec(g) for g in galaxies]),
@@ -695,7 +628,7 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
     observed : per galaxy, dict arm -> (flux, ivar) from :func:`observe`: the flux in the fiber,
         1e-17 erg/s/cm2/A, and its inverse variance.
     """
-    from astropy.io import fits  # noqa: PLC0415
+    from ..io.desi import write_desi_coadd  # noqa: PLC0415 (astropy: only when writing)
 
     n = len(galaxies)
     if n == 0 or len(photometry) != n or len(observed) != n:
@@ -708,45 +641,34 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
         {arm: (o[arm][0] / np.float32(f), o[arm][1] * np.float32(f) ** 2) for arm in ARMS}
         for o, f in zip(observed, factor, strict=True)
     ]
-    primary = fits.PrimaryHDU()
-    primary.header["SPGRP"] = "cumulative"
-    primary.header["TILEID"] = tileid
-    primary.header["SURVEY"] = "main"
-    primary.header["PROGRAM"] = "bright"
-    primary.header["SYNTHETC"] = (True, "galspec-hf simulated survey")
-    hdus = [primary, _table_hdu(FIBERMAP_COLUMNS, fibermap_values(galaxies, photometry, tileid), n, "FIBERMAP")]
-    exp_values = {
+    header = {"SPGRP": "cumulative", "TILEID": tileid, "SURVEY": "main", "PROGRAM": "bright"}
+    header["SYNTHETC"] = (True, "galspec-hf simulated survey")
+    fibermap = fibermap_values(galaxies, photometry, tileid)
+    exp_fibermap = {
         "TARGETID": np.array([g.targetid for g in galaxies]),
         "TILEID": np.full(n, tileid),
         "EXPTIME": np.array([g.exptime_s for g in galaxies]),
         "FIBER": np.arange(n),
-        "FIBER_RA": hdus[1].data["MEAN_FIBER_RA"],
-        "FIBER_DEC": hdus[1].data["MEAN_FIBER_DEC"],
+        "FIBER_RA": fibermap["MEAN_FIBER_RA"],
+        "FIBER_DEC": fibermap["MEAN_FIBER_DEC"],
     }
-    hdus.append(_table_hdu(EXP_FIBERMAP_COLUMNS, exp_values, n, "EXP_FIBERMAP"))
-    for arm in ARMS:
-        a = arm.upper()
-        wave = fits.ImageHDU(arm_wavelengths()[arm].astype(np.float64), name=f"{a}_WAVELENGTH")
-        wave.header["BUNIT"] = "Angstrom"
-        flux = fits.ImageHDU(np.stack([o[arm][0] for o in observed]).astype(np.float32), name=f"{a}_FLUX")
-        flux.header["BUNIT"] = "10**-17 erg/(s cm2 Angstrom)"
-        ivar = fits.ImageHDU(np.stack([o[arm][1] for o in observed]).astype(np.float32), name=f"{a}_IVAR")
-        ivar.header["BUNIT"] = "10**+34 (s2 cm4 Angstrom2) / erg2"
-        mask = fits.ImageHDU(np.zeros((n, arm_wavelengths()[arm].size), np.int32), name=f"{a}_MASK")
-        res = np.broadcast_to(resolution_data(arm), (n,) + resolution_data(arm).shape)
-        resolution = fits.ImageHDU(np.ascontiguousarray(res, dtype=np.float32), name=f"{a}_RESOLUTION")
-        hdus += [wave, flux, ivar, mask, resolution]
+    arms = {
+        arm: {
+            "wavelength": arm_wavelengths()[arm],
+            "flux": np.stack([o[arm][0] for o in observed]),
+            "ivar": np.stack([o[arm][1] for o in observed]),
+            "resolution": np.broadcast_to(resolution_data(arm), (n,) + resolution_data(arm).shape),
+        }
+        for arm in ARMS
+    }
     scores = {"TARGETID": np.array([g.targetid for g in galaxies])}
     for arm in ARMS:
+        scores[f"MEDIAN_COADD_FLUX_{arm.upper()}"] = np.array([float(np.median(o[arm][0])) for o in observed])
         snr = [float(np.median(o[arm][0] * np.sqrt(o[arm][1]))) for o in observed]
         scores[f"MEDIAN_COADD_SNR_{arm.upper()}"] = np.array(snr)
-        scores[f"MEDIAN_COADD_FLUX_{arm.upper()}"] = np.array([float(np.median(o[arm][0])) for o in observed])
-    score_columns = [("TARGETID", "K")] + [
-        (f"{kind}_{arm.upper()}", "E") for arm in ARMS for kind in ("MEDIAN_COADD_FLUX", "MEDIAN_COADD_SNR")
-    ]
-    hdus.append(_table_hdu(score_columns, scores, n, "SCORES"))
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return Path(path)
+    return write_desi_coadd(
+        path, arms, header=header, fibermap=fibermap, exp_fibermap=exp_fibermap, scores=scores, all_columns=True
+    )
 
 
 def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int,
@@ -756,7 +678,7 @@ def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dic
     No redshift fitting is run: Z is the true redshift perturbed by ZERR, ZERR = 1e-5 (1 + z)
     (DESI BGS redshift precision ~ 10 km/s; Lan et al. 2023, ApJ 943, 68), ZWARN = 0.
     """
-    from astropy.io import fits  # noqa: PLC0415
+    from ..io.desi import write_redrock as write_redrock_file  # noqa: PLC0415 (astropy: only when writing)
 
     n = len(galaxies)
     if n == 0:
@@ -778,21 +700,18 @@ def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dic
         "NCOEFF": np.full(n, 10),
         "DELTACHI2": np.maximum(snr2 * 0.05, 26.0),
     }
-    primary = fits.PrimaryHDU()
-    primary.header["SPGRP"] = "cumulative"
-    primary.header["TILEID"] = tileid
-    primary.header["SYNTHETC"] = (True, "galspec-hf simulation: Z = true z + ZERR noise")
-    hdus = [
-        primary,
-        _table_hdu(REDSHIFTS_COLUMNS, values, n, "REDSHIFTS"),
-        _table_hdu(FIBERMAP_COLUMNS, fibermap_values(galaxies, photometry, tileid), n, "FIBERMAP"),
-        _table_hdu(
-            EXP_FIBERMAP_COLUMNS,
-            {"TARGETID": values["TARGETID"], "TILEID": np.full(n, tileid), "EXPTIME": [g.exptime_s for g in galaxies]},
-            n,
-            "EXP_FIBERMAP",
-        ),
-        _table_hdu([("TARGETID", "K"), ("TSNR2_BGS", "E")], {"TARGETID": values["TARGETID"]}, n, "TSNR2"),
-    ]
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return Path(path)
+    header = {"SPGRP": "cumulative", "TILEID": tileid}
+    header["SYNTHETC"] = (True, "galspec-hf simulation: Z = true z + ZERR noise")
+    return write_redrock_file(
+        path,
+        values,
+        header=header,
+        fibermap=fibermap_values(galaxies, photometry, tileid),
+        exp_fibermap={
+            "TARGETID": values["TARGETID"],
+            "TILEID": np.full(n, tileid),
+            "EXPTIME": [g.exptime_s for g in galaxies],
+        },
+        tsnr2={"TARGETID": values["TARGETID"]},
+        all_columns=True,
+    )

@@ -28,41 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import SPEED_OF_LIGHT_KMS
+from ..spectral import rebin_flux_conserving
 
 #: Rest-frame grid of the resampled templates: log10 step (20.7 km/s per pixel) and range (Angstrom).
 TEMPLATE_LOGLAM_STEP = 3e-5
 TEMPLATE_WAVELENGTH_REST_RANGE_A = (2000.0, 11600.0)
 #: Rest wavelength at which templates are normalised to unit flux density (Angstrom).
 TEMPLATE_NORM_WAVELENGTH_A = 5500.0
-
-
-def _rebin_flux_conserving(
-    wavelength_in: np.ndarray, flux_in: np.ndarray, edges_out: np.ndarray, keep_all: bool = False
-) -> np.ndarray:
-    """Average a flux density over output bins using the cumulative integral.
-
-    Parameters
-    ----------
-    wavelength_in : (N,) array, increasing.
-    flux_in : (..., N) array, flux density on ``wavelength_in``.
-    edges_out : (M + 1,) array of output bin edges, inside the input range.
-    keep_all : return the cumulative integral at ``edges_out`` instead (edges may then be several
-        concatenated increasing grids; the caller differences each).
-
-    Returns
-    -------
-    (..., M) array: mean flux density in each output bin (or (..., M + 1) cumulative integrals).
-    """
-    widths = np.diff(wavelength_in)
-    mid = 0.5 * (flux_in[..., 1:] + flux_in[..., :-1]) * widths
-    cumulative = np.concatenate([np.zeros(flux_in.shape[:-1] + (1,)), np.cumsum(mid, axis=-1)], axis=-1)
-    if cumulative.ndim == 1:
-        at_edges = np.interp(edges_out, wavelength_in, cumulative)
-    else:
-        at_edges = np.stack([np.interp(edges_out, wavelength_in, row) for row in cumulative])
-    if keep_all:
-        return at_edges
-    return np.diff(at_edges, axis=-1) / np.diff(edges_out)
 
 
 @dataclass(frozen=True)
@@ -125,7 +97,7 @@ def _finish(wavelength_in: np.ndarray, old: np.ndarray, young: np.ndarray, sourc
     centres, edges = _uniform_grid()
     if wavelength_in[0] > edges[0] or wavelength_in[-1] < edges[-1]:
         raise ValueError(f"templates from {source} do not cover {TEMPLATE_WAVELENGTH_REST_RANGE_A} A (rest)")
-    spectra = _rebin_flux_conserving(wavelength_in, np.stack([old, young]).astype(np.float64), edges)
+    spectra = rebin_flux_conserving(wavelength_in, np.stack([old, young]).astype(np.float64), edges)
     norm = (
         np.interp(TEMPLATE_NORM_WAVELENGTH_A, centres, spectra[0]),
         np.interp(TEMPLATE_NORM_WAVELENGTH_A, centres, spectra[1]),

@@ -1,4 +1,10 @@
-"""Training utilities used by ``examples/pretrain.py`` and ``examples/finetune.py``."""
+"""Training: data, augmentation, checkpoints, adaptation to another survey, and the pretraining loop.
+
+The loop itself (:mod:`.loop`: ``get_dataloaders``, ``evaluate``, ``training_function``, ``main``) and its
+command-line options (:mod:`.args`) are imported from their modules, not here, so that ``import
+galspec_hf.training`` does not load Accelerate. ``examples/pretrain.py`` and ``examples/finetune.py`` are thin
+scripts around them.
+"""
 
 from .adapt import AdaptedModel, adapt_pretrained, freeze_encoder
 from .augment import augment_batch, crop_window, flip_east_west, rotate_90

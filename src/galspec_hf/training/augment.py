@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..sky import centred_crop_corner
+
 
 def flip_east_west(images: torch.Tensor, fiber_offset: torch.Tensor):
     """Mirror the columns; east offsets change sign."""
@@ -42,8 +44,9 @@ def crop_window(
     fiber_offset : (batch, 2), arcsec east/north of the new centre
     """
     batch, _, height, width = images.shape
-    top = (height - size) // 2 + shift_rows
-    left = (width - size) // 2 + shift_cols
+    centre_top, centre_left = centred_crop_corner(height, width, size)
+    top = centre_top + shift_rows
+    left = centre_left + shift_cols
     if torch.any(top < 0) or torch.any(left < 0) or torch.any(top + size > height) or torch.any(left + size > width):
         raise ValueError(
             f"crop_window: shift (rows {shift_rows.tolist()}, cols {shift_cols.tolist()}) "

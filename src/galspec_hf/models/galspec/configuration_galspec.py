@@ -85,22 +85,13 @@ class GalSpecConfig(PreTrainedConfig):
             Smallest allowed flux scale, in nanomaggies (guards against blank or negative apertures).
         image_asinh_softening (`float`, *optional*, defaults to 0.05):
             Softening of the arcsinh stretch applied to the scaled image, in units of the flux scale per pixel.
-        hidden_size (`int`, *optional*, defaults to 256):
-            Width of the encoder.
-        num_hidden_layers (`int`, *optional*, defaults to 6):
-            Number of encoder transformer layers.
-        num_attention_heads (`int`, *optional*, defaults to 8):
-            Number of encoder attention heads. Must divide `hidden_size`.
-        intermediate_size (`int`, *optional*, defaults to 1024):
-            Width of the encoder MLPs.
-        decoder_hidden_size (`int`, *optional*, defaults to 192):
-            Width of the decoder.
-        decoder_num_hidden_layers (`int`, *optional*, defaults to 2):
-            Number of decoder transformer layers.
-        decoder_num_attention_heads (`int`, *optional*, defaults to 6):
-            Number of decoder attention heads. Must divide `decoder_hidden_size`.
-        decoder_intermediate_size (`int`, *optional*, defaults to 768):
-            Width of the decoder MLPs.
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size (`int`, *optional*, defaults to
+            256, 6, 8 and 1024):
+            The encoder's width, number of transformer layers, number of attention heads (a divisor of the
+            width) and MLP width.
+        decoder_hidden_size, decoder_num_hidden_layers, decoder_num_attention_heads, decoder_intermediate_size
+            (`int`, *optional*, defaults to 192, 2, 6 and 768):
+            The same for the decoder.
         hidden_act (`str`, *optional*, defaults to `"gelu"`):
             Activation of the MLPs.
         hidden_dropout_prob (`float`, *optional*, defaults to 0.0):

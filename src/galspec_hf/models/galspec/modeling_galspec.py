@@ -23,8 +23,14 @@ Walk-through
    log sigma of the normalised flux, and per image pixel the mean and log sigma of the stretched
    image. Without a visible spectrum the trunk never sees the fiber, so it runs once per galaxy and
    each extra fiber costs only the readout.
-6. Loss: Gaussian negative log-likelihood with variance sigma_model**2 + 1/ivar, averaged over
-   pixels with ivar > 0 in masked patches; spectrum and image terms are reported separately.
+   The decoder returns a :class:`GalSpecDecoderOutput`: the spectrum in physical units (times the
+   fiber's flux scale) and the normalised head outputs that the loss compares.
+6. Loss (:meth:`GalSpecForMaskedSpectra.forward_loss`): Gaussian negative log-likelihood with variance
+   sigma_model**2 + 1/ivar, averaged over pixels with ivar > 0 in masked patches; spectrum and image
+   terms are reported separately.
+
+The IFU cube (a grid of fibers over a hexagonal footprint) is built from :meth:`predict_spectra` outside
+this file, in ``galspec_hf.cube``.
 
 This file imports only torch, transformers and the other files of this folder, so the folder can be
 shipped to the Hub as custom code.
@@ -96,6 +102,35 @@ class GalSpecModelOutput(ModelOutput):
 
 
 @dataclass
+class GalSpecDecoderOutput(ModelOutput):
+    """
+    Output of :class:`GalSpecDecoder` (and, spectrum fields only, of :meth:`GalSpecDecoder.read_spectra`).
+
+    Args:
+        spectrum_mean (`torch.FloatTensor` of shape `(num_fibers, num_wavelengths)`): predicted flux,
+            1e-17 erg/s/cm2/A (the normalised mean times the fiber's `spectrum_scale`).
+        spectrum_sigma (`torch.FloatTensor` of shape `(num_fibers, num_wavelengths)`): predicted sigma_model,
+            same unit.
+        spectrum_log_sigma (`torch.FloatTensor` of shape `(num_fibers, num_wavelengths)`): raw log-sigma head
+            output (normalised units; sigma_model / scale = sigma_floor + exp(log_sigma)).
+        normalized_spectrum_mean (`torch.FloatTensor` of shape `(num_fibers, num_wavelengths)`): raw mean head
+            output, normalised units (flux / spectrum_scale): what the spectrum likelihood compares.
+        image_mean (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): reconstructed
+            normalised (arcsinh-stretched) image.
+        image_log_sigma (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): its log sigma.
+
+    In :meth:`GalSpecDecoder.forward` there is one fiber per galaxy (`num_fibers` = `batch`), the observing one.
+    """
+
+    spectrum_mean: torch.FloatTensor | None = None
+    spectrum_sigma: torch.FloatTensor | None = None
+    spectrum_log_sigma: torch.FloatTensor | None = None
+    normalized_spectrum_mean: torch.FloatTensor | None = None
+    image_mean: torch.FloatTensor | None = None
+    image_log_sigma: torch.FloatTensor | None = None
+
+
+@dataclass
 class GalSpecForMaskedSpectraOutput(ModelOutput):
     """
     Output of :class:`GalSpecForMaskedSpectra`.
@@ -151,33 +186,6 @@ class GalSpecSpectraOutput(ModelOutput):
     mean: torch.FloatTensor | None = None
     sigma: torch.FloatTensor | None = None
     fiber_offset: torch.FloatTensor | None = None
-
-
-@dataclass
-class GalSpecCubeOutput(ModelOutput):
-    """
-    Output of :meth:`GalSpecForMaskedSpectra.predict_cube`: an IFU-like cube on a square spaxel grid.
-
-    Args:
-        wavelength (`torch.FloatTensor` of shape `(L,)`): wavelengths, Angstrom (vacuum, observed frame).
-        mean (`torch.FloatTensor` of shape `(batch, ny, nx, L)`): predicted flux density; per spaxel
-            (1e-17 erg/s/cm2/A/spaxel) when `per_spaxel`, else per fiber (1e-17 erg/s/cm2/A). Zero outside
-            the footprint.
-        sigma (`torch.FloatTensor` of shape `(batch, ny, nx, L)`): predicted sigma_model, same unit.
-        spaxel_offset (`torch.FloatTensor` of shape `(ny, nx, 2)`): spaxel centres, arcsec east/north of the
-            image centre. Row index runs north, column index runs west (east to the left), as in MaNGA cubes.
-        footprint (`torch.BoolTensor` of shape `(ny, nx)`): True inside the hexagonal IFU footprint.
-        spaxel_size (`float`): spaxel side, arcsec.
-        fiber_diameter (`float`): diameter of the aperture each spaxel spectrum was read through, arcsec.
-    """
-
-    wavelength: torch.FloatTensor | None = None
-    mean: torch.FloatTensor | None = None
-    sigma: torch.FloatTensor | None = None
-    spaxel_offset: torch.FloatTensor | None = None
-    footprint: torch.BoolTensor | None = None
-    spaxel_size: float | None = None
-    fiber_diameter: float | None = None
 
 
 # ----------------------------------------------------------------------------------------
@@ -261,6 +269,22 @@ def image_token_offsets(config: GalSpecConfig) -> torch.Tensor:
     return offsets
 
 
+def image_position_features(config: GalSpecConfig) -> torch.Tensor:
+    """Sky encoding of every image token, (num_image_tokens, 4F).
+
+    Computed from the config on the fly (cheap), so nothing but weights lives in the state dict.
+    """
+    return sky_encoding(image_token_offsets(config), config)
+
+
+def band_features(config: GalSpecConfig) -> torch.Tensor:
+    """Wavelength encoding of each image token's band, (num_image_tokens, 2F) (per-band tokens only)."""
+    band_log_wavelength = torch.log(torch.tensor(config.band_wavelengths, dtype=torch.float64))
+    low, high = config.wavelength_encoding_periods
+    features = fourier_features(band_log_wavelength, config.num_fourier_features, low, high)
+    return features.repeat_interleave(config.num_image_patches, dim=0)
+
+
 def readout_distance_bias(relative_offset: torch.Tensor, strength: torch.Tensor, patch_arcsec: float) -> torch.Tensor:
     """Additive attention bias of the local fiber readout: -strength_h * d^2 / (2 p^2).
 
@@ -322,6 +346,11 @@ def patch_centre_wavelengths(wavelength: torch.Tensor, patch_length: int) -> tor
         index < length, log_wave[index.clamp(max=length - 1).long()], log_wave[-1] + (index - (length - 1)) * step
     )
     return torch.exp(extended.reshape(num_patches, patch_length).mean(dim=-1))
+
+
+def spectrum_patch_wavelengths(config: GalSpecConfig) -> torch.Tensor:
+    """Mean wavelength of each spectrum patch of the model grid, (num_spectrum_patches,), Angstrom, float64."""
+    return patch_centre_wavelengths(model_wavelength_grid(config, torch.float64), config.spectrum_patch_length)
 
 
 def generate_masks(
@@ -395,6 +424,23 @@ def gaussian_nll(target, mean, sigma_model, observed_ivar=None):
             good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0
         )
     return 0.5 * (torch.log(2.0 * math.pi * variance) + (target - mean) ** 2 / variance)
+
+
+def sigma_from_log_sigma(log_sigma: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """sigma_model (normalised units) of a log-sigma head output: sigma_floor + exp(log_sigma)."""
+    return config.sigma_floor + torch.exp(log_sigma.clamp(max=20.0))
+
+
+def split_spectrum_head(head_output: torch.Tensor, config: GalSpecConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectrum head output (num_fibers, num_patches, 2P) -> mean, log_sigma (num_fibers, num_wavelengths).
+
+    Each patch's head gives P means then P log sigmas; the red-end padding is dropped. Normalised units.
+    """
+    fibers, patch = head_output.shape[0], config.spectrum_patch_length
+    output = head_output.reshape(fibers, -1, 2, patch)
+    mean = output[:, :, 0].reshape(fibers, -1)[:, : config.num_wavelengths]
+    log_sigma = output[:, :, 1].reshape(fibers, -1)[:, : config.num_wavelengths]
+    return mean, log_sigma
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -559,26 +605,14 @@ class GalSpecEmbeddings(nn.Module):
         self.image_type_embedding = nn.Parameter(torch.zeros(hidden))
         self.spectrum_type_embedding = nn.Parameter(torch.zeros(hidden))
 
-    def image_position_features(self) -> torch.Tensor:
-        """Sky encoding of every image token, (num_image_tokens, 4F)."""
-        # computed from the config on the fly (cheap), so nothing but weights lives in the state dict
-        return sky_encoding(image_token_offsets(self.config), self.config)
-
-    def band_features(self) -> torch.Tensor:
-        """Wavelength encoding of each image token's band, (num_image_tokens, 2F) (per-band tokens only)."""
-        band_log_wavelength = torch.log(torch.tensor(self.config.band_wavelengths, dtype=torch.float64))
-        low, high = self.config.wavelength_encoding_periods
-        features = fourier_features(band_log_wavelength, self.config.num_fourier_features, low, high)
-        return features.repeat_interleave(self.config.num_image_patches, dim=0)
-
     def embed_images(self, normalized_images: torch.Tensor) -> torch.Tensor:
         """(batch, bands, H, W) -> (batch, num_image_tokens, hidden)."""
         patches = patchify_image(normalized_images, self.config.image_patch_size, self.config.image_tokens_per_band)
         tokens = self.image_projection(patches)
         dtype = tokens.dtype
-        tokens = tokens + self.sky_projection(self.image_position_features().to(tokens.device, dtype))
+        tokens = tokens + self.sky_projection(image_position_features(self.config).to(tokens.device, dtype))
         if self.config.image_tokens_per_band:
-            tokens = tokens + self.band_projection(self.band_features().to(tokens.device, dtype))
+            tokens = tokens + self.band_projection(band_features(self.config).to(tokens.device, dtype))
         return tokens + self.image_type_embedding
 
     def spectrum_position_embeddings(self, patch_wavelength, redshift, fiber_offset, fiber_diameter):
@@ -708,7 +742,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
     @property
     def patch_wavelength(self) -> torch.Tensor:
         """Mean wavelength of each spectrum patch, (num_spectrum_patches,), Angstrom, float64."""
-        return patch_centre_wavelengths(self.wavelength, self.config.spectrum_patch_length)
+        return spectrum_patch_wavelengths(self.config)
 
     def _fiber_inputs(self, batch: int, fiber_offset, fiber_diameter, device):
         if fiber_offset is None:
@@ -900,17 +934,17 @@ class GalSpecFiberReadout(nn.Module):
             # per-head strength of the distance penalty before softplus (set in _init_weights)
             self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
 
-    def prepare(self, image_states, spectrum_states, image_position_features) -> dict[str, torch.Tensor]:
+    def prepare(self, image_states, spectrum_states) -> dict[str, torch.Tensor]:
         """The fiber-independent part, once per galaxy.
 
-        image_states (batch, num_image_tokens, hidden), spectrum_states (batch, num_patches, hidden),
-        image_position_features (num_image_tokens, 4F) -> queries (batch, num_patches, hidden), keys and
-        values (batch, num_image_tokens, hidden), and the spectrum states for the residual.
+        image_states (batch, num_image_tokens, hidden), spectrum_states (batch, num_patches, hidden)
+        -> queries (batch, num_patches, hidden), keys and values (batch, num_image_tokens, hidden), and
+        the spectrum states for the residual.
         """
         image = self.key_norm(image_states)
         key = self.k_proj(image)
         if not self.local:  # absolute positions; the local readout adds relative ones per fiber
-            key = key + self.key_position(image_position_features.to(image.device, image.dtype))
+            key = key + self.key_position(image_position_features(self.config).to(image.device, image.dtype))
         return {
             "query": self.q_proj(self.query_norm(spectrum_states)),
             "key": key,
@@ -960,10 +994,13 @@ class GalSpecFiberReadout(nn.Module):
 class GalSpecDecoder(nn.Module):
     """Lighter transformer that fills in masked image patches and spectrum patches, with likelihood heads.
 
-    A trunk of transformer layers decodes the image tokens and the spectrum tokens (wavelength
-    encodings only: the fiber does not enter the trunk), then :class:`GalSpecFiberReadout` reads each
-    fiber's spectrum out of it. Visible spectrum tokens come from the encoder and carry the observing
-    fiber; without them, the trunk's work is shared by every fiber on the galaxy.
+    As ViTMAE's decoder: :meth:`embed` puts the encoder's visible tokens back in their places, with mask
+    tokens elsewhere, and adds the decoder's position embeddings; :meth:`trunk` runs the transformer layers
+    over the image tokens and the spectrum tokens (wavelength encodings only: the fiber does not enter the
+    trunk); :meth:`read_spectra` then reads each fiber's spectrum out of it (:class:`GalSpecFiberReadout`)
+    and brings it to physical units. Visible spectrum tokens come from the encoder and carry the observing
+    fiber; without them, the trunk's work is shared by every fiber on the galaxy
+    (:meth:`GalSpecForMaskedSpectra.predict_spectra`).
     """
 
     def __init__(self, config: GalSpecConfig):
@@ -991,33 +1028,117 @@ class GalSpecDecoder(nn.Module):
         self.image_head = nn.Linear(hidden, 2 * image_values)
         self.readout = GalSpecFiberReadout(config)
 
-    def image_positions(self, embeddings: GalSpecEmbeddings) -> torch.Tensor:
+    def image_positions(self) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
         dtype = self.sky_projection.weight.dtype
-        position = self.sky_projection(
-            embeddings.image_position_features().to(self.sky_projection.weight.device, dtype)
-        )
+        device = self.sky_projection.weight.device
+        position = self.sky_projection(image_position_features(self.config).to(device, dtype))
         if self.config.image_tokens_per_band:
-            position = position + self.band_projection(embeddings.band_features().to(position.device, dtype))
+            position = position + self.band_projection(band_features(self.config).to(position.device, dtype))
         return position + self.image_type_embedding
 
-    def spectrum_positions(self, patch_wavelength, redshift) -> torch.Tensor:
-        """Decoder wavelength embedding of the spectrum tokens, (batch, num_patches, hidden)."""
+    def spectrum_positions(self, redshift: torch.Tensor) -> torch.Tensor:
+        """Decoder wavelength embedding of the spectrum tokens, (batch, num_spectrum_patches, hidden)."""
         dtype = self.wavelength_projection.weight.dtype
-        return self.wavelength_projection(wavelength_encoding(patch_wavelength, redshift, self.config).to(dtype))
+        encoding = wavelength_encoding(spectrum_patch_wavelengths(self.config), redshift, self.config)
+        return self.wavelength_projection(encoding.to(dtype))
 
-    def forward(self, hidden_states: torch.Tensor, num_image_tokens: int, image_position_features: torch.Tensor):
-        """Run the trunk on (batch, num_image_tokens + num_spectrum_patches, hidden).
+    def embed(self, encoder_output: GalSpecModelOutput, redshift: torch.Tensor) -> torch.Tensor:
+        """Decoder input, (batch, num_image_tokens + num_spectrum_patches, decoder_hidden_size).
 
-        Returns the image head output (batch, num_image_tokens, 2 * values) and the readout's
-        fiber-independent preparation (see :meth:`GalSpecFiberReadout.prepare`).
+        The encoder's visible tokens go back to their places (`encoder_output.visible_ids`), mask tokens
+        fill the rest, and every token gets its decoder position: sky position for image tokens,
+        wavelength encoding at `redshift` (batch,) for spectrum tokens.
+        """
+        visible_states = self.decoder_embed(encoder_output.last_hidden_state)
+        batch, dtype = visible_states.shape[0], visible_states.dtype
+        full = torch.cat(
+            [
+                self.image_mask_token.to(dtype).expand(batch, self.config.num_image_tokens, -1),
+                self.spectrum_mask_token.to(dtype).expand(batch, self.config.num_spectrum_patches, -1),
+            ],
+            dim=1,
+        )
+        ids = encoder_output.visible_ids[..., None].expand(-1, -1, full.shape[-1])
+        # padding rows write back the mask token they would overwrite
+        values = torch.where(
+            encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids)
+        )
+        full = full.scatter(1, ids, values)
+        positions = torch.cat(
+            [self.image_positions()[None].expand(batch, -1, -1), self.spectrum_positions(redshift)], dim=1
+        )
+        return full + positions.to(dtype)
+
+    def trunk(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run the transformer layers on :meth:`embed`'s output: the fiber-independent work, once per galaxy.
+
+        Returns the image head output (batch, num_image_tokens, 2 * values per token: means, then log
+        sigmas) and the readout's preparation (see :meth:`GalSpecFiberReadout.prepare`).
         """
         for layer in self.layers:
             hidden_states, _ = layer(hidden_states)
         hidden_states = self.layernorm(hidden_states)
-        image_states, spectrum_states = hidden_states[:, :num_image_tokens], hidden_states[:, num_image_tokens:]
-        prepared = self.readout.prepare(image_states, spectrum_states, image_position_features)
-        return self.image_head(image_states), prepared
+        num_image = self.config.num_image_tokens
+        image_states, spectrum_states = hidden_states[:, :num_image], hidden_states[:, num_image:]
+        return self.image_head(image_states), self.readout.prepare(image_states, spectrum_states)
+
+    def read_spectra(
+        self,
+        prepared: dict[str, torch.Tensor],
+        galaxy_index: torch.Tensor,
+        fiber_offset: torch.Tensor,
+        fiber_diameter: torch.Tensor,
+        spectrum_scale: torch.Tensor,
+    ) -> GalSpecDecoderOutput:
+        """The spectra of a batch of fibers, from :meth:`trunk`'s `prepared` readout.
+
+        galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; fiber_offset
+        (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec; spectrum_scale (num_fibers,) is each
+        fiber's flux scale (1e-17 erg/s/cm2/A) that turns the normalised head output into physical units.
+        Returns a :class:`GalSpecDecoderOutput` with its spectrum fields.
+        """
+        head_output = self.readout(prepared, galaxy_index, fiber_offset, fiber_diameter)
+        mean_norm, log_sigma = split_spectrum_head(head_output, self.config)
+        sigma_norm = sigma_from_log_sigma(log_sigma, self.config)
+        mean, sigma = denormalize_spectra(mean_norm.float(), sigma_norm.float(), spectrum_scale.float())
+        return GalSpecDecoderOutput(
+            spectrum_mean=mean, spectrum_sigma=sigma, spectrum_log_sigma=log_sigma, normalized_spectrum_mean=mean_norm
+        )
+
+    def forward(
+        self,
+        encoder_output: GalSpecModelOutput,
+        redshift: torch.Tensor,
+        fiber_offset: torch.Tensor,
+        fiber_diameter: torch.Tensor,
+    ) -> GalSpecDecoderOutput:
+        r"""
+        Decode a batch of encoded galaxies: the spectrum of each galaxy's fiber and the reconstructed image.
+
+        Args:
+            encoder_output (:class:`GalSpecModelOutput`): the encoder's output for the batch (its visible
+                tokens, their places, and the observing fibers' `spectrum_scale`).
+            redshift (`torch.FloatTensor` of shape `(batch,)`).
+            fiber_offset (`torch.FloatTensor` of shape `(batch, 2)`): each galaxy's fiber, arcsec east/north.
+            fiber_diameter (`torch.FloatTensor` of shape `(batch,)`): its diameter, arcsec.
+        """
+        config = self.config
+        image_output, prepared = self.trunk(self.embed(encoder_output, redshift))
+        batch = image_output.shape[0]
+        galaxy_index = torch.arange(batch, device=image_output.device)
+        scale = encoder_output.spectrum_scale  # (batch,): the observing fiber's
+        spectra = self.read_spectra(prepared, galaxy_index, fiber_offset, fiber_diameter, scale)
+        # (batch, num_image_tokens, mean / log sigma, values per token) -> two (batch, bands, H, W) images
+        image_tokens = image_output.reshape(batch, config.num_image_tokens, 2, -1)
+        image_mean, image_log_sigma = (
+            unpatchify_image(
+                image_tokens[:, :, part], len(config.bands), config.image_size, config.image_patch_size,
+                config.image_tokens_per_band,
+            )  # fmt: skip
+            for part in range(2)
+        )
+        return GalSpecDecoderOutput(**spectra, image_mean=image_mean, image_log_sigma=image_log_sigma)
 
 
 class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
@@ -1029,19 +1150,6 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         self.galspec = GalSpecModel(config)
         self.decoder = GalSpecDecoder(config)
         self.post_init()
-
-    # ------------------------------------------------------------------
-    def _spectrum_from_head(self, spectrum_output: torch.Tensor, length: int):
-        """(batch, num_patches, 2P) -> mean, log_sigma (batch, length), normalised units."""
-        batch = spectrum_output.shape[0]
-        patch = self.config.spectrum_patch_length
-        output = spectrum_output.reshape(batch, -1, 2, patch)
-        mean = output[:, :, 0].reshape(batch, -1)[:, :length]
-        log_sigma = output[:, :, 1].reshape(batch, -1)[:, :length]
-        return mean, log_sigma
-
-    def _sigma(self, log_sigma: torch.Tensor) -> torch.Tensor:
-        return self.config.sigma_floor + torch.exp(log_sigma.clamp(max=20.0))
 
     def forward(
         self,
@@ -1061,103 +1169,30 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
     ) -> GalSpecForMaskedSpectraOutput:
         r"""
         Masked-spectrum forward pass. Arguments as in :meth:`GalSpecModel.forward`; with `spectrum` and
-        `spectrum_ivar` given, the output carries the losses.
+        `spectrum_ivar` given, the output carries the losses (:meth:`forward_loss`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoder_output = self.galspec(
-            pixel_values,
-            redshift,
-            spectrum=spectrum,
-            spectrum_ivar=spectrum_ivar,
-            fiber_offset=fiber_offset,
-            fiber_diameter=fiber_diameter,
-            spectrum_mask=spectrum_mask,
-            image_mask=image_mask,
-            noise=noise,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
-        config = self.config
+            pixel_values, redshift, spectrum, spectrum_ivar, fiber_offset, fiber_diameter, spectrum_mask,
+            image_mask, noise, output_hidden_states, output_attentions, return_dict=True,
+        )  # fmt: skip
         batch, device = pixel_values.shape[0], pixel_values.device
-        num_image = config.num_image_tokens
-        num_spectrum = config.num_spectrum_patches
         fiber_offset, fiber_diameter = self.galspec._fiber_inputs(batch, fiber_offset, fiber_diameter, device)
-
-        # Put visible tokens back in place, mask tokens elsewhere: (batch, num_image + num_spectrum, hidden)
-        decoder = self.decoder
-        visible_states = decoder.decoder_embed(encoder_output.last_hidden_state)
-        dtype = visible_states.dtype
-        full = torch.cat(
-            [
-                decoder.image_mask_token.to(dtype).expand(batch, num_image, -1),
-                decoder.spectrum_mask_token.to(dtype).expand(batch, num_spectrum, -1),
-            ],
-            dim=1,
-        )
-        ids = encoder_output.visible_ids[..., None].expand(-1, -1, full.shape[-1])
-        # padding rows write back the mask token they would overwrite
-        values = torch.where(
-            encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids)
-        )
-        full = full.scatter(1, ids, values)
-        positions = torch.cat(
-            [
-                decoder.image_positions(self.galspec.embeddings)[None].expand(batch, -1, -1),
-                decoder.spectrum_positions(self.galspec.patch_wavelength, redshift),
-            ],
-            dim=1,
-        )
-        image_features = self.galspec.embeddings.image_position_features()
-        image_output, prepared = decoder(full + positions.to(dtype), num_image, image_features)
-        galaxy_index = torch.arange(batch, device=device)
-        spectrum_output = decoder.readout(prepared, galaxy_index, fiber_offset, fiber_diameter)
-
-        # Heads -> physical quantities
-        mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
-        sigma_norm = self._sigma(log_sigma)
-        spectrum_mean, spectrum_sigma = denormalize_spectra(mean_norm, sigma_norm, encoder_output.spectrum_scale)
-        image_values = image_output.shape[-1] // 2
-        image_tokens = image_output.reshape(batch, num_image, 2, image_values)
-        bands, size, patch = len(config.bands), config.image_size, config.image_patch_size
-        per_band = config.image_tokens_per_band
-        image_mean = unpatchify_image(image_tokens[:, :, 0], bands, size, patch, per_band)
-        image_log_sigma = unpatchify_image(image_tokens[:, :, 1], bands, size, patch, per_band)
-
-        # Losses (normalised units)
+        decoder_output = self.decoder(encoder_output, redshift, fiber_offset, fiber_diameter)
         loss = spectrum_loss = image_loss = None
         if spectrum is not None:
-            target, target_ivar = normalize_spectra(
-                spectrum.float(), spectrum_ivar.float(), encoder_output.spectrum_scale
+            loss, spectrum_loss, image_loss = self.forward_loss(
+                pixel_values, spectrum, spectrum_ivar, encoder_output, decoder_output
             )
-            good = (target_ivar > 0) & torch.isfinite(target) & torch.isfinite(target_ivar)
-            target = torch.where(good, target, torch.zeros_like(target))
-            target_ivar = torch.where(good, target_ivar, torch.zeros_like(target_ivar))
-            pixel_masked = encoder_output.spectrum_mask.repeat_interleave(config.spectrum_patch_length, dim=1)
-            pixel_masked = pixel_masked[:, : config.num_wavelengths]
-            weights = good if config.loss_on_visible_spectrum else good & pixel_masked
-            nll = gaussian_nll(target, mean_norm.float(), sigma_norm.float(), target_ivar)
-            spectrum_loss = masked_mean(nll, weights)
-
-            image_target = patchify_image(
-                normalize_images(pixel_values, encoder_output.flux_scale, config), patch, per_band
-            )  # (batch, num_image, values)
-            image_nll = gaussian_nll(
-                image_target, image_tokens[:, :, 0].float(), self._sigma(image_tokens[:, :, 1]).float()
-            )
-            image_weights = encoder_output.image_mask[..., None].expand_as(image_nll)
-            image_loss = masked_mean(image_nll, image_weights)
-            loss = spectrum_loss + config.image_loss_weight * image_loss
-
         output = GalSpecForMaskedSpectraOutput(
             loss=loss,
             spectrum_loss=spectrum_loss,
             image_loss=image_loss,
-            spectrum_mean=spectrum_mean,
-            spectrum_sigma=spectrum_sigma,
-            spectrum_log_sigma=log_sigma,
-            image_mean=image_mean,
-            image_log_sigma=image_log_sigma,
+            spectrum_mean=decoder_output.spectrum_mean,
+            spectrum_sigma=decoder_output.spectrum_sigma,
+            spectrum_log_sigma=decoder_output.spectrum_log_sigma,
+            image_mean=decoder_output.image_mean,
+            image_log_sigma=decoder_output.image_log_sigma,
             spectrum_mask=encoder_output.spectrum_mask,
             image_mask=encoder_output.image_mask,
             spectrum_scale=encoder_output.spectrum_scale,
@@ -1165,6 +1200,43 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             attentions=encoder_output.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def forward_loss(
+        self,
+        pixel_values: torch.Tensor,
+        spectrum: torch.Tensor,
+        spectrum_ivar: torch.Tensor,
+        encoder_output: GalSpecModelOutput,
+        decoder_output: GalSpecDecoderOutput,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Gaussian negative log-likelihoods, in normalised units: (loss, spectrum_loss, image_loss).
+
+        spectrum_loss: masked mean over spectral pixels with ivar > 0 (and finite flux) in masked patches, or
+        in every patch with `config.loss_on_visible_spectrum`, of the NLL with variance sigma_model**2 + 1/ivar;
+        the observed spectrum (batch, num_wavelengths) is normalised by the fiber's `spectrum_scale`.
+        image_loss: masked mean over the pixels of masked image tokens, against the normalised image.
+        loss = spectrum_loss + config.image_loss_weight * image_loss.
+        """
+        config = self.config
+        target, target_ivar = normalize_spectra(spectrum.float(), spectrum_ivar.float(), encoder_output.spectrum_scale)
+        good = (target_ivar > 0) & torch.isfinite(target) & torch.isfinite(target_ivar)
+        target = torch.where(good, target, torch.zeros_like(target))
+        target_ivar = torch.where(good, target_ivar, torch.zeros_like(target_ivar))
+        pixel_masked = encoder_output.spectrum_mask.repeat_interleave(config.spectrum_patch_length, dim=1)
+        pixel_masked = pixel_masked[:, : config.num_wavelengths]
+        weights = good if config.loss_on_visible_spectrum else good & pixel_masked
+        sigma = sigma_from_log_sigma(decoder_output.spectrum_log_sigma, config)
+        nll = gaussian_nll(target, decoder_output.normalized_spectrum_mean.float(), sigma.float(), target_ivar)
+        spectrum_loss = masked_mean(nll, weights)
+
+        patch, per_band = config.image_patch_size, config.image_tokens_per_band
+        image_target = normalize_images(pixel_values, encoder_output.flux_scale, config)
+        image_target = patchify_image(image_target, patch, per_band)
+        image_mean = patchify_image(decoder_output.image_mean, patch, per_band)  # (batch, num_image_tokens, values)
+        image_sigma = sigma_from_log_sigma(patchify_image(decoder_output.image_log_sigma, patch, per_band), config)
+        image_nll = gaussian_nll(image_target, image_mean.float(), image_sigma.float())
+        image_loss = masked_mean(image_nll, encoder_output.image_mask[..., None].expand_as(image_nll))
+        return spectrum_loss + config.image_loss_weight * image_loss, spectrum_loss, image_loss
 
     # ------------------------------------------------------------------
     @torch.no_grad()
@@ -1181,9 +1253,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         r"""
         Predict the spectra that fibers at the given positions would record (image in, spectrum out).
 
-        The image of each galaxy is encoded once; the fibers are then decoded in batches of
-        `fiber_batch_size`, each fiber in its own sequence, so a fiber's result does not depend on
-        the other fibers asked for with it.
+        The image of each galaxy is encoded and decoded once (no spectrum: the decoder's trunk never sees a
+        fiber); the fibers are then read out in batches of `fiber_batch_size`, each fiber in its own
+        sequence, so a fiber's result does not depend on the other fibers asked for with it.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): images, nanomaggies.
@@ -1194,7 +1266,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
                 return the prediction, inside the model grid; the model-grid prediction is interpolated
                 linearly. Defaults to the model grid.
             fiber_diameter (`float` or tensor, *optional*, defaults to `config.fiber_diameter`): arcsec.
-            fiber_batch_size (`int`, *optional*, defaults to 256): fibers decoded per decoder call.
+            fiber_batch_size (`int`, *optional*, defaults to 256): fibers read out per readout call.
             progress (`bool`, *optional*, defaults to `False`): show a tqdm progress bar over fiber batches.
 
         Returns:
@@ -1220,16 +1292,8 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         encoder_output = self.galspec(
             pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
         )
-        # Decode each galaxy once: image tokens and fiber-free spectrum mask tokens.
-        decoder = self.decoder
-        image_states = decoder.decoder_embed(encoder_output.last_hidden_state)  # (batch, num_image, hidden)
-        dtype = image_states.dtype
-        image_states = image_states + decoder.image_positions(self.galspec.embeddings).to(dtype)
-        spectrum_states = decoder.spectrum_mask_token.to(dtype) + decoder.spectrum_positions(
-            self.galspec.patch_wavelength, redshift
-        ).to(dtype)
-        image_features = self.galspec.embeddings.image_position_features()
-        _, prepared = decoder(torch.cat([image_states, spectrum_states], dim=1), image_states.shape[1], image_features)
+        # Decode each galaxy once; each fiber then costs only the readout.
+        _, prepared = self.decoder.trunk(self.decoder.embed(encoder_output, redshift))
 
         flat_offset = fiber_offset.reshape(batch * num_fibers, 2)
         galaxy_index = torch.arange(batch, device=device).repeat_interleave(num_fibers)
@@ -1242,21 +1306,13 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
 
             starts = tqdm(starts, desc="decoding fibers", unit="batch")
         for start in starts:
-            stop = min(start + fiber_batch_size, batch * num_fibers)
-            galaxies = galaxy_index[start:stop]
-            spectrum_output = decoder.readout(prepared, galaxies, flat_offset[start:stop], diameter[start:stop])
-            mean_norm, log_sigma = self._spectrum_from_head(spectrum_output, config.num_wavelengths)
-            scale = spectrum_scales(
-                pixel_values,
-                encoder_output.flux_scale,
-                galaxies,
-                flat_offset[start:stop],
-                diameter[start:stop],
-                config,
-            )  # (fibers in this batch,): each fiber's own scale
-            mean, sigma = denormalize_spectra(mean_norm.float(), self._sigma(log_sigma).float(), scale.float())
-            means.append(mean)
-            sigmas.append(sigma)
+            fibers = slice(start, min(start + fiber_batch_size, batch * num_fibers))
+            galaxies, offsets, diameters = galaxy_index[fibers], flat_offset[fibers], diameter[fibers]
+            # each fiber's own scale
+            scale = spectrum_scales(pixel_values, encoder_output.flux_scale, galaxies, offsets, diameters, config)
+            spectra = self.decoder.read_spectra(prepared, galaxies, offsets, diameters, scale)
+            means.append(spectra.spectrum_mean)
+            sigmas.append(spectra.spectrum_sigma)
         mean = torch.cat(means).reshape(batch, num_fibers, -1)
         sigma = torch.cat(sigmas).reshape(batch, num_fibers, -1)
 
@@ -1273,98 +1329,6 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             grid = wavelength
         return GalSpecSpectraOutput(wavelength=grid.float(), mean=mean, sigma=sigma, fiber_offset=fiber_offset)
 
-    @torch.no_grad()
-    def predict_cube(
-        self,
-        pixel_values: torch.Tensor,
-        redshift: torch.Tensor,
-        spaxel_size: float = 0.5,
-        num_spaxels: int | None = None,
-        bundle_diameter: float | None = None,
-        fiber_diameter: float | None = None,
-        per_spaxel: bool = True,
-        wavelength: torch.Tensor | None = None,
-        fiber_batch_size: int = 256,
-        progress: bool = False,
-    ) -> GalSpecCubeOutput:
-        r"""
-        Predict an IFU-like cube: the spectrum at every spaxel of a MaNGA-like grid and footprint.
-
-        Spaxel spectra come from :meth:`predict_spectra` (each image encoded once), read through a
-        circular aperture of `fiber_diameter` centred on the spaxel. With `per_spaxel=True` they are
-        scaled by spaxel area / aperture area, giving flux per spaxel as in MaNGA LOGCUBEs. The cube's
-        spatial resolution is that of the image and the aperture, not MaNGA's 2.5" reconstructed PSF.
-
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): images, nanomaggies.
-            redshift (`torch.FloatTensor` of shape `(batch,)`).
-            spaxel_size (`float`, *optional*, defaults to 0.5): spaxel side, arcsec (MaNGA: 0.5).
-            num_spaxels (`int`, *optional*): spaxels per side; defaults to the image's field of view.
-            bundle_diameter (`float`, *optional*): corner-to-corner size (arcsec) of the hexagonal footprint;
-                defaults to the field of view. Spaxels outside are not predicted (zero).
-            fiber_diameter (`float`, *optional*, defaults to `config.fiber_diameter`): aperture, arcsec.
-            per_spaxel (`bool`, *optional*, defaults to `True`): flux per spaxel rather than per aperture.
-            wavelength, fiber_batch_size, progress: as in :meth:`predict_spectra`.
-        """
-        config = self.config
-        if spaxel_size <= 0:
-            raise ValueError(f"`spaxel_size` must be positive (arcsec), got {spaxel_size}")
-        field_of_view = config.image_size * config.pixel_scale
-        if num_spaxels is None:
-            num_spaxels = int(field_of_view // spaxel_size)
-        if not isinstance(num_spaxels, int) or num_spaxels < 1:
-            raise ValueError(f"`num_spaxels` must be a positive integer, got {num_spaxels!r}")
-        bundle_diameter = field_of_view if bundle_diameter is None else float(bundle_diameter)
-        if bundle_diameter <= 0:
-            raise ValueError(f"`bundle_diameter` must be positive (arcsec), got {bundle_diameter}")
-        fiber_diameter = config.fiber_diameter if fiber_diameter is None else float(fiber_diameter)
-        offsets = spaxel_grid(num_spaxels, spaxel_size)  # (ny, nx, 2)
-        footprint = hexagon_footprint(offsets, bundle_diameter)
-        inside = offsets[footprint]  # (K, 2)
-        batch = pixel_values.shape[0]
-        prediction = self.predict_spectra(
-            pixel_values,
-            redshift,
-            inside[None].expand(batch, -1, -1).to(pixel_values.device),
-            wavelength=wavelength,
-            fiber_diameter=fiber_diameter,
-            fiber_batch_size=fiber_batch_size,
-            progress=progress,
-        )
-        scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
-        length = prediction.wavelength.shape[0]
-        mean = prediction.mean.new_zeros(batch, num_spaxels, num_spaxels, length)
-        sigma = prediction.sigma.new_zeros(batch, num_spaxels, num_spaxels, length)
-        mean[:, footprint.to(mean.device)] = prediction.mean * scale
-        sigma[:, footprint.to(mean.device)] = prediction.sigma * scale
-        return GalSpecCubeOutput(
-            wavelength=prediction.wavelength,
-            mean=mean,
-            sigma=sigma,
-            spaxel_offset=offsets,
-            footprint=footprint,
-            spaxel_size=float(spaxel_size),
-            fiber_diameter=fiber_diameter,
-        )
-
-
-def spaxel_grid(num_spaxels: int, spaxel_size: float) -> torch.Tensor:
-    """Spaxel centres of a square cube, (ny, nx, 2) arcsec (east, north); rows run north, columns west."""
-    index = (torch.arange(num_spaxels, dtype=torch.float32) - (num_spaxels - 1) / 2) * spaxel_size
-    north, west = torch.meshgrid(index, index, indexing="ij")
-    return torch.stack([-west, north], dim=-1)
-
-
-def hexagon_footprint(offsets: torch.Tensor, diameter: float) -> torch.Tensor:
-    """True inside a regular hexagon of corner-to-corner `diameter` (arcsec) centred on 0, corners east/west.
-
-    MaNGA IFU bundles are hexagonal, 12.5" to 32.5" across (Drory et al. 2015, AJ 149, 77).
-    """
-    radius = diameter / 2  # centre-to-corner
-    x, y = offsets[..., 0].abs(), offsets[..., 1].abs()
-    apothem = radius * math.sqrt(3) / 2
-    return (y <= apothem) & (math.sqrt(3) * x + y <= math.sqrt(3) * radius)
-
 
 def _interpolate(grid: torch.Tensor, values: torch.Tensor, wavelength: torch.Tensor) -> torch.Tensor:
     """Linear interpolation of values (..., len(grid)) at wavelength (L,)."""
@@ -1375,13 +1339,11 @@ def _interpolate(grid: torch.Tensor, values: torch.Tensor, wavelength: torch.Ten
 
 
 __all__ = [
-    "GalSpecCubeOutput",
+    "GalSpecDecoderOutput",
     "GalSpecForMaskedSpectra",
     "GalSpecForMaskedSpectraOutput",
     "GalSpecModel",
     "GalSpecModelOutput",
     "GalSpecPreTrainedModel",
     "GalSpecSpectraOutput",
-    "generate_masks",
-    "wavelength_encoding",
 ]

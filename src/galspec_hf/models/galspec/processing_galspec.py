@@ -8,7 +8,9 @@ calls the same functions internally; :class:`GalSpecProcessor` exposes them, pre
 ``preprocessor_config.json``.
 
 This file imports only torch, numpy, transformers and the configuration file, so it can be
-shipped to the Hub as custom code.
+shipped to the Hub as custom code. It therefore keeps its own copies of the library's pixel edges and AB
+conversion (galspec_hf.spectral) and centred crop (galspec_hf.sky); tests/test_spectral.py and
+tests/test_sky.py check that each copy equals the library's function.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ FLUX_UNIT = 1e-17
 # ----------------------------------------------------------------------------------------
 def nanomaggies_to_flux_density(flux_nanomaggies, wavelength):
     """Convert a flux in nanomaggies to a mean flux density in 1e-17 erg/s/cm2/A.
+
+    A copy of :func:`galspec_hf.spectral.nanomaggies_to_flux_density` (this file is self-contained).
 
     f_lambda = f_nu * c / lambda**2, with f_nu = flux_nanomaggies * 3.631e-29 erg/s/cm2/Hz.
 
@@ -204,7 +208,10 @@ def denormalize_spectra(mean, sigma, spectrum_scale):
 # Spectrum resampling with inverse-variance propagation
 # ----------------------------------------------------------------------------------------
 def _bin_edges(wavelength: np.ndarray) -> np.ndarray:
-    """Pixel edges (L+1,) from pixel centres (L,): midpoints, with the end pixels mirrored."""
+    """Pixel edges (L+1,) from pixel centres (L,): midpoints, with the end pixels mirrored.
+
+    A copy of :func:`galspec_hf.spectral.pixel_edges` (this file is self-contained).
+    """
     mid = 0.5 * (wavelength[1:] + wavelength[:-1])
     first = wavelength[0] - (mid[0] - wavelength[0])
     last = wavelength[-1] + (wavelength[-1] - mid[-1])
@@ -411,7 +418,7 @@ class GalSpecProcessor(FeatureExtractionMixin):
     def orient_cutout(self, cutout) -> np.ndarray:
         """A cutout's (bands, H, W) image in the standard orientation, once its pixel scale is checked.
 
-        ``cutout`` is a :class:`galspec_hf.data.readers.LegacyCutout` (or anything with ``path``, ``image``,
+        ``cutout`` is a :class:`galspec_hf.io.legacy.LegacyCutout` (or anything with ``path``, ``image``,
         ``wcs`` and ``pixel_scale_arcsec``). Raises ``ValueError`` naming the file when its pixel scale
         differs from the model's by more than 1 % (images are not resampled).
         """
@@ -423,7 +430,10 @@ class GalSpecProcessor(FeatureExtractionMixin):
         return self.orient_image(cutout.image, cutout.wcs.celestial.pixel_scale_matrix)
 
     def crop_image(self, image: np.ndarray, name: str = "image") -> np.ndarray:
-        """Cut the central image_size x image_size pixels of a (bands, H, W) image."""
+        """Cut the central image_size x image_size pixels of a (bands, H, W) image.
+
+        The crop of :func:`galspec_hf.sky.centred_crop` (copied: this file is self-contained).
+        """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[0] != len(self.bands):
             raise ValueError(

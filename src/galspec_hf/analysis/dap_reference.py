@@ -1,0 +1,99 @@
+"""The MaNGA DAP's own line fit of a spectra file: the reference our line fit is compared with.
+
+The DAP (sdss-mangadap, from the test extra; Westfall et al. 2019, AJ 158, 231; Belfiore et al. 2019, AJ 158,
+160) is run exactly as its own test ``mangadap/tests/test_sasuke.py::test_sasuke_mpl11`` runs it: a pPXF
+stellar-continuum fit with the MILES-HC library (additive Legendre degree 8, two moments), then Sasuke with the
+ELPMPL11 line list. Used by tests/test_dap_agreement.py (agreement) and benchmarks/bench_lines.py (speed).
+``mangadap`` is imported inside :func:`run_dap` only: it is an optional dependency (``pip install -e ".[test]"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import constants as C
+
+__all__ = ["DAP_LINES", "run_dap"]
+
+#: DAP ELPMPL11 names of the compared lines -> this package's names.
+DAP_LINES = {"Ha-6564": "Halpha", "Hb-4862": "Hbeta", "NII-6585": "NII_6585", "OIII-5008": "OIII_5008"}
+
+
+def run_dap(path) -> dict:
+    """Run pPXF (MILES-HC) + Sasuke (ELPMPL11) on a MaNGA spectra file as in mangadap's test_sasuke_mpl11.
+
+    `path` is a FITS file with the HDUs WAVE, FLUX, IVAR, MASK, SRES and Z (as
+    ../shared/data/manga/MaNGA_test_spectra.fits.gz). Raises ImportError naming ``sdss-mangadap`` when it is
+    not installed.
+
+    Returns ``{"flux": {line: (8,)}, "flux_err": ..., "velocity_kms": ..., "dispersion_kms": ..., "mask": ...,
+    "fit_mask": (8,) int, "stellar_velocity_kms": (8,), "stellar_dispersion_kms": (8,)}`` with the package's line
+    names; velocities relative to the file's redshift (the DAP reports cz).
+    """
+    try:
+        import mangadap  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "run_dap needs the MaNGA DAP, the package `sdss-mangadap` (module `mangadap`): install the test extra "
+            'with `pip install -e ".[test]"`'
+        ) from error
+    from astropy.io import fits
+    from mangadap.datacube import MaNGADataCube
+    from mangadap.par.artifactdb import ArtifactDB
+    from mangadap.par.emissionlinedb import EmissionLineDB
+    from mangadap.proc.emissionlinemodel import EmissionLineModelBitMask
+    from mangadap.proc.ppxffit import PPXFFit
+    from mangadap.proc.sasuke import Sasuke
+    from mangadap.proc.stellarcontinuummodel import StellarContinuumModelBitMask
+    from mangadap.proc.templatelibrary import TemplateLibrary
+    from mangadap.util.drpbitmask import DRPFitsBitMask
+    from mangadap.util.pixelmask import SpectralPixelMask
+
+    with fits.open(path) as hdu:
+        wave, sres, z = hdu["WAVE"].data.copy(), hdu["SRES"].data.copy(), hdu["Z"].data.copy()
+        drpbm = DRPFitsBitMask()
+        flux = np.ma.MaskedArray(
+            hdu["FLUX"].data, mask=drpbm.flagged(hdu["MASK"].data, MaNGADataCube.do_not_fit_flags())
+        )
+        ferr = np.ma.power(hdu["IVAR"].data, -0.5)
+    flux[ferr.mask] = np.ma.masked
+    ferr[flux.mask] = np.ma.masked
+    nspec = flux.shape[0]
+    velscale_ratio = 4
+    tpl = TemplateLibrary("MILESHC", match_resolution=False, velscale_ratio=velscale_ratio, spectral_step=1e-4,
+                          log=True, hardcopy=False)  # fmt: skip
+    tpl_sres = np.mean(tpl["SPECRES"].data, axis=0)
+    pixelmask = SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY"), emldb=EmissionLineDB.from_key("ELPSCMSK"))
+    ppxf = PPXFFit(StellarContinuumModelBitMask())
+    _, _, _, sc_par = ppxf.fit(
+        tpl["WAVE"].data.copy(), tpl["FLUX"].data.copy(), wave, flux, ferr, z, np.full(nspec, 100.0),
+        iteration_mode="no_global_wrej", reject_boxcar=100, ensemble=False, velscale_ratio=velscale_ratio,
+        mask=pixelmask, matched_resolution=False, tpl_sres=tpl_sres, obj_sres=sres, degree=8, moments=2,
+    )  # fmt: skip
+    emldb = EmissionLineDB.from_key("ELPMPL11")
+    emlfit = Sasuke(EmissionLineModelBitMask())
+    _, _, _, _, el_fit, el_par = emlfit.fit(
+        emldb, wave, flux, obj_ferr=ferr, obj_mask=SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY")),
+        obj_sres=sres, guess_redshift=z, guess_dispersion=np.full(nspec, 100.0), reject_boxcar=101,
+        stpl_wave=tpl["WAVE"].data, stpl_flux=tpl["FLUX"].data, stpl_sres=tpl_sres,
+        stellar_kinematics=sc_par["KIN"], etpl_sinst_mode="offset", etpl_sinst_min=10.0,
+        velscale_ratio=velscale_ratio,
+    )  # fmt: skip
+    names = list(emldb["name"])
+    restwave = np.asarray(emldb["restwave"])
+    cz = C.SPEED_OF_LIGHT_KMS * z
+    out = {key: {} for key in ("flux", "flux_err", "velocity_kms", "dispersion_kms", "mask")}
+    for dap_name, name in DAP_LINES.items():
+        base, wl = dap_name.split("-")
+        pairs = enumerate(zip(names, restwave, strict=True))
+        j = [i for i, (n, w) in pairs if n == base and abs(w - float(wl)) < 2][0]
+        out["flux"][name] = np.asarray(el_par["FLUX"][:, j], float)
+        out["flux_err"][name] = np.asarray(el_par["FLUXERR"][:, j], float)
+        # DAP KIN[:, j, 0] is cz (km/s) of the line; relative to the file's cz, in the relativistic sense
+        out["velocity_kms"][name] = (np.asarray(el_par["KIN"][:, j, 0], float) - cz) / (1 + z)
+        out["dispersion_kms"][name] = np.asarray(el_par["KIN"][:, j, 1], float)
+        out["mask"][name] = np.asarray(el_par["MASK"][:, j], np.int64)
+    out["fit_mask"] = np.asarray(el_fit["MASK"], np.int64)
+    out["stellar_velocity_kms"] = (np.asarray(sc_par["KIN"][:, 0], float) - cz) / (1 + z)
+    out["stellar_dispersion_kms"] = np.asarray(sc_par["KIN"][:, 1], float)
+    return out
