@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import gamma as gamma_function
@@ -96,7 +96,11 @@ class Galaxy:
     dust_gradient_dex_per_re: float = 0.0  # E(B-V)_gas(r) = ebv_gas 10**(-g (r/re - 1)), capped at 3 ebv_gas
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field by name (all are scalars, so a shallow copy equals dataclasses.asdict, ~20x faster)."""
+        return {name: getattr(self, name) for name in _GALAXY_FIELDS}
+
+
+_GALAXY_FIELDS = tuple(field.name for field in fields(Galaxy))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -160,15 +164,58 @@ def ab_nanomaggies(wavelength: np.ndarray, flux_lambda: np.ndarray, band: str) -
     """
     if band not in C.LEGACY_BANDS:
         raise ValueError(f"band must be one of {C.LEGACY_BANDS}, got {band!r}")
+    integrator = _band_integrator(wavelength, band)
+    return _integrate_band(flux_lambda[..., integrator[0] : integrator[1]], integrator)
+
+
+def _band_integrator(wavelength: np.ndarray, band: str) -> tuple:
+    """What :func:`ab_nanomaggies` needs of a wavelength grid: (lo, hi, wavelength[lo:hi], response, denominator);
+    only the samples under the filter (plus one on each side) contribute."""
     filter_wave, filter_resp = decam_filters()[band]
-    # only the samples under the filter (plus one on each side) contribute
     lo = max(int(np.searchsorted(wavelength, filter_wave[0])) - 1, 0)
     hi = int(np.searchsorted(wavelength, filter_wave[-1])) + 1
-    wavelength, flux_lambda = wavelength[lo:hi], flux_lambda[..., lo:hi]
+    wavelength = wavelength[lo:hi]
     response = np.interp(wavelength, filter_wave, filter_resp, left=0.0, right=0.0)
-    numerator = np.trapezoid(flux_lambda * response * wavelength, wavelength, axis=-1)
     denominator = np.trapezoid(response * C.SPEED_OF_LIGHT_A_PER_S / wavelength, wavelength)
+    return lo, hi, wavelength, response, denominator
+
+
+def _integrate_band(flux_lambda: np.ndarray, integrator: tuple) -> np.ndarray:
+    """Nanomaggies of ``flux_lambda`` (..., hi - lo), erg/s/cm2/A on the samples of ``integrator``
+    (:func:`_band_integrator`)."""
+    _, _, wavelength, response, denominator = integrator
+    numerator = np.trapezoid(flux_lambda * response * wavelength, wavelength, axis=-1)
     return f_nu_to_nanomaggies(numerator / denominator)
+
+
+#: Template-grid band integrators kept per TemplateSet (one per redshift and band; galaxies come one at a time).
+_BAND_CACHE_SIZE = 12
+
+
+def template_band_integrator(templates: TemplateSet, redshift: float, band: str) -> tuple:
+    """:func:`_band_integrator` of ``templates.wavelength_rest * (1 + redshift)`` (the observed template grid),
+    cached on the template set for the last few (redshift, band) pairs."""
+    if band not in C.LEGACY_BANDS:
+        raise ValueError(f"band must be one of {C.LEGACY_BANDS}, got {band!r}")
+    cache = templates._cache.setdefault("band_integrators", {})
+    key = (float(redshift), band)
+    if key not in cache:
+        if len(cache) >= _BAND_CACHE_SIZE:
+            del cache[next(iter(cache))]
+        cache[key] = _band_integrator(templates.wavelength_rest * (1 + redshift), band)
+    return cache[key]
+
+
+def template_band_nanomaggies(
+    templates: TemplateSet, flux_rest: np.ndarray, redshift: float, scale: float, band: str
+) -> float:
+    """Nanomaggies through ``band`` of a rest-frame SED on ``templates.wavelength_rest`` (1e-17 units times
+    ``scale``, as :attr:`Galaxy.continuum_scale`) observed at ``redshift``: the same number as
+    ``ab_nanomaggies(*observed_frame(wavelength_rest, flux_rest, redshift, scale) x 1e-17, band)``, computed on the
+    samples under the filter only."""
+    integrator = template_band_integrator(templates, redshift, band)
+    flux_obs = flux_rest[..., integrator[0] : integrator[1]] * scale / (1 + redshift)
+    return float(_integrate_band(flux_obs * C.FLUX_UNIT_ERG_S_CM2_A, integrator))
 
 
 def line_nanomaggies(wavelength_obs: np.ndarray, line_flux_cgs: np.ndarray, band: str) -> np.ndarray:
@@ -180,31 +227,75 @@ def line_nanomaggies(wavelength_obs: np.ndarray, line_flux_cgs: np.ndarray, band
     """
     filter_wave, filter_resp = decam_filters()[band]
     response = np.interp(wavelength_obs, filter_wave, filter_resp, left=0.0, right=0.0)
-    denominator = np.trapezoid(filter_resp * C.SPEED_OF_LIGHT_A_PER_S / filter_wave, filter_wave)
-    return f_nu_to_nanomaggies((line_flux_cgs * response * wavelength_obs).sum(axis=-1) / denominator)
+    return f_nu_to_nanomaggies((line_flux_cgs * response * wavelength_obs).sum(axis=-1) / _line_denominator(band))
+
+
+def line_nanomaggies_each(wavelength_obs: np.ndarray, line_flux_cgs: float, band: str) -> np.ndarray:
+    """(L,) nanomaggies of each line of ``wavelength_obs`` (observed A) alone, of integrated flux ``line_flux_cgs``
+    (erg/s/cm2): ``line_nanomaggies(wavelength_obs[i:i+1], [line_flux_cgs], band)`` for every i at once."""
+    filter_wave, filter_resp = decam_filters()[band]
+    response = np.interp(wavelength_obs, filter_wave, filter_resp, left=0.0, right=0.0)
+    return f_nu_to_nanomaggies(line_flux_cgs * response * wavelength_obs / _line_denominator(band))
+
+
+@functools.lru_cache(maxsize=8)
+def _line_denominator(band: str) -> float:
+    filter_wave, filter_resp = decam_filters()[band]
+    return np.trapezoid(filter_resp * C.SPEED_OF_LIGHT_A_PER_S / filter_wave, filter_wave)
 
 
 # ------------------------------------------------------------------------------------------------
 # Component spectra
 # ------------------------------------------------------------------------------------------------
+#: Component spectra kept per TemplateSet (a galaxy asks for the same ones several times).
+_SPECTRA_CACHE_SIZE = 4
+
+
 def component_spectra_rest(templates: TemplateSet, galaxy: Galaxy, broaden: bool = True) -> dict[str, np.ndarray]:
     """Rest-frame bulge and disk continua (dust-attenuated), in units of ``continuum_scale``.
+
+    The last few results are cached on ``templates`` (keyed by the parameters they depend on) and returned
+    read-only.
 
     Returns
     -------
     dict with 'bulge' and 'disk': (N,) arrays on ``templates.wavelength_rest``; the total rest SED is their sum.
     """
+    fb = galaxy.bulge_light_fraction
+    fy = galaxy.young_light_fraction
+    sigmas = (float(galaxy.sigma_bulge_kms), float(galaxy.sigma_disk_kms)) if broaden else None
+    key = (sigmas, float(fb), float(fy), float(galaxy.ebv_bulge), float(galaxy.ebv_disk))
+    cache = templates._cache.setdefault("component_spectra", {})
+    if key in cache:
+        return dict(cache[key])
     old_b = templates.broadened("old", galaxy.sigma_bulge_kms) if broaden else templates.old
     old_d = templates.broadened("old", galaxy.sigma_disk_kms) if broaden else templates.old
     young_d = templates.broadened("young", galaxy.sigma_disk_kms) if broaden else templates.young
     if "calzetti_k" not in templates._cache:
         templates._cache["calzetti_k"] = calzetti_k(templates.wavelength_rest)
     k = templates._cache["calzetti_k"]
-    fb = galaxy.bulge_light_fraction
-    fy = galaxy.young_light_fraction
-    bulge = fb * old_b * 10.0 ** (-0.4 * k * galaxy.ebv_bulge)
-    disk = (1 - fb) * ((1 - fy) * old_d + fy * young_d) * 10.0 ** (-0.4 * k * galaxy.ebv_disk)
-    return {"bulge": bulge, "disk": disk}
+    bulge = fb * old_b * _stellar_dust(templates, k, galaxy.ebv_bulge)
+    disk = (1 - fb) * ((1 - fy) * old_d + fy * young_d) * _stellar_dust(templates, k, galaxy.ebv_disk)
+    bulge.setflags(write=False)
+    disk.setflags(write=False)
+    if len(cache) >= _SPECTRA_CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = {"bulge": bulge, "disk": disk}
+    return dict(cache[key])
+
+
+def _stellar_dust(templates: TemplateSet, k: np.ndarray, ebv: float) -> np.ndarray:
+    """10**(-0.4 k E(B-V)) on the template grid, cached for the last few E(B-V).
+
+    Evaluated as exp(-0.4 ln(10) E(B-V) k): 6x faster than the power on the 25,000-pixel grid, equal to it to a
+    few 1e-16 (relative)."""
+    cache = templates._cache.setdefault("stellar_dust", {})
+    ebv = float(ebv)
+    if ebv not in cache:
+        if len(cache) >= 2 * _SPECTRA_CACHE_SIZE:
+            del cache[next(iter(cache))]
+        cache[ebv] = np.exp(k * (-0.4 * math.log(10.0) * ebv))
+    return cache[ebv]
 
 
 def observed_frame(wavelength_rest: np.ndarray, flux_rest: np.ndarray, z: float, scale: float) -> tuple:
@@ -215,7 +306,7 @@ def observed_frame(wavelength_rest: np.ndarray, flux_rest: np.ndarray, z: float,
 # ------------------------------------------------------------------------------------------------
 # Emission-line physics
 # ------------------------------------------------------------------------------------------------
-def star_forming_line_ratios(oxygen: np.ndarray) -> np.ndarray:
+def star_forming_line_ratios(oxygen: np.ndarray, line_axis: int = -1) -> np.ndarray:
     """Intrinsic (dust-free) line fluxes relative to H-alpha of HII regions with abundance ``oxygen``.
 
     Parameters
@@ -224,7 +315,8 @@ def star_forming_line_ratios(oxygen: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (..., len(LINE_NAMES)) ratios to H-alpha, ordered as ``LINE_NAMES``. Sources: Case B Ha/Hb
+    (..., len(LINE_NAMES)) ratios to H-alpha, ordered as ``LINE_NAMES`` (along ``line_axis``: 0 gives
+    (len(LINE_NAMES), ...), the same numbers). Sources: Case B Ha/Hb
     (Osterbrock & Ferland 2006), PP04 N2 and O3N2, Dopita et al. (2016) N2S2, Maiolino et al. (2008) R2,
     Storey & Zeippen (2000) doublets, low-density [OII] and [SII] ratios.
     """
@@ -239,7 +331,7 @@ def star_forming_line_ratios(oxygen: np.ndarray) -> np.ndarray:
     x = oxygen - C.SOLAR_OXYGEN_ABUNDANCE
     log_r2 = np.polyval(C.MAIOLINO08_R2_COEFFS[::-1], x)
     oii_total = hbeta * 10**log_r2
-    return _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total)
+    return _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total, line_axis)
 
 
 _OXYGEN_TABLE = np.linspace(C.PP04_N2_OXYGEN_RANGE[0], C.PP04_N2_OXYGEN_RANGE[1], 341)
@@ -273,7 +365,7 @@ def agn_line_ratios() -> np.ndarray:
     )
 
 
-def _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total) -> np.ndarray:
+def _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total, line_axis: int = -1) -> np.ndarray:
     shape = np.broadcast(hbeta, oii_total, oiii_5008, nii_6585, sii_total).shape
     r_oii = C.OII_DOUBLET_RATIO_LOW_DENSITY  # 3729/3726
     r_sii = C.SII_DOUBLET_RATIO_LOW_DENSITY  # 6716/6731
@@ -289,7 +381,8 @@ def _assemble_ratios(hbeta, oii_total, oiii_5008, nii_6585, sii_total) -> np.nda
         "SII_6718": sii_total * r_sii / (1 + r_sii),
         "SII_6733": sii_total / (1 + r_sii),
     }
-    return np.stack([np.broadcast_to(np.asarray(columns[name], dtype=np.float64), shape) for name in LINE_NAMES], -1)
+    columns = [np.broadcast_to(np.asarray(columns[name], dtype=np.float64), shape) for name in LINE_NAMES]
+    return np.stack(columns, line_axis)
 
 
 def lier_line_ratios(nii_halpha: float) -> np.ndarray:
@@ -336,20 +429,38 @@ def clump_positions(galaxy: Galaxy) -> dict[str, np.ndarray]:
     return {"x": radius * np.cos(theta), "y": radius * np.sin(theta), "radius": radius, "weight": weight}
 
 
-def _spiral_modulation(
+def _spiral_wave(
     galaxy: Galaxy, major: np.ndarray, minor_deprojected: np.ndarray, h: float, radius: np.ndarray | None = None
 ) -> np.ndarray:
-    """1 + A cos(m (theta - ln(r/h) / tan p) - m phase), tapered to 1 inside ~h; its azimuthal mean is 1.
+    """The spiral modulation of the star formation minus 1: A cos(m (theta - ln(r/h) / tan p) - m phase) times a
+    taper to 0 inside ~h; the modulation 1 + this has an azimuthal mean of 1.
 
-    ``radius`` : hypot(major, minor_deprojected) if the caller has it already (same shape), else computed."""
+    ``radius`` : hypot(major, minor_deprojected) if the caller has it already (same shape), else computed.
+    The phase is computed in float64 and reduced to [-pi, pi] there; only the cosine is evaluated in float32
+    (numpy's float64 cosine is ~20x slower): the modulation is within 1e-6 of the float64 one."""
     if radius is None:
         radius = np.hypot(major, minor_deprojected)
     theta = np.arctan2(minor_deprojected, major)
     m = max(int(galaxy.spiral_arms), 1)
     arg = m * (theta - galaxy.spiral_phase_rad - np.log(np.maximum(radius, 1e-6) / h)
                / math.tan(math.radians(galaxy.spiral_pitch_deg)))  # fmt: skip
-    taper = 1.0 - np.exp(-((radius / h) ** 2))
-    return 1.0 + galaxy.spiral_amplitude * taper * np.cos(arg)
+    arg -= (2 * math.pi) * np.rint(arg * (1 / (2 * math.pi)))
+    cosine = np.cos(arg.astype(np.float32)).astype(np.float64)
+    # 1 - exp(-x) is exactly 1.0 in float64 for x > 38; the cap keeps exp off its slow underflow path
+    taper = 1.0 - np.exp(-np.minimum((radius / h) ** 2, 40.0))
+    return galaxy.spiral_amplitude * taper * cosine
+
+
+def _point_symmetric_half(galaxy: Galaxy, east: np.ndarray, north: np.ndarray) -> int | None:
+    """H // 2 if the galaxy is centred at (0, 0) and the (H, W) grid, H even, is point-symmetric about it (the
+    pixel at row i, column j is minus the pixel at H - 1 - i, W - 1 - j), else None."""
+    if galaxy.centre_east_arcsec != 0 or galaxy.centre_north_arcsec != 0:
+        return None
+    if east.ndim != 2 or east.shape != north.shape or east.shape[0] % 2:
+        return None
+    if not (np.array_equal(east, -east[::-1, ::-1]) and np.array_equal(north, -north[::-1, ::-1])):
+        return None
+    return east.shape[0] // 2
 
 
 def _grid_axes(east: np.ndarray, north: np.ndarray):
@@ -362,10 +473,14 @@ def _grid_axes(east: np.ndarray, north: np.ndarray):
     return east[0, :], north[:, 0]
 
 
-def _index_window(axis: np.ndarray, centre: float, half_width: float) -> slice:
-    """Indices of a monotonic 1-D ``axis`` within ``half_width`` of ``centre``, as a slice (empty if none)."""
-    inside = np.flatnonzero(np.abs(axis - centre) <= half_width)
-    return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
+def _index_windows(axis: np.ndarray, centres: np.ndarray, half_width: float) -> list[slice]:
+    """For each of ``centres`` (N,), the indices of a monotonic 1-D ``axis`` within ``half_width`` of it, as a slice
+    (empty if none)."""
+    inside = np.abs(axis[None, :] - np.asarray(centres, dtype=np.float64)[:, None]) <= half_width  # (N, A)
+    any_inside = inside.any(axis=1)
+    first = inside.argmax(axis=1)
+    last = axis.size - inside[:, ::-1].argmax(axis=1)
+    return [slice(int(a), int(b)) if ok else slice(0, 0) for a, b, ok in zip(first, last, any_inside, strict=True)]
 
 
 def _clump_light(
@@ -376,8 +491,9 @@ def _clump_light(
     major: np.ndarray,
     minor: np.ndarray,
     ratios: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Light of the HII-region complexes on a grid.
+    lines_out: np.ndarray,
+) -> np.ndarray:
+    """Light of the HII-region complexes on a grid; their line flux is added to ``lines_out``.
 
     Each clump is a circular Gaussian in the disk plane (projected: sigma and sigma q), sampled at pixel centres
     after adding (0.7 pixel)^2 in quadrature so that the pixel sum equals the analytic integral to < 1e-4. On a
@@ -386,18 +502,16 @@ def _clump_light(
     Parameters
     ----------
     major, minor : (H, W) :func:`galaxy_frame` of ``east``, ``north``. ratios : (L, N) line flux of each clump
-        per unit of its light.
+        per unit of its light. lines_out : (L, H, W), updated in place: += ratios[:, i] x clump i's light fraction.
 
     Returns
     -------
-    total : (H, W) sum of the clumps' light fractions (sum -> 1 on an infinite grid);
-    lines : (L, H, W) sum over clumps of ratios[:, i] x clump i's light fraction.
+    total : (H, W) sum of the clumps' light fractions (sum -> 1 on an infinite grid).
     """
     clumps = clump_positions(galaxy)
     total = np.zeros(east.shape)
-    lines = np.zeros((ratios.shape[0], *east.shape))
     if galaxy.clump_number <= 0:
-        return total, lines
+        return total
     q = galaxy.disk_axis_ratio
     sigma = galaxy.clump_sigma_kpc * galaxy.arcsec_per_kpc
     extra2 = (0.7 * pixel_arcsec) ** 2
@@ -406,20 +520,23 @@ def _clump_light(
     axes = _grid_axes(east, north)
     reach = 7.0 * math.sqrt(max(s_major2, s_minor2))
     pa = math.radians(galaxy.position_angle_deg)
+    if axes is not None:
+        # clump centres on the sky (the inverse of galaxy_frame's rotation) and their windows, all clumps at once
+        x, y = clumps["x"], clumps["y"]
+        e_c = galaxy.centre_east_arcsec + x * math.sin(pa) + y * q * math.cos(pa)
+        n_c = galaxy.centre_north_arcsec + x * math.cos(pa) - y * q * math.sin(pa)
+        rows, columns = _index_windows(axes[1], n_c, reach), _index_windows(axes[0], e_c, reach)
+    scratch = np.empty(lines_out.size)  # the (L, window) line images of one clump, reused
     for i, (x, y, w) in enumerate(zip(clumps["x"], clumps["y"], clumps["weight"], strict=True)):
-        if axes is None:
-            window = (slice(None), slice(None))
-        else:
-            # clump centre on the sky: the inverse of galaxy_frame's rotation
-            e_c = galaxy.centre_east_arcsec + x * math.sin(pa) + y * q * math.cos(pa)
-            n_c = galaxy.centre_north_arcsec + x * math.cos(pa) - y * q * math.sin(pa)
-            window = (_index_window(axes[1], n_c, reach), _index_window(axes[0], e_c, reach))
+        window = (slice(None), slice(None)) if axes is None else (rows[i], columns[i])
         light = (w * norm) * np.exp(
             -0.5 * ((major[window] - x) ** 2 / s_major2 + (minor[window] - y * q) ** 2 / s_minor2)
         )
         total[window] += light
-        lines[(slice(None), *window)] += ratios[:, i, None, None] * light[None]
-    return total, lines
+        line_light = scratch[: ratios.shape[0] * light.size].reshape(ratios.shape[0], *light.shape)
+        np.multiply(ratios[:, i, None, None], light[None], out=line_light)
+        lines_out[(slice(None), *window)] += line_light
+    return total
 
 
 def star_forming_ratios_after_dust(galaxy: Galaxy, radius_arcsec: np.ndarray) -> np.ndarray:
@@ -427,9 +544,16 @@ def star_forming_ratios_after_dust(galaxy: Galaxy, radius_arcsec: np.ndarray) ->
     the abundance gradient's ratios times the radial dust transmission. Returns (L, R)."""
     r_re = np.asarray(radius_arcsec, dtype=np.float64) / galaxy.disk_re_arcsec
     oxygen = np.clip(galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * r_re, *C.PP04_N2_OXYGEN_RANGE)
-    k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
+    k_lines = _line_calzetti_k()  # (L,)
     ebv = gas_ebv_at_radius(galaxy, r_re)
     return star_forming_line_ratios_fast(oxygen) * 10.0 ** (-0.4 * k_lines[:, None] * ebv[None])
+
+
+@functools.lru_cache(maxsize=1)
+def _line_calzetti_k() -> np.ndarray:
+    k = calzetti_k(LINE_WAVELENGTHS_REST_A)
+    k.setflags(write=False)
+    return k
 
 
 def line_dust_transmission(ebv_gas: float) -> np.ndarray:
@@ -486,32 +610,56 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
     log_r_table = np.linspace(-4.0, 2.5, 1301)  # log10(r / re)
     n = galaxy.bulge_sersic_n
     sersic_table = np.exp(-sersic_bn(n) * (10 ** (log_r_table / n) - 1.0))
-    bulge = np.zeros(east.shape)
-    disk = np.zeros(east.shape)
-    halpha_disk = np.zeros(east.shape)
     re_b, q_b = galaxy.bulge_re_arcsec, galaxy.bulge_axis_ratio
     h, q_d = galaxy.disk_scale_arcsec, galaxy.disk_axis_ratio
     h_ha = h * galaxy.halpha_size_ratio
     with_arms = galaxy.spiral_amplitude > 0
-    halpha_arms = np.zeros(east.shape) if with_arms else None
-    disk_arms = np.zeros(east.shape) if with_arms else None
+    # a galaxy centred on a point-symmetric grid (imaging.pixel_grid around a centred target) is the same after a
+    # 180-degree rotation, but for the sign of the spiral pattern when the number of arms is odd: the sub-pixel loop
+    # then runs over the first half of the rows and the rest is that half rotated
+    half_rows = _point_symmetric_half(galaxy, east, north)
+    east_loop, north_loop = (east, north) if half_rows is None else (east[:half_rows], north[:half_rows])
+    bulge = np.zeros(east_loop.shape)
+    disk = np.zeros(east_loop.shape)
+    halpha_disk = np.zeros(east_loop.shape)
+    # spiral arms: sums of exp(-r/h) x (modulation - 1), so that exp x modulation = disk + disk_wave
+    halpha_wave = np.zeros(east_loop.shape) if with_arms else None
+    disk_wave = np.zeros(east_loop.shape) if with_arms else None
+    re_b2 = re_b**2
     for dy in offsets:
         for dx in offsets:
             # east decreases with column index, so a sub-pixel step in +x is -dx in east
-            major, minor = galaxy_frame(galaxy, east - dx * pixel_arcsec, north + dy * pixel_arcsec)
-            r2_b = (major**2 + (minor / q_b) ** 2) / re_b**2
+            major, minor = galaxy_frame(galaxy, east_loop - dx * pixel_arcsec, north_loop + dy * pixel_arcsec)
+            major2 = np.square(major)
+            work = np.divide(minor, q_b)
+            np.square(work, out=work)
+            np.add(major2, work, out=work)
+            np.divide(work, re_b2, out=work)  # r2_b
             # profile from a fine log-radius table (interpolation error < 1e-3 relative)
-            bulge += np.interp(0.5 * np.log10(np.maximum(r2_b, 1e-8)), log_r_table, sersic_table, right=0.0)
-            minor_deprojected = minor / q_d
-            r_d = np.sqrt(major**2 + minor_deprojected**2)
-            exp_disk = np.exp(-r_d / h)
-            exp_halpha = np.exp(-r_d / h_ha)
+            np.maximum(work, 1e-8, out=work)
+            np.log10(work, out=work)
+            np.multiply(work, 0.5, out=work)
+            bulge += np.interp(work, log_r_table, sersic_table, right=0.0)
+            minor_deprojected = np.divide(minor, q_d, out=minor)
+            r_d = np.square(minor_deprojected, out=work)
+            np.add(major2, r_d, out=r_d)
+            np.sqrt(r_d, out=r_d)
+            exp_disk = np.divide(r_d, -h, out=major2)
+            np.exp(exp_disk, out=exp_disk)
+            exp_halpha = np.exp(np.divide(r_d, -h_ha))
             disk += exp_disk
             halpha_disk += exp_halpha
             if with_arms:
-                arms = _spiral_modulation(galaxy, major, minor_deprojected, h_ha, radius=r_d)
-                halpha_arms += exp_halpha * arms
-                disk_arms += exp_disk * arms
+                wave = _spiral_wave(galaxy, major, minor_deprojected, h_ha, radius=r_d)
+                np.multiply(exp_halpha, wave, out=exp_halpha)
+                halpha_wave += exp_halpha
+                np.multiply(exp_disk, wave, out=exp_disk)
+                disk_wave += exp_disk
+    if half_rows is not None:
+        bulge, disk, halpha_disk = (np.concatenate([a, a[::-1, ::-1]]) for a in (bulge, disk, halpha_disk))
+        if with_arms:
+            sign = -1.0 if max(int(galaxy.spiral_arms), 1) % 2 else 1.0
+            halpha_wave, disk_wave = (np.concatenate([a, sign * a[::-1, ::-1]]) for a in (halpha_wave, disk_wave))
     # the Sersic cusp is undersampled by a few points per pixel when re ~ a pixel (a 0.3" bulge on 0.5" spaxels
     # loses 7% of its light at subsample=3): the pixels within 1.5 pixels of the centre get 15 x 15 points
     centre_major, centre_minor = galaxy_frame(galaxy, east, north)
@@ -527,30 +675,13 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
         bulge[near] = profile.sum(axis=(1, 2)) * subsample**2 / 15**2
     area = pixel_arcsec**2 / subsample**2
     bulge *= area / _sersic_total(n, re_b, q_b)
+    if with_arms:
+        halpha_arms = (halpha_disk + halpha_wave) * (area / (2 * math.pi * q_d * h_ha**2))
+        disk_arms = (disk + disk_wave) * (area / (2 * math.pi * q_d * h**2))
     disk *= area / (2 * math.pi * q_d * h**2)
     halpha_disk *= area / (2 * math.pi * q_d * h_ha**2)
-    if with_arms:
-        halpha_arms *= area / (2 * math.pi * q_d * h_ha**2)
-        disk_arms *= area / (2 * math.pi * q_d * h**2)
 
     major, minor = galaxy_frame(galaxy, east, north)
-    # star formation: smooth inside-out disk modulated by spiral arms, plus HII-region complexes; the young stars
-    # (young_light_fraction of the disk light) follow the same arms and clumps, so they show in g and H-alpha together
-    old_disk = disk
-    f_clump = galaxy.clump_halpha_fraction if galaxy.clump_number > 0 else 0.0
-    clump_total = clump_lines = None
-    if f_clump > 0:
-        # each HII complex has the abundance and dust of its own radius: clump_lines (L, H, W)
-        clump_ratios = star_forming_ratios_after_dust(galaxy, clump_positions(galaxy)["radius"])  # (L, N)
-        clump_total, clump_lines = _clump_light(galaxy, east, north, pixel_arcsec, major, minor, clump_ratios)
-    if with_arms or f_clump > 0:
-        smooth_young = disk_arms if with_arms else disk
-        halpha_disk = (1 - f_clump) * (halpha_arms if with_arms else halpha_disk)
-        young_light = (1 - f_clump) * smooth_young
-        if clump_total is not None:
-            young_light = young_light + f_clump * clump_total
-        fy = galaxy.young_light_fraction
-        disk = (1 - fy) * disk + fy * young_light
     radius = np.sqrt(major**2 + (minor / q_d) ** 2)
     cos_phi = np.divide(major, radius, out=np.zeros_like(radius), where=radius > 0)
     sin_i = math.sin(math.radians(galaxy.inclination_deg))
@@ -559,22 +690,43 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
     # stars: same curve with asymmetric drift ~20% (e.g. Martinsson et al. 2013, A&A 557, A130)
     velocity_stars = 0.8 * velocity_gas
 
+    # star formation: smooth inside-out disk modulated by spiral arms, plus HII-region complexes; the young stars
+    # (young_light_fraction of the disk light) follow the same arms and clumps, so they show in g and H-alpha together
+    f_clump = galaxy.clump_halpha_fraction if galaxy.clump_number > 0 else 0.0
+    if with_arms or f_clump > 0:
+        halpha_disk = (1 - f_clump) * (halpha_arms if with_arms else halpha_disk)
     radius_re = radius / galaxy.disk_re_arcsec
     oxygen = np.clip(
         galaxy.oxygen_central + galaxy.oxygen_gradient_dex_per_re * radius_re,
         C.PP04_N2_OXYGEN_RANGE[0],
         C.PP04_N2_OXYGEN_RANGE[1],
     )
-    ratios = star_forming_line_ratios(oxygen)  # (H, W, L)
-    k_lines = calzetti_k(LINE_WAVELENGTHS_REST_A)  # (L,)
-    transmission = 10.0 ** (-0.4 * k_lines[:, None, None] * gas_ebv_at_radius(galaxy, radius_re)[None])  # (L, H, W)
-    lines_sf = (galaxy.halpha_flux_sf_intrinsic * halpha_disk)[None] * np.moveaxis(ratios, -1, 0) * transmission
-    if clump_lines is not None:
-        lines_sf = lines_sf + (galaxy.halpha_flux_sf_intrinsic * f_clump) * clump_lines
+    lines_sf = star_forming_line_ratios(oxygen, line_axis=0)  # (L, H, W)
+    ebv = gas_ebv_at_radius(galaxy, radius_re)
+    halpha_sf = galaxy.halpha_flux_sf_intrinsic * halpha_disk
+    for i, k_line in enumerate(_line_calzetti_k()):
+        # (F x halpha_disk) x ratio x dust transmission, line by line (no (L, H, W) temporaries)
+        np.multiply(halpha_sf, lines_sf[i], out=lines_sf[i])
+        lines_sf[i] *= 10.0 ** ((-0.4 * k_line) * ebv)
+    old_disk = disk
+    clump_total = None
+    if f_clump > 0:
+        # each HII complex has the abundance and dust of its own radius, added to lines_sf clump by clump
+        clump_ratios = star_forming_ratios_after_dust(galaxy, clump_positions(galaxy)["radius"])  # (L, N)
+        clump_ratios *= galaxy.halpha_flux_sf_intrinsic * f_clump
+        clump_total = _clump_light(galaxy, east, north, pixel_arcsec, major, minor, clump_ratios, lines_sf)
+    if with_arms or f_clump > 0:
+        smooth_young = disk_arms if with_arms else disk
+        young_light = (1 - f_clump) * smooth_young
+        if clump_total is not None:
+            young_light = young_light + f_clump * clump_total
+        fy = galaxy.young_light_fraction
+        disk = (1 - fy) * disk + fy * young_light
     if galaxy.lier_halpha_flux_bulge > 0 or galaxy.lier_halpha_flux_disk > 0:
         # LIER / diffuse gas ionised by old stars: follows the old light at a fixed EW (observed, after dust)
         lier = galaxy.lier_halpha_flux_bulge * bulge + galaxy.lier_halpha_flux_disk * old_disk
-        lines_sf = lines_sf + lier[None] * lier_line_ratios(galaxy.lier_nii_halpha)[:, None, None]
+        for i, ratio in enumerate(lier_line_ratios(galaxy.lier_nii_halpha)):
+            lines_sf[i] += lier * ratio
     lines_agn = np.zeros_like(lines_sf)
     if galaxy.agn:
         # unresolved nucleus: a Gaussian of 0.05 arcsec sigma, far below any PSF here
@@ -584,7 +736,9 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
         nucleus = np.zeros(east.shape)
         for dy in offsets:
             for dx in offsets:
-                nucleus += np.exp(-0.5 * ((de - dx * pixel_arcsec) ** 2 + (dn + dy * pixel_arcsec) ** 2) / sigma**2)
+                exponent = -0.5 * ((de - dx * pixel_arcsec) ** 2 + (dn + dy * pixel_arcsec) ** 2) / sigma**2
+                # exp is exactly 0 in float64 below -746; the floor keeps it off its slow underflow path
+                nucleus += np.exp(np.maximum(exponent, -800.0))
         nucleus *= area / (2 * math.pi * sigma**2)
         lines_agn = (galaxy.agn_halpha_flux * nucleus)[None] * agn_line_ratios()[:, None, None]
     return {
@@ -601,21 +755,33 @@ def render_maps(galaxy: Galaxy, east: np.ndarray, north: np.ndarray, pixel_arcse
 # ------------------------------------------------------------------------------------------------
 # Sampling a population
 # ------------------------------------------------------------------------------------------------
-def _sample_schechter(rng: np.random.Generator, size: int, mag_range=(-23.5, -17.0)) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _schechter_cdf(mag_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     grid = np.linspace(*mag_range, 2001)
     x = 10 ** (-0.4 * (grid - C.SCHECHTER_MSTAR_R))
     pdf = x ** (C.SCHECHTER_ALPHA + 1) * np.exp(-x)
     cdf = np.cumsum(pdf)
     cdf /= cdf[-1]
+    return cdf, grid
+
+
+def _sample_schechter(rng: np.random.Generator, size: int, mag_range=(-23.5, -17.0)) -> np.ndarray:
+    cdf, grid = _schechter_cdf(tuple(mag_range))
     return np.interp(rng.random(size), cdf, grid)
 
 
-def _sample_volume_redshift(rng: np.random.Generator, size: int) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def _volume_redshift_cdf() -> tuple[np.ndarray, np.ndarray]:
     table = _cosmology_table()
     keep = (table["z"] >= C.SIMULATED_REDSHIFT_RANGE[0]) & (table["z"] <= C.SIMULATED_REDSHIFT_RANGE[1])
     z, dvdz = table["z"][keep], table["dvdz"][keep]
     cdf = np.cumsum(dvdz)
     cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
+    return cdf, z
+
+
+def _sample_volume_redshift(rng: np.random.Generator, size: int) -> np.ndarray:
+    cdf, z = _volume_redshift_cdf()
     return np.interp(rng.random(size), cdf, z)
 
 
@@ -638,18 +804,33 @@ def sample_galaxy(
         ``constants.SIMULATED_OFFCENTRE_FRACTION``.
     r_mag_limit : apparent r-band selection limit (default BGS bright, 19.5).
     """
+    return sample_galaxy_and_lines(rng, templates, targetid, offcentre, max_tries, r_mag_limit)[0]
+
+
+def sample_galaxy_and_lines(
+    rng: np.random.Generator,
+    templates: TemplateSet,
+    targetid: int,
+    offcentre: bool | None = None,
+    max_tries: int = 2000,
+    r_mag_limit: float = C.BGS_R_MAG_LIMIT,
+) -> tuple[Galaxy, np.ndarray]:
+    """:func:`sample_galaxy` and the galaxy's :func:`total_line_fluxes` (computed for the selection anyway)."""
     for _ in range(max_tries):
         absmag = float(_sample_schechter(rng, 1)[0])
         z = float(_sample_volume_redshift(rng, 1)[0])
-        cosmo = cosmology(np.array([z]))
-        dl_mpc = float(cosmo["dl_mpc"][0])
+        table = _cosmology_table()
+        dl_mpc = float(np.interp(z, table["z"], table["dl_mpc"]))  # = cosmology(z)["dl_mpc"]
         # quick screen with a distance modulus only (the K-correction and dust are applied exactly below)
         if absmag + 5 * math.log10(dl_mpc * 1e5) - 2.5 * math.log10(1 + z) > r_mag_limit + 0.6:
             continue
+        cosmo = cosmology(np.array([z]))
         galaxy = _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre)
-        m_r = 22.5 - 2.5 * math.log10(max(total_band_nanomaggies(galaxy, templates, bands=("r",))["r"], 1e-12))
+        line_total = total_line_fluxes(galaxy)
+        r_nmgy = _total_band_nanomaggies(galaxy, templates, line_total, ("r",))["r"]
+        m_r = 22.5 - 2.5 * math.log10(max(r_nmgy, 1e-12))
         if C.BGS_R_MAG_BRIGHT < m_r < r_mag_limit:
-            return galaxy
+            return galaxy, line_total
     raise RuntimeError(f"could not draw a galaxy brighter than r = {r_mag_limit} in {max_tries} tries")
 
 
@@ -697,7 +878,7 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     a_halpha = sum(c * x_mass**i for i, c in enumerate(C.GARN_BEST10_AHALPHA)) + rng.normal(0.0, C.GARN_BEST10_SCATTER)
     if not star_forming:
         a_halpha = rng.uniform(0.0, 0.3)
-    k_halpha = float(calzetti_k(np.array([C.EMISSION_LINES_VACUUM_A["Halpha"]]))[0])
+    k_halpha = float(_line_calzetti_k()[LINE_NAMES.index("Halpha")])
     ebv_gas = float(np.clip(a_halpha, 0.0, 3.0)) / k_halpha
     ebv_gas *= min(1.0 / max(disk_q, 0.2), 3.0) ** 0.3  # more dust through inclined disks
     ebv_disk = C.CALZETTI_STELLAR_TO_GAS_EBV * ebv_gas
@@ -769,8 +950,9 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     )
     # normalise: absolute magnitude in DECam r of the rest SED at 10 pc
     spectra = component_spectra_rest(templates, galaxy, broaden=False)
-    rest_total = spectra["bulge"] + spectra["disk"]
-    nmgy_10pc = ab_nanomaggies(templates.wavelength_rest, rest_total, "r")
+    r_at_rest = template_band_integrator(templates, 0.0, "r")
+    lo, hi = r_at_rest[0], r_at_rest[1]
+    nmgy_10pc = _integrate_band(spectra["bulge"][lo:hi] + spectra["disk"][lo:hi], r_at_rest)
     target_nmgy = 10 ** (-0.4 * (absmag - 22.5))
     scale_10pc = target_nmgy / nmgy_10pc  # erg/s/cm2/A per unit SED at 10 pc
     galaxy.continuum_scale = float(scale_10pc * (10.0 / (dl_mpc * 1e6)) ** 2 / C.FLUX_UNIT_ERG_S_CM2_A)
@@ -844,14 +1026,21 @@ def total_band_nanomaggies(
     galaxy: Galaxy, templates: TemplateSet, include_lines: bool = True, bands: tuple[str, ...] = C.LEGACY_BANDS
 ) -> dict[str, float]:
     """Total fluxes (nanomaggies) of the whole galaxy in ``bands``: continuum plus emission lines."""
-    spectra = component_spectra_rest(templates, galaxy, broaden=False)
-    wave_obs, flux_obs = observed_frame(
-        templates.wavelength_rest, spectra["bulge"] + spectra["disk"], galaxy.redshift, galaxy.continuum_scale
-    )
-    out = {}
     line_total = total_line_fluxes(galaxy) if include_lines else np.zeros(len(LINE_NAMES))
+    return _total_band_nanomaggies(galaxy, templates, line_total, bands)
+
+
+def _total_band_nanomaggies(
+    galaxy: Galaxy, templates: TemplateSet, line_total: np.ndarray, bands: tuple[str, ...]
+) -> dict[str, float]:
+    spectra = component_spectra_rest(templates, galaxy, broaden=False)
+    out = {}
     for band in bands:
-        out[band] = float(ab_nanomaggies(wave_obs, flux_obs * C.FLUX_UNIT_ERG_S_CM2_A, band))
+        integrator = template_band_integrator(templates, galaxy.redshift, band)
+        lo, hi = integrator[:2]
+        rest_total = spectra["bulge"][lo:hi] + spectra["disk"][lo:hi]
+        flux_obs = rest_total * galaxy.continuum_scale / (1 + galaxy.redshift)
+        out[band] = float(_integrate_band(flux_obs * C.FLUX_UNIT_ERG_S_CM2_A, integrator))
         line_wave_obs = LINE_WAVELENGTHS_REST_A * (1 + galaxy.redshift)
         out[band] += float(line_nanomaggies(line_wave_obs, line_total * C.FLUX_UNIT_ERG_S_CM2_A, band))
     return out

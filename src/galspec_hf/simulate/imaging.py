@@ -17,10 +17,9 @@ from .. import constants as C
 from .galaxy import (
     LINE_WAVELENGTHS_REST_A,
     Galaxy,
-    ab_nanomaggies,
     component_spectra_rest,
-    line_nanomaggies,
-    observed_frame,
+    line_nanomaggies_each,
+    template_band_nanomaggies,
 )
 from .templates import TemplateSet
 
@@ -93,18 +92,11 @@ def band_weights(galaxy: Galaxy, templates: TemplateSet) -> dict[str, np.ndarray
     line_wave_obs = LINE_WAVELENGTHS_REST_A * (1 + galaxy.redshift)
     out = {}
     for band in C.LEGACY_BANDS:
-        values = []
-        for name in ("bulge", "disk"):
-            wave_obs, flux_obs = observed_frame(
-                templates.wavelength_rest, spectra[name], galaxy.redshift, galaxy.continuum_scale
-            )
-            values.append(float(ab_nanomaggies(wave_obs, flux_obs * C.FLUX_UNIT_ERG_S_CM2_A, band)))
-        per_line = np.array(
-            [
-                line_nanomaggies(line_wave_obs[i : i + 1], np.array([C.FLUX_UNIT_ERG_S_CM2_A]), band)
-                for i in range(line_wave_obs.size)
-            ]
-        )
+        values = [
+            template_band_nanomaggies(templates, spectra[name], galaxy.redshift, galaxy.continuum_scale, band)
+            for name in ("bulge", "disk")
+        ]
+        per_line = line_nanomaggies_each(line_wave_obs, C.FLUX_UNIT_ERG_S_CM2_A, band)
         out[band] = np.concatenate([values, per_line])
     return out
 
@@ -117,6 +109,7 @@ def render_image(
     oversample: int,
     margin_fine: int,
     weights: dict | None = None,
+    lines: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noiseless seeing-convolved g, r, z image in nanomaggies per Legacy pixel.
 
@@ -126,18 +119,20 @@ def render_image(
     oversample : fine pixels per Legacy pixel along each axis.
     margin_fine : fine pixels cropped on every side after convolution (room for PSF wings).
     weights : precomputed :func:`band_weights` (computed when None).
+    lines : precomputed ``maps["lines_sf"] + maps["lines_agn"]`` (computed when None).
 
     Returns
     -------
     (3, H, W) float64, H = (fine size - 2 margin) / oversample.
     """
     weights = band_weights(galaxy, templates) if weights is None else weights
-    lines = maps["lines_sf"] + maps["lines_agn"]
+    lines = maps["lines_sf"] + maps["lines_agn"] if lines is None else lines
     images = []
     for band in C.LEGACY_BANDS:
         w = weights[band]
         intrinsic = w[0] * maps["bulge"] + w[1] * maps["disk"] + np.tensordot(w[2:], lines, axes=1)
         fwhm = getattr(galaxy, f"psf_fwhm_{band}_arcsec")
+        # one 2-D FFT convolution per band (pocketfft is ~2x slower on a (3, N, N) batch than on three (N, N))
         convolved = fftconvolve(intrinsic, moffat_kernel(round(fwhm, 3), fine_pixel_arcsec), mode="same")
         if margin_fine:
             convolved = convolved[margin_fine:-margin_fine, margin_fine:-margin_fine]

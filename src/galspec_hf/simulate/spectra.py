@@ -197,18 +197,15 @@ def gaussian_lines_on_grid(
     # evaluate line by line groups within the window that they span
     order = np.argsort(centres_A)
     centres_A, sigmas_A, fluxes = centres_A[order], sigmas_A[order], fluxes[order]
-    start = 0
-    while start < centres_A.size:
-        stop = start + 1
-        while stop < centres_A.size and centres_A[stop] - centres_A[stop - 1] < 12 * sigmas_A.max():
-            stop += 1
+    # groups: runs of lines closer than 12 of the widest sigma to their neighbour
+    breaks = np.flatnonzero(np.diff(centres_A) >= 12 * sigmas_A.max()) + 1
+    for start, stop in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [centres_A.size]]), strict=True):
         c, s, f = centres_A[start:stop], sigmas_A[start:stop], fluxes[start:stop]
         i0 = max(int(np.searchsorted(edges, (c - 6 * s).min())) - 1, lo)
         i1 = min(int(np.searchsorted(edges, (c + 6 * s).max())) + 1, hi)
         window = edges[i0 : i1 + 1]
         cdf = 0.5 * (1 + erf((window[None, :] - c[:, None]) / (math.sqrt(2) * s[:, None])))
         out[i0:i1] += (f[:, None] * np.diff(cdf, axis=1)).sum(axis=0) / np.diff(window)
-        start = stop
     return out
 
 
@@ -251,8 +248,10 @@ def fiber_model(
     z = galaxy.redshift
     scale = galaxy.continuum_scale / (1 + z)
     wave_rest = templates.wavelength_rest
-    lines_sf = maps["lines_sf"][:, inside] * w[None, :]  # (L, P)
-    lines_agn = maps["lines_agn"][:, inside] @ w  # (L,)
+    lines_sf = maps["lines_sf"][:, inside]  # (L, P)
+    lines_sf *= w[None, :]
+    # (L,): the whole grid (weights are 0 outside the kernel), without an (L, P) copy
+    lines_agn = maps["lines_agn"].reshape(len(maps["lines_agn"]), -1) @ weights.ravel()
     v_gas = maps["velocity_gas"][inside]
     line_flux = lines_sf.sum(axis=1) + lines_agn
     halpha = LINE_NAMES.index("Halpha")
@@ -612,7 +611,14 @@ def psf_to_fiber_factors(galaxies: list[Galaxy]) -> np.ndarray:
     return np.array(factors)
 
 
-def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int):
+def write_coadd(
+    path: str | Path,
+    galaxies: list[Galaxy],
+    photometry: list[dict],
+    observed: list[dict],
+    tileid: int,
+    fibermap: dict | None = None,
+):
     """Write a DESI coadd file for many targets.
 
     Like DESI, the spectra written are calibrated for point sources: the flux that entered the
@@ -627,6 +633,7 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
     ----------
     observed : per galaxy, dict arm -> (flux, ivar) from :func:`observe`: the flux in the fiber,
         1e-17 erg/s/cm2/A, and its inverse variance.
+    fibermap : :func:`fibermap_values` of these arguments if the caller has it already (computed when None).
     """
     from ..io.desi import write_desi_coadd  # noqa: PLC0415 (astropy: only when writing)
 
@@ -643,7 +650,7 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
     ]
     header = {"SPGRP": "cumulative", "TILEID": tileid, "SURVEY": "main", "PROGRAM": "bright"}
     header["SYNTHETC"] = (True, "galspec-hf simulated survey")
-    fibermap = fibermap_values(galaxies, photometry, tileid)
+    fibermap = fibermap_values(galaxies, photometry, tileid) if fibermap is None else fibermap
     exp_fibermap = {
         "TARGETID": np.array([g.targetid for g in galaxies]),
         "TILEID": np.full(n, tileid),
@@ -672,11 +679,12 @@ def write_coadd(path: str | Path, galaxies: list[Galaxy], photometry: list[dict]
 
 
 def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dict], observed: list[dict], tileid: int,
-                  rng: np.random.Generator):  # fmt: skip
+                  rng: np.random.Generator, fibermap: dict | None = None):  # fmt: skip
     """Write a redrock-format catalogue: REDSHIFTS (true z plus a redrock-like error), FIBERMAP, EXP_FIBERMAP, TSNR2.
 
     No redshift fitting is run: Z is the true redshift perturbed by ZERR, ZERR = 1e-5 (1 + z)
-    (DESI BGS redshift precision ~ 10 km/s; Lan et al. 2023, ApJ 943, 68), ZWARN = 0.
+    (DESI BGS redshift precision ~ 10 km/s; Lan et al. 2023, ApJ 943, 68), ZWARN = 0. ``fibermap`` as in
+    :func:`write_coadd`.
     """
     from ..io.desi import write_redrock as write_redrock_file  # noqa: PLC0415 (astropy: only when writing)
 
@@ -706,7 +714,7 @@ def write_redrock(path: str | Path, galaxies: list[Galaxy], photometry: list[dic
         path,
         values,
         header=header,
-        fibermap=fibermap_values(galaxies, photometry, tileid),
+        fibermap=fibermap_values(galaxies, photometry, tileid) if fibermap is None else fibermap,
         exp_fibermap={
             "TARGETID": values["TARGETID"],
             "TILEID": np.full(n, tileid),

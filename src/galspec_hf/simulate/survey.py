@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import constants as C
-from .galaxy import LINE_NAMES, Galaxy, render_maps, sample_galaxy, total_line_fluxes
+from .galaxy import LINE_NAMES, Galaxy, render_maps, sample_galaxy_and_lines
 from .imaging import add_image_noise, band_weights, pixel_grid, render_image, write_cutout
-from .spectra import fiber_model, fiber_weights, observe, write_coadd, write_redrock
+from .spectra import fiber_model, fiber_weights, fibermap_values, observe, write_coadd, write_redrock
 from .templates import TemplateSet, load_templates
 
 #: First TARGETID of a synthetic survey (DESI TARGETIDs are 64-bit; real BGS ones are ~3.96e16).
@@ -71,28 +71,25 @@ def simulate_galaxy(
     if cutout_size <= 0 or cutout_size % 2:
         raise ValueError(f"cutout_size must be a positive even number, got {cutout_size}")
     rng = np.random.default_rng([seed, index])
-    galaxy = sample_galaxy(rng, templates, targetid_for(seed, index), offcentre=offcentre)
+    galaxy, total_lines = sample_galaxy_and_lines(rng, templates, targetid_for(seed, index), offcentre=offcentre)
     fine = C.LEGACY_PIXEL_SCALE_ARCSEC / IMAGE_OVERSAMPLE
     size_fine = (cutout_size + 2 * IMAGE_MARGIN_PIX) * IMAGE_OVERSAMPLE
     east, north = pixel_grid(size_fine, fine)
     maps = render_maps(galaxy, east, north, fine, subsample=3)
     weights = band_weights(galaxy, templates)
+    lines = maps["lines_sf"] + maps["lines_agn"]
     clean = render_image(
-        galaxy, templates, maps, fine, IMAGE_OVERSAMPLE, IMAGE_MARGIN_PIX * IMAGE_OVERSAMPLE, weights=weights
+        galaxy, templates, maps, fine, IMAGE_OVERSAMPLE, IMAGE_MARGIN_PIX * IMAGE_OVERSAMPLE, weights, lines
     )
     image, image_ivar = add_image_noise(clean, rng)
     fiber = fiber_model(galaxy, templates, maps, east, north)
     observed = observe(fiber["flux"], galaxy.exptime_s, rng)
 
-    total_lines = total_line_fluxes(galaxy)
     total = {band: float(weights[band][0] + weights[band][1] + weights[band][2:] @ total_lines) for band in weights}
     k_legacy = fiber_weights(east, north, 0.0, 0.0, LEGACY_FIBERFLUX_SEEING_ARCSEC, profile="gaussian")
-    lines = maps["lines_sf"] + maps["lines_agn"]
-    fiber_parts = np.concatenate(
-        [
-            [float((maps["bulge"] * k_legacy).sum()), float((maps["disk"] * k_legacy).sum())],
-            (lines * k_legacy).sum((1, 2)),
-        ]
+    fiber_parts = np.array(
+        [float((maps["bulge"] * k_legacy).sum()), float((maps["disk"] * k_legacy).sum())]
+        + [float((line * k_legacy).sum()) for line in lines]
     )
     fiberflux = {band: float(weights[band] @ fiber_parts) for band in C.LEGACY_BANDS}
     # catalogue flux errors: background noise over a ~2 x (seeing FWHM) aperture (Legacy-like, approximate)
@@ -177,9 +174,12 @@ def simulate_survey(
         galaxies = [s.galaxy for s in batch]
         photometry = [s.photometry for s in batch]
         observed = [s.observed for s in batch]
-        coadd = write_coadd(out_dir / "desi" / f"coadd-{stem}", galaxies, photometry, observed, tileid)
+        fibermap = fibermap_values(galaxies, photometry, tileid)
+        coadd = write_coadd(out_dir / "desi" / f"coadd-{stem}", galaxies, photometry, observed, tileid, fibermap)
         rr_rng = np.random.default_rng([seed, 1_000_000_000 + batch_index])
-        redrock = write_redrock(out_dir / "desi" / f"redrock-{stem}", galaxies, photometry, observed, tileid, rr_rng)
+        redrock = write_redrock(
+            out_dir / "desi" / f"redrock-{stem}", galaxies, photometry, observed, tileid, rr_rng, fibermap
+        )
         written["coadd"].append(coadd)
         written["redrock"].append(redrock)
         for s in batch:
