@@ -785,26 +785,10 @@ def _sample_volume_redshift(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.interp(rng.random(size), cdf, z)
 
 
-def sample_galaxy(
-    rng: np.random.Generator,
-    templates: TemplateSet,
-    targetid: int,
-    offcentre: bool | None = None,
-    max_tries: int = 2000,
-    r_mag_limit: float = C.BGS_R_MAG_LIMIT,
-) -> Galaxy:
-    """Draw one BGS-like galaxy (r < 19.5) and its target/fiber placement.
-
-    Parameters
-    ----------
-    rng : random generator (the only source of randomness, so a seed fixes the galaxy).
-    templates : stellar population templates.
-    targetid : DESI-like TARGETID to assign.
-    offcentre : force (True) or forbid (False) an off-centre target; None draws it with
-        ``constants.SIMULATED_OFFCENTRE_FRACTION``.
-    r_mag_limit : apparent r-band selection limit (default BGS bright, 19.5).
-    """
-    return sample_galaxy_and_lines(rng, templates, targetid, offcentre, max_tries, r_mag_limit)[0]
+def sample_galaxy(rng: np.random.Generator, templates: TemplateSet, targetid: int, **options) -> Galaxy:
+    """Draw one BGS-like galaxy (r < 19.5) and its target/fiber placement; ``options`` as in
+    :func:`sample_galaxy_and_lines`, which also returns the galaxy's total line fluxes."""
+    return sample_galaxy_and_lines(rng, templates, targetid, **options)[0]
 
 
 def sample_galaxy_and_lines(
@@ -815,7 +799,18 @@ def sample_galaxy_and_lines(
     max_tries: int = 2000,
     r_mag_limit: float = C.BGS_R_MAG_LIMIT,
 ) -> tuple[Galaxy, np.ndarray]:
-    """:func:`sample_galaxy` and the galaxy's :func:`total_line_fluxes` (computed for the selection anyway)."""
+    """Draw one BGS-like galaxy and its :func:`total_line_fluxes` (computed for the selection anyway).
+
+    Parameters
+    ----------
+    rng : random generator (the only source of randomness, so a seed fixes the galaxy).
+    templates : stellar population templates.
+    targetid : DESI-like TARGETID to assign.
+    offcentre : force (True) or forbid (False) an off-centre target; None draws it with
+        ``constants.SIMULATED_OFFCENTRE_FRACTION``.
+    max_tries : draws before giving up (about 16 draws are rejected per kept galaxy).
+    r_mag_limit : apparent r-band selection limit (default BGS bright, 19.5).
+    """
     for _ in range(max_tries):
         absmag = float(_sample_schechter(rng, 1)[0])
         z = float(_sample_volume_redshift(rng, 1)[0])

@@ -2,7 +2,7 @@
 
 ``python -m galspec_hf.simulate.realism --out docs/img [--shared-data ../shared/data]`` writes the
 side-by-side figures of docs/SIMULATION.md (simulation_desi_spectrum.png, simulation_legacy_cutout.png,
-simulation_ifu_maps.png). The helper functions are also used by tests/test_simulate_realism.py.
+simulation_ifu_maps.png). The helper functions are also used by tests/simulate/test_realism.py.
 """
 
 from __future__ import annotations

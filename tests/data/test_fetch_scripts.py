@@ -27,7 +27,7 @@ from galspec_hf.data.fetch import (
     read_target_list,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TARGETS_CSV = """TARGETID,SURVEY,PROGRAM,HEALPIX,RA,DEC
 39633345008634465,main,dark,10032,150.1,2.2
 39633345008634466,main,dark,10032,150.2,2.3

@@ -25,7 +25,7 @@ from galspec_hf.training.data import GalSpecCollator
 
 from .training_data import write_toy_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN = ROOT / "examples" / "pretrain.py"
 # the library's training entry point in a fresh process (for a run that is killed): what examples/pretrain.py runs
 LOOP_MAIN = "import sys; from galspec_hf.training.loop import main; sys.exit(main(sys.argv[1:]))"

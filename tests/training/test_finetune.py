@@ -19,10 +19,10 @@ from galspec_hf.data.custom import build_custom_dataset
 from galspec_hf.data.testing import write_legacy_cutout, write_sdss_spec
 from galspec_hf.training import adapt_pretrained, freeze_encoder
 
-from .galspec_testing import toy_galaxies
+from ..galspec_testing import toy_galaxies
 from .training_data import write_toy_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HSC = {"bands": ["g", "r", "i", "z", "y"], "band_wavelengths": [4798.0, 6218.0, 7727.0, 8908.0, 9775.0]}
 SDSS_GRID = {"wavelength_min": 3800.0, "wavelength_max": 9200.0, "wavelength_step": 1e-4, "wavelength_scale": "log10"}
 

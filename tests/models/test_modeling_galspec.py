@@ -14,7 +14,7 @@ from galspec_hf.models.galspec.modeling_galspec import (
     wavelength_encoding,
 )
 
-from .galspec_testing import GalSpecModelTester, toy_galaxies
+from ..galspec_testing import GalSpecModelTester, toy_galaxies
 
 
 @pytest.fixture
@@ -414,7 +414,7 @@ def test_local_readout_initial_strengths_and_bias():
 
 def test_spectra_are_scaled_by_the_light_in_their_own_fiber(tester):
     """forward divides each fiber's spectrum by the r-band flux in that fiber (independent supersampled aperture)."""
-    from .galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
+    from ..galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
 
     config = tester.config
     assert config.spectrum_normalization == "fiber"

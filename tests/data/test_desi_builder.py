@@ -27,7 +27,7 @@ from galspec_hf.data.testing import (
 from galspec_hf.io.desi import desi_wavelength_grid
 from galspec_hf.simulate.galaxy import ab_nanomaggies
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32
 
 

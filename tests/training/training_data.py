@@ -7,7 +7,7 @@ import numpy as np
 
 from galspec_hf import GalSpecConfig
 
-from .galspec_testing import toy_galaxies
+from ..galspec_testing import toy_galaxies
 
 
 def write_toy_dataset(

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoPro
 
 from galspec_hf import GalSpecConfig, GalSpecForMaskedSpectra, GalSpecProcessor
 
-from .galspec_testing import GalSpecModelTester
+from ..galspec_testing import GalSpecModelTester
 
 
 def _saved_model(path, seed=0):

@@ -17,7 +17,7 @@ from galspec_hf.models.galspec.processing_galspec import (
     spectrum_scales,
 )
 
-from .galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
+from ..galspec_testing import nanomaggies_to_flambda_astropy, supersampled_aperture_flux
 
 
 def test_nanomaggies_to_flux_density_matches_astropy():
