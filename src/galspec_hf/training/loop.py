@@ -333,7 +333,7 @@ def training_function(
                     "batches_in_epoch": batches_done_in_epoch,
                     "samples_seen": samples_seen,
                 }
-                save_checkpoint(accelerator, args.output_dir, step, state)
+                save_checkpoint(accelerator, args.output_dir, step, state, config=config)
             if step >= args.max_steps:
                 finished_epoch = False
                 break
