@@ -2,7 +2,7 @@
 
 1. The 8 spectra of ../shared/data/manga/MaNGA_test_spectra.fits.gz: the DAP's pPXF (MILES-HC) + Sasuke
    (ELPMPL11) fit, run by ``galspec_hf.analysis.dap_reference.run_dap`` (sdss-mangadap from the test extra, as
-   tests/test_dap_agreement.py runs it), against this package in template and local mode (each timed after one
+   tests/analysis/test_dap_agreement.py runs it), against this package in template and local mode (each timed after one
    warm-up call, best of ``--repeat``).
 2. A 74 x 74 cube (5476 spaxels; the largest MaNGA LOGCUBE, the 127-fibre bundle) built from those real spectra:
    spaxel i holds real spectrum i mod 7 (the 7 usable ones) scaled by a Gaussian surface-brightness profile,

@@ -3,7 +3,7 @@
 The DAP (sdss-mangadap, from the test extra; Westfall et al. 2019, AJ 158, 231; Belfiore et al. 2019, AJ 158,
 160) is run exactly as its own test ``mangadap/tests/test_sasuke.py::test_sasuke_mpl11`` runs it: a pPXF
 stellar-continuum fit with the MILES-HC library (additive Legendre degree 8, two moments), then Sasuke with the
-ELPMPL11 line list. Used by tests/test_dap_agreement.py (agreement) and benchmarks/bench_lines.py (speed).
+ELPMPL11 line list. Used by tests/analysis/test_dap_agreement.py (agreement) and benchmarks/bench_lines.py (speed).
 ``mangadap`` is imported inside :func:`run_dap` only: it is an optional dependency (``pip install -e ".[test]"``).
 """
 

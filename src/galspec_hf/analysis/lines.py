@@ -732,8 +732,9 @@ def fit_emission_lines(
     )
 
 
-# spectra per stellar-continuum sub-chunk (memory ~ 64 x 54 columns x L pixels x 8 bytes x a few)
-_CONTINUUM_CHUNK = 64
+# spectra per stellar-continuum call (memory ~ 256 x L pixels x 8 bytes x ~20: the template columns are built a few
+# spectra at a time inside, galspec_hf.analysis.continuum._BATCH)
+_CONTINUUM_CHUNK = 256
 
 _PER_LINE_KEYS = (
     "flux",

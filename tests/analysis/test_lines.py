@@ -13,7 +13,7 @@ from galspec_hf.analysis.lines import SIGMA_LIMIT_KMS, VELOCITY_LIMIT_KMS
 from galspec_hf.cli import main
 from galspec_hf.data import read_manga_maps
 
-from .galspec_testing import fit_manga_test_spectra
+from ..galspec_testing import fit_manga_test_spectra
 
 SIGMA_INST_KMS = 60.0
 LINES = C.EMISSION_LINES_VACUUM_A
@@ -379,7 +379,8 @@ def test_real_manga_spectra_are_physically_sane(shared_file):
     # a fit whose kinematics sit at the search limits is flagged NEARBOUND, and its kinematics are not physical
     # values: spectrum 0 (a stellar dispersion of ~290 km/s) leaves a broad residual under H-alpha + [NII] that
     # the MaNGA DAP also fits at its own 1000 km/s bound and flags NEAR_BOUND (all four lines; [NII] of spectrum 1
-    # too; tests/test_dap_agreement.py runs that fit). The flag must be set exactly where the limits are reached.
+    # too; tests/analysis/test_dap_agreement.py runs that fit). The flag must be set exactly where the limits are
+    # reached.
     near_bound = {name: (maps.mask[name] & (1 << C.DAP_MASK_NEARBOUND_BIT)) != 0 for name in ("Halpha", "NII_6585")}
     for name, flagged in near_bound.items():
         at_limit = (maps.dispersion_kms[name] >= 0.99 * SIGMA_LIMIT_KMS) | (

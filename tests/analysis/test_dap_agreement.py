@@ -15,7 +15,7 @@ import pytest
 
 from galspec_hf.analysis.dap_reference import DAP_LINES, run_dap
 
-from .galspec_testing import fit_manga_test_spectra
+from ..galspec_testing import fit_manga_test_spectra
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
