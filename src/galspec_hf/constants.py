@@ -35,6 +35,8 @@ NANOMAGGY_AB_ZEROPOINT = 22.5
 
 #: Gaussian FWHM / sigma = 2 sqrt(2 ln 2).
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+# Equivalent Gaussian FWHM of a top-hat aperture of diameter D: sigma = D / 4 (second moment of a uniform disk).
+TOPHAT_FWHM_PER_DIAMETER = FWHM_PER_SIGMA / 4
 
 # ----------------------------------------------------------------------------------------
 # DESI spectrograph (DESI Collaboration 2022, AJ 164, 207; coadd file data model

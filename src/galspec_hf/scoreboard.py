@@ -36,9 +36,10 @@ from galspec_hf.constants import (
     FWHM_PER_SIGMA,
     MANGA_PSF_FWHM_ARCSEC,
     MANGA_SPAXEL_ARCSEC,
-    SPEED_OF_LIGHT_KMS,
+    TOPHAT_FWHM_PER_DIAMETER,
 )
 from galspec_hf.metrics import coverage_curve, log_ratio_statistics
+from galspec_hf.spectral import desi_sigma_kms
 from galspec_hf.strict_json import to_strict_json, write_strict_json  # noqa: F401  (to_strict_json re-exported)
 
 # Short metric prefixes of the compared lines, used in metrics.json keys (``ha_pearson_r``, ``nii_...``).
@@ -354,10 +355,6 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
 LINES = {name: DAP_CHANNEL_NAMES[name] for name in ("Halpha", "NII_6585", "Hbeta", "OIII_5008")}
 # Equal-area diameter of a 0.5" spaxel, arcsec: the "fiber" of the supervised baseline's training rows.
 SPAXEL_EQUIVALENT_DIAMETER_ARCSEC = 2 * MANGA_SPAXEL_ARCSEC / math.sqrt(math.pi)
-# DESI spectral resolution FWHM ~1.8 A (R = 2000-5500 over 3600-9800 A; DESI Collaboration 2022, AJ 164, 207).
-DESI_RESOLUTION_FWHM_A = 1.8
-# Equivalent Gaussian FWHM of a top-hat aperture of diameter D: sigma = D / 4 (second moment of a disk).
-TOPHAT_FWHM_PER_DIAMETER = FWHM_PER_SIGMA / 4
 # The compared models, in the order of the tables and figures, and their titles.
 MODELS = ("image_only", "supervised", "null_light", "null_fiber")
 MODEL_TITLES = {"image_only": "image only", "supervised": "supervised", "null_light": "null light",
@@ -411,7 +408,7 @@ def fit_maps(wavelength, mean, sigma, redshift, weighted: bool, where: np.ndarra
 
     flux_in, sigma_in = mean[where], sigma[where]  # (S, L)
     ivar = 1.0 / np.clip(sigma_in, 1e-6, None) ** 2 if weighted else np.ones_like(flux_in)
-    instrumental = SPEED_OF_LIGHT_KMS * (DESI_RESOLUTION_FWHM_A / FWHM_PER_SIGMA) / wavelength
+    instrumental = desi_sigma_kms(wavelength)  # the model predicts DESI spectra: DESI's line-spread function
     maps = fit_emission_lines(
         wavelength,
         flux_in,

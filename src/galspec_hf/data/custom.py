@@ -21,6 +21,7 @@ from ..io.legacy import read_legacy_cutout
 from ..io.sdss import read_sdss_spec
 from ..models.galspec import GalSpecConfig, GalSpecProcessor
 from ..models.galspec.processing_galspec import resample_spectrum
+from ..sky import centred_crop
 
 
 def build_custom_dataset(
@@ -65,12 +66,10 @@ def build_custom_dataset(
         except (GalSpecFormatError, OSError, ValueError) as error:
             skipped.append({"spectrum": str(spec_path), "cutout": str(cutout_path), "reason": str(error)})
             continue
-        top = (image.shape[-2] - image_size) // 2
-        left = (image.shape[-1] - image_size) // 2
         ivar = np.where(spectrum.and_mask != 0, 0.0, spectrum.ivar)
         flux, ivar = resample_spectrum(spectrum.wavelength, spectrum.flux, ivar, wavelength)
         rows["targetid"].append(index)
-        rows["image"].append(image[:, top : top + image_size, left : left + image_size].astype(np.float32))
+        rows["image"].append(centred_crop(image, image_size).astype(np.float32))
         rows["flux"].append(flux)
         rows["ivar"].append(ivar)
         rows["redshift"].append(float(spectrum.redshift))

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..sky import centred_crop
+
 REQUIRED_COLUMNS = ("image", "flux", "ivar", "redshift", "fiber_offset")
 OPTIONAL_COLUMNS = ("mask", "fiber_diameter")
 
@@ -199,13 +201,12 @@ class GalSpecCollator:
                 f"image is {height}x{width} pixels, smaller than the model's image_size={self.image_size}"
             )
         size = min(size, height - (height - self.image_size) % 2, width - (width - self.image_size) % 2)
-        top, left = (height - size) // 2, (width - size) // 2
-        return image[..., top : top + size, left : left + size]
+        return centred_crop(image, size)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         images = [self._cut(np.asarray(row["image"], dtype=np.float32)) for row in rows]
         size = min(min(i.shape[-2:]) for i in images)
-        images = [i[..., (i.shape[-2] - size) // 2 :, (i.shape[-1] - size) // 2 :][..., :size, :size] for i in images]
+        images = [centred_crop(i, size) for i in images]
         flux = np.stack([np.asarray(row["flux"], dtype=np.float32) for row in rows])
         ivar = np.stack([np.asarray(row["ivar"], dtype=np.float32) for row in rows])
         if flux.shape[1] != self.num_wavelengths:
