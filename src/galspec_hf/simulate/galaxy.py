@@ -823,7 +823,7 @@ def sample_galaxy_and_lines(
         galaxy = _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre)
         line_total = total_line_fluxes(galaxy)
         r_nmgy = _total_band_nanomaggies(galaxy, templates, line_total, ("r",))["r"]
-        m_r = 22.5 - 2.5 * math.log10(max(r_nmgy, 1e-12))
+        m_r = C.NANOMAGGY_AB_ZEROPOINT - 2.5 * math.log10(max(r_nmgy, 1e-12))
         if C.BGS_R_MAG_BRIGHT < m_r < r_mag_limit:
             return galaxy, line_total
     raise RuntimeError(f"could not draw a galaxy brighter than r = {r_mag_limit} in {max_tries} tries")
@@ -948,7 +948,7 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     r_at_rest = template_band_integrator(templates, 0.0, "r")
     lo, hi = r_at_rest[0], r_at_rest[1]
     nmgy_10pc = _integrate_band(spectra["bulge"][lo:hi] + spectra["disk"][lo:hi], r_at_rest)
-    target_nmgy = 10 ** (-0.4 * (absmag - 22.5))
+    target_nmgy = 10 ** (-0.4 * (absmag - C.NANOMAGGY_AB_ZEROPOINT))
     scale_10pc = target_nmgy / nmgy_10pc  # erg/s/cm2/A per unit SED at 10 pc
     galaxy.continuum_scale = float(scale_10pc * (10.0 / (dl_mpc * 1e6)) ** 2 / C.FLUX_UNIT_ERG_S_CM2_A)
 

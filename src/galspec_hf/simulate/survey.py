@@ -102,7 +102,7 @@ def simulate_galaxy(
 
     truth = galaxy.to_dict()
     for band in C.LEGACY_BANDS:
-        truth[f"mag_{band}"] = 22.5 - 2.5 * math.log10(max(total[band], 1e-9))
+        truth[f"mag_{band}"] = C.NANOMAGGY_AB_ZEROPOINT - 2.5 * math.log10(max(total[band], 1e-9))
         truth[f"flux_{band}_nmgy"] = total[band]
         truth[f"fiberflux_{band}_nmgy"] = fiberflux[band]
     for i, name in enumerate(LINE_NAMES):
