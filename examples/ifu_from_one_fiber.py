@@ -35,6 +35,7 @@ null light | null fiber | residual, test set), DIR/calibration.png and DIR/summa
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import sys
@@ -59,6 +60,7 @@ from galspec_hf.scoreboard import (
     draw_evaluation_sets,
     evaluate_set,
     exclude_targets,
+    fiber_line_check,
     fiber_ratios,
     spaxel_offsets_from_cutout,
     write_metrics_json,
@@ -138,14 +140,26 @@ def build_baseline_dataset(survey: Path, galaxies: list[dict], model_wavelength:
 # ----------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------
-def train(dataset: Path, output: Path, setting: dict, steps: int, seed: int) -> GalSpecForMaskedSpectra:
-    """Pretrain on `dataset` with ``examples/pretrain.py`` in a fresh process; return the saved model."""
+#: The training fraction held out as *validation fibers* by examples/pretrain.py (its --validation_fraction):
+#: the central-fiber check (:func:`galspec_hf.scoreboard.fiber_line_check`) runs on these.
+VALIDATION_FRACTION = 0.05
+
+
+def train(
+    dataset: Path, output: Path, setting: dict, steps: int, seed: int, design: dict | None = None
+) -> GalSpecForMaskedSpectra:
+    """Pretrain on `dataset` with ``examples/pretrain.py`` in a fresh process; return the saved model.
+
+    `design`: masking and loss options of the model (``--mask_mode_probabilities`` etc. of pretrain.py).
+    """
     arguments = [
         "--dataset", str(dataset), "--preset", setting["preset"], "--max_steps", str(steps),
         "--per_device_batch_size", str(setting["batch_size"]), "--learning_rate", str(setting["learning_rate"]),
         "--warmup_steps", str(max(10, steps // 20)), "--output_dir", str(output), "--seed", str(seed),
-        "--validation_fraction", "0.05", "--max_eval_samples", "64", "--max_shift_pixels", "4",
+        "--validation_fraction", str(VALIDATION_FRACTION), "--max_eval_samples", "64", "--max_shift_pixels", "4",
     ]  # fmt: skip
+    for name, value in (design or {}).items():
+        arguments += [f"--{name}", *(str(v) for v in (value if isinstance(value, list) else [value]))]
     # a fresh process, as `accelerate launch examples/pretrain.py` would be: after the simulation's numpy/scipy
     # work in this process, training here ran several times slower (thread pools competing for the 2 cores)
     build_pretrain_parser().parse_args(arguments)  # check the arguments before starting the process
@@ -156,8 +170,8 @@ def train(dataset: Path, output: Path, setting: dict, steps: int, seed: int) -> 
 # ----------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------
-def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None:
-    """One row per galaxy: truth | the four models | log residual of image_only, on arcsec axes (east left).
+def plot_maps(path: Path, line: str, panels: list[dict], note: str = "", set_name: str = "test") -> None:
+    """One row per galaxy: truth | every model | log residual of one_fiber, on arcsec axes (east left).
 
     Grey: no value (outside the model image or the cube footprint, or no truth); black: a fit that failed
     (flux <= 0) on a spaxel that is scored. ``note`` (e.g. the quick setting's "smoke test") goes in the title.
@@ -169,11 +183,13 @@ def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None
     from matplotlib.colors import ListedColormap
 
     columns = ("truth", *MODELS)
-    figure, axes = plt.subplots(len(panels), 6, figsize=(21, 3.6 * len(panels)), squeeze=False,
+    n_columns = len(columns) + 1
+    figure, axes = plt.subplots(len(panels), n_columns, figsize=(3.5 * n_columns, 3.6 * len(panels)), squeeze=False,
                                 layout="constrained")  # fmt: skip
     figure.suptitle(
-        f"{line} flux maps, test set{f' ({note})' if note else ''}\ngrey: no value (outside the model image or cube "
-        "footprint, no truth); black: fit failed (flux <= 0) on a scored spaxel; north up, east left", fontsize=11
+        f"{line} flux maps, {set_name} set{f' ({note})' if note else ''}\ngrey: no value (outside the model image or "
+        "cube footprint, no truth); black: fit failed (flux <= 0) on a scored spaxel; north up, east left",
+        fontsize=11,
     )
     cmap = plt.get_cmap("magma").copy()
     cmap.set_bad("0.85")
@@ -184,7 +200,7 @@ def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None
         extent = (east[0, 0], east[0, -1], north[0, 0], north[-1, 0])
         positive = truth[np.isfinite(truth) & (truth > 0)]
         vmin, vmax = np.percentile(np.log10(positive), [5, 99.5]) if positive.size else (-2, 1)
-        for ax, key in zip(row[:5], columns, strict=True):
+        for ax, key in zip(row[:-1], columns, strict=True):
             values = np.asarray(panel[key], dtype=np.float64)
             with np.errstate(divide="ignore", invalid="ignore"):
                 shown = np.where(np.isfinite(values) & (values > 0), np.log10(values), np.nan)
@@ -197,20 +213,20 @@ def plot_maps(path: Path, line: str, panels: list[dict], note: str = "") -> None
             ax.tick_params(labelsize=7)
         row[0].set_ylabel("north offset (arcsec)", fontsize=8)
         north_east_arrows(row[0], color="white")
-        figure.colorbar(image, ax=row[:5].tolist(), fraction=0.02, pad=0.01,
+        figure.colorbar(image, ax=row[:-1].tolist(), fraction=0.02, pad=0.01,
                         label=f"log10 {line}\n[1e-17 erg/s/cm2/spaxel]")  # fmt: skip
         with np.errstate(divide="ignore", invalid="ignore"):
-            residual = np.log10(panel["image_only"] / truth)
+            residual = np.log10(panel["one_fiber"] / truth)
         residual[~panel["good"]] = np.nan
         finite = residual[np.isfinite(residual)]
         limit = float(np.clip(np.percentile(np.abs(finite), 95), 0.3, 3.0)) if finite.size else 0.5
         residual_cmap = plt.get_cmap("coolwarm").copy()
         residual_cmap.set_bad("0.85")
-        image = row[5].imshow(residual, origin="lower", vmin=-limit, vmax=limit, cmap=residual_cmap, extent=extent)
-        row[5].set_title("log10(image only / truth), scored spaxels", fontsize=9)
-        row[5].set_xlabel("east offset (arcsec)", fontsize=8)
-        row[5].tick_params(labelsize=7)
-        figure.colorbar(image, ax=row[5], fraction=0.05, pad=0.01, label="dex")
+        image = row[-1].imshow(residual, origin="lower", vmin=-limit, vmax=limit, cmap=residual_cmap, extent=extent)
+        row[-1].set_title("log10(one fiber / truth), scored spaxels", fontsize=9)
+        row[-1].set_xlabel("east offset (arcsec)", fontsize=8)
+        row[-1].tick_params(labelsize=7)
+        figure.colorbar(image, ax=row[-1], fraction=0.05, pad=0.01, label="dex")
     figure.savefig(path, dpi=80)
     plt.close(figure)
 
@@ -245,41 +261,97 @@ def _format(value, spec: str) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
-def run(output_dir: Path, setting: dict, seed: int) -> dict:
+#: The one-fiber model's design options this script passes on to pretrain.py.
+DESIGN_OPTIONS = ("mask_mode_probabilities", "spectrum_loss", "beta_nll_beta", "sigma_penalty_weight",
+                  "line_window_weight")  # fmt: skip
+#: Setting keys that must match for --reuse_from to reuse an earlier run's survey, data sets and supervised model.
+REUSED_SETTING_KEYS = ("n_galaxies", "n_train_cubes", "n_validation", "n_test", "preset", "cutout_size",
+                       "baseline_steps", "batch_size", "learning_rate", "seed")  # fmt: skip
+
+
+def reused_run(reuse_from: Path, setting: dict, seed: int) -> dict:
+    """The earlier run's setting, checked against this one (ValueError naming the differing keys)."""
+    metrics = reuse_from / "metrics.json"
+    if not metrics.is_file():
+        raise ValueError(f"--reuse_from {reuse_from}: no metrics.json there (not a finished run of this script)")
+    earlier = json.loads(metrics.read_text())["setting"]
+    wanted = {**setting, "seed": seed}
+    differ = [key for key in REUSED_SETTING_KEYS if earlier.get(key) != wanted.get(key)]
+    if differ:
+        raise ValueError(
+            f"--reuse_from {reuse_from}: its setting differs in {', '.join(differ)} "
+            f"({', '.join(f'{k}={earlier.get(k)!r}' for k in differ)})"
+        )
+    return earlier
+
+
+def run(
+    output_dir: Path,
+    setting: dict,
+    seed: int,
+    design: dict | None = None,
+    sets: tuple[str, ...] = ("validation", "test"),
+    reuse_from: Path | None = None,
+    one_fiber_model: Path | None = None,
+) -> dict:
     start = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
-    survey = output_dir / "survey"
+    source = reuse_from if reuse_from is not None else output_dir
+    survey = source / "survey"
     n_ifu = setting["n_train_cubes"] + setting["n_validation"] + setting["n_test"]
-    log(f"simulating {setting['n_galaxies']} galaxies, {n_ifu} with IFU truth")
-    simulate_survey(survey, setting["n_galaxies"], n_ifu=n_ifu, seed=seed, cutout_size=setting["cutout_size"])
+    if reuse_from is None:
+        log(f"simulating {setting['n_galaxies']} galaxies, {n_ifu} with IFU truth")
+        simulate_survey(survey, setting["n_galaxies"], n_ifu=n_ifu, seed=seed, cutout_size=setting["cutout_size"])
+    else:
+        earlier = reused_run(reuse_from, setting, seed)
+        log(f"reusing the survey, data sets and supervised model of {reuse_from}")
     truth = pq.read_table(survey / "truth.parquet").to_pylist()
     ifu = [row for row in truth if row["plateifu"]]
-    sets = draw_evaluation_sets(ifu, setting["n_train_cubes"], setting["n_validation"], setting["n_test"], seed=seed,
-                                min_size_arcsec=IFU_MIN_RE_ARCSEC)  # fmt: skip
-    heldout_ids = {int(g["targetid"]) for g in sets["validation"] + sets["test"]}
+    sets_drawn = draw_evaluation_sets(ifu, setting["n_train_cubes"], setting["n_validation"], setting["n_test"],
+                                      seed=seed, min_size_arcsec=IFU_MIN_RE_ARCSEC)  # fmt: skip
+    heldout_ids = {int(g["targetid"]) for g in sets_drawn["validation"] + sets_drawn["test"]}
 
-    log("building the one-fiber data set from the DESI-format files")
-    fibers_all = output_dir / "fibers_all"
-    build_desi_dataset(survey, fibers_all, image_size=setting["cutout_size"], overwrite=True, progress=False)
+    fibers_all = source / "fibers_all"
+    if reuse_from is None:
+        log("building the one-fiber data set from the DESI-format files")
+        build_desi_dataset(survey, fibers_all, image_size=setting["cutout_size"], overwrite=True, progress=False)
     all_fibers = datasets.load_from_disk(str(fibers_all))
     training_fibers = exclude_targets(all_fibers, heldout_ids)
-    training_fibers.save_to_disk(str(output_dir / "fibers_train"))
+    if reuse_from is None:
+        training_fibers.save_to_disk(str(output_dir / "fibers_train"))
     log(f"{len(training_fibers)} training fibers ({len(all_fibers) - len(training_fibers)} held-out rows left out)")
 
-    one_fiber = train(output_dir / "fibers_train", output_dir / "one_fiber_model", setting, setting["steps"], seed)
+    if one_fiber_model is None:
+        one_fiber = train(source / "fibers_train", output_dir / "one_fiber_model", setting, setting["steps"], seed,
+                          design)  # fmt: skip
+    else:
+        log(f"scoring the trained one-fiber model in {one_fiber_model} (no training)")
+        one_fiber = GalSpecForMaskedSpectra.from_pretrained(one_fiber_model).eval()
     wave = one_fiber.galspec.wavelength.numpy().astype(np.float64)
-    log(f"building the supervised data set from {len(sets['train'])} training cubes")
-    n_rows = build_baseline_dataset(survey, sets["train"], wave, output_dir / "cubes_train")
-    log(f"{n_rows} spaxel rows")
-    supervised = train(
-        output_dir / "cubes_train", output_dir / "supervised_model", setting, setting["baseline_steps"], seed
-    )
+    if reuse_from is None:
+        log(f"building the supervised data set from {len(sets_drawn['train'])} training cubes")
+        n_rows = build_baseline_dataset(survey, sets_drawn["train"], wave, output_dir / "cubes_train")
+        log(f"{n_rows} spaxel rows")
+        supervised = train(
+            output_dir / "cubes_train", output_dir / "supervised_model", setting, setting["baseline_steps"], seed
+        )
+    else:
+        n_rows = earlier["n_supervised_rows"]
+        supervised = GalSpecForMaskedSpectra.from_pretrained(reuse_from / "supervised_model").eval()
+
+    log("central-fiber check: the validation fibers' line fluxes predicted from their images, against the truth")
+    # pretrain.py's own held-out split of the training fibers (same fraction and seed), never trained on
+    validation_fibers = training_fibers.train_test_split(test_size=VALIDATION_FRACTION, seed=seed, shuffle=True)
+    validation_rows = list(validation_fibers["test"].with_format("numpy"))
+    truth_by_id = {int(row["targetid"]): row for row in truth}
+    central_check = fiber_line_check(one_fiber, validation_rows, truth_by_id, setting["fiber_continuum"])
 
     log("null baselines: line-to-light ratios fitted on the training fibers and the held-out galaxies' fibers")
     numpy_fibers = training_fibers.with_format("numpy")
     picked = np.random.default_rng(seed).permutation(len(numpy_fibers))[: setting["n_null_fibers"]]
-    survey_ratios = fiber_ratios([numpy_fibers[int(i)] for i in sorted(picked)], wave, one_fiber.config,
-                                 setting["fiber_continuum"])
+    survey_ratios = fiber_ratios(
+        [numpy_fibers[int(i)] for i in sorted(picked)], wave, one_fiber.config, setting["fiber_continuum"]
+    )
     survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
                     for line, r in survey_ratios.items()}  # fmt: skip
     heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in heldout_ids]
@@ -287,16 +359,22 @@ def run(output_dir: Path, setting: dict, seed: int) -> dict:
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
     null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
+    # the observed fiber each held-out galaxy's one_fiber prediction is conditioned on (its DESI row)
+    observed_fibers = {int(row["targetid"]): row for row in heldout_rows}
 
     models = {"image_only": one_fiber, "supervised": supervised}
-    results: dict[str, dict] = {}
-    for set_name in ("validation", "test"):
-        log(f"{set_name} set: predicting cubes for {len(sets[set_name])} galaxies and fitting emission lines")
-        results[set_name], panels, curves = evaluate_set(survey, sets[set_name], models, null_inputs, wave)
+    results: dict[str, dict] = {"central_fiber_check": {
+        "set": f"validation fibers ({len(validation_rows)}: pretrain.py's held-out {VALIDATION_FRACTION:.0%})",
+        "lines": central_check}}  # fmt: skip
+    for set_name in sets:
+        log(f"{set_name} set: predicting cubes for {len(sets_drawn[set_name])} galaxies and fitting emission lines")
+        results[set_name], panels, curves = evaluate_set(survey, sets_drawn[set_name], models, null_inputs, wave,
+                                                         observed_fibers=observed_fibers)  # fmt: skip
         results[set_name]["set"] = set_name
-        if set_name == "test":
+        if set_name == sets[-1]:
             for line in LINES:
-                plot_maps(output_dir / f"maps_{line}.png", line, panels[line], note=setting.get("note", ""))
+                plot_maps(output_dir / f"maps_{line}.png", line, panels[line], note=setting.get("note", ""),
+                          set_name=set_name)  # fmt: skip
             plot_calibration(output_dir / "calibration.png", curves)
     results["null_survey_ratio"] = {
         "per_line": survey_ratio,
@@ -306,19 +384,29 @@ def run(output_dir: Path, setting: dict, seed: int) -> dict:
     results["setting"] = {
         **setting,
         "seed": seed,
+        "design": design or {},
+        "sets": list(sets),
+        "reused_from": str(reuse_from) if reuse_from is not None else None,
+        "one_fiber_model": str(one_fiber_model) if one_fiber_model is not None else None,
         "n_training_fibers": len(training_fibers),
         "n_supervised_rows": n_rows,
-        "train_cubes": [g["plateifu"] for g in sets["train"]],
+        "train_cubes": [g["plateifu"] for g in sets_drawn["train"]],
     }
     results["wall_seconds"] = time.time() - start
     write_metrics_json(output_dir / "metrics.json", results)
     lines = [f"{setting['note']}: the numbers below show the pipeline runs, not what the method can do"] if (
         setting.get("note")) else []  # fmt: skip
-    for set_name in ("validation", "test"):
+    check = central_check["Halpha"]
+    lines.append(
+        f"central-fiber check, H-alpha on {check['num_fibers']} validation fibers (image only): bias "
+        f"{_format(check['bias_dex'], '+.3f')} dex, scatter {_format(check['scatter_dex'], '.3f')} dex, r "
+        f"{_format(check['pearson_r'], '.3f')}"
+    )
+    for set_name in sets:
         models_out = results[set_name]["models"]
         n, classes = results[set_name]["n_galaxies"], results[set_name]["classes"]
         lines.append(
-            f"{set_name} set ({n} galaxies, {classes}): H-alpha over {models_out['image_only']['ha_num_spaxels']}"
+            f"{set_name} set ({n} galaxies, {classes}): H-alpha over {models_out['one_fiber']['ha_num_spaxels']}"
             " common spaxels (truth S/N > 3, footprint, image)"
         )
         for name in MODELS:
@@ -348,14 +436,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="override the one-fiber training steps")
     parser.add_argument("--baseline_steps", type=int, default=None, help="override the baseline training steps")
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        default=["validation", "test"],
+        choices=["validation", "test"],
+        help="evaluation sets to score (choose designs on validation; the test set once per design)",
+    )
+    parser.add_argument("--reuse_from", default=None,
+                        help="an earlier run's output_dir with the same setting and seed: reuse its survey, data sets "
+                             "and supervised model, train only the one-fiber model")  # fmt: skip
+    parser.add_argument("--one_fiber_model", default=None,
+                        help="score this trained one-fiber model (a from_pretrained folder) instead of training one; "
+                             "needs --reuse_from")  # fmt: skip
+    design = parser.add_argument_group("design of the one-fiber model (pretrain.py's masking and loss options)")
+    design.add_argument("--mask_mode_probabilities", type=float, nargs=3, default=None,
+                        metavar=("RANDOM", "CHUNK", "FULL"))  # fmt: skip
+    design.add_argument("--spectrum_loss", choices=["gaussian", "beta_nll"], default=None)
+    design.add_argument("--beta_nll_beta", type=float, default=None)
+    design.add_argument("--sigma_penalty_weight", type=float, default=None)
+    design.add_argument("--line_window_weight", type=float, default=None)
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:
         setting["steps"] = args.steps
     if args.baseline_steps is not None:
         setting["baseline_steps"] = args.baseline_steps
+    chosen = {name: getattr(args, name) for name in DESIGN_OPTIONS if getattr(args, name) is not None}
+    design = {**setting.pop("design", {}), **chosen}
     torch.manual_seed(args.seed)
-    run(Path(args.output_dir), setting, args.seed)
+    reuse_from = Path(args.reuse_from) if args.reuse_from else None
+    if args.one_fiber_model and reuse_from is None:
+        parser.error("--one_fiber_model needs --reuse_from (the run whose survey the model was trained on)")
+    if args.one_fiber_model and not (Path(args.one_fiber_model) / "config.json").is_file():
+        parser.error(f"--one_fiber_model {args.one_fiber_model}: no config.json there (not a from_pretrained folder)")
+    if reuse_from is not None:
+        try:
+            reused_run(reuse_from, setting, args.seed)  # checked before any work
+        except ValueError as error:
+            parser.error(str(error))
+    one_fiber_model = Path(args.one_fiber_model) if args.one_fiber_model else None
+    run(Path(args.output_dir), setting, args.seed, design=design, sets=tuple(args.sets), reuse_from=reuse_from,
+        one_fiber_model=one_fiber_model)  # fmt: skip
     return 0
 
 

@@ -157,3 +157,52 @@ def test_predict_cube_cli_refuses_a_cutout_at_another_pixel_scale(tmp_path, mode
     assert last.startswith("galspec predict-cube: error: ")
     assert "hsc.fits: pixel scale 0.1680 arcsec differs from the model's 0.262 arcsec" in last
     assert not (tmp_path / "cube.fits").exists()
+
+
+def test_predict_cube_cli_conditioned_on_a_desi_fiber(model, tmp_path, capsys):
+    """--spectrum/--targetid: the cube equals predict_cube given the fiber flux (coadd flux x factor) at the
+    fiber's sky position; a TARGETID not in the file is refused in one line before the model loads."""
+    from astropy.io import fits
+
+    from galspec_hf.data import read_legacy_cutout
+    from galspec_hf.data.testing import make_targets, write_desi_coadd, write_legacy_cutout
+    from galspec_hf.io.desi import read_desi_coadd
+
+    targets = make_targets(2, ra=150.0, dec=2.0)
+    target = targets[1]
+    coadd_path = write_desi_coadd(tmp_path / "coadd-main-dark-10032.fits", targets)
+    cutout_path = write_legacy_cutout(tmp_path / "cutout.fits", target.ra, target.dec, size=40)
+    model.save_pretrained(tmp_path / "model")
+    arguments = ["predict-cube", "--model", str(tmp_path / "model"), "--image", str(cutout_path), "--redshift",
+                 f"{target.z}", "--bundle-diameter", "7.5"]  # fmt: skip
+    out = tmp_path / "cube.fits"
+    fiber_arguments = ["--spectrum", str(coadd_path), "--targetid", str(target.targetid)]
+    assert main([*arguments, "--out", str(out), *fiber_arguments]) == 0
+    assert "conditioned on the observed fiber" in capsys.readouterr().out
+    assert fits.getheader(out, 0)["GSCOND"] is True
+    conditioned = read_manga_cube(out)
+
+    coadd = read_desi_coadd(coadd_path)
+    cutout = read_legacy_cutout(cutout_path)
+    offset = cutout.sky_to_offset_arcsec(coadd.fiber_ra[1], coadd.fiber_dec[1])
+    assert np.allclose(offset, target.fiber_offset_arcsec, atol=0.02)  # the fiber's own sky position
+    image = torch.from_numpy(cutout.crop_center(model.config.image_size).image.astype(np.float32))[None]
+    factor = target.psf_to_fiber
+    with torch.no_grad():
+        expected = predict_cube(
+            model, image, torch.tensor([target.z]), spaxel_size=0.5, bundle_diameter=7.5,
+            observed_spectrum=torch.from_numpy(coadd.flux[1:2] * factor),
+            observed_ivar=torch.from_numpy(np.where(coadd.mask[1:2] == 0, coadd.ivar[1:2], 0) / factor**2),
+            observed_fiber_offset=torch.tensor(np.asarray(offset, np.float32)[None]), observed_fiber_diameter=1.5,
+        )  # fmt: skip
+        image_only = predict_cube(model, image, torch.tensor([target.z]), spaxel_size=0.5, bundle_diameter=7.5)
+    expected_flux = np.moveaxis(expected.mean[0].numpy(), -1, 0)
+    np.testing.assert_allclose(conditioned.flux, expected_flux, rtol=1e-4, atol=1e-6 * np.abs(expected_flux).max())
+    assert not np.allclose(expected.mean.numpy(), image_only.mean.numpy(), rtol=1e-3)
+
+    missing = main([*arguments, "--out", str(tmp_path / "c2.fits"), "--spectrum", str(coadd_path), "--targetid", "7"])
+    err = capsys.readouterr().err.strip()
+    assert missing == 2 and err.count("\n") == 0 and "--targetid 7: not in" in err
+    alone = main([*arguments, "--out", str(tmp_path / "c3.fits"), "--targetid", str(target.targetid)])
+    assert alone == 2 and "give both or neither" in capsys.readouterr().err
+    assert not (tmp_path / "c2.fits").exists() and not (tmp_path / "c3.fits").exists()

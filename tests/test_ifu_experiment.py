@@ -54,7 +54,11 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         assert not ids & seen
         seen |= ids
         models = block["models"]
-        assert set(models) == {"image_only", "supervised", "null_light", "null_fiber"}
+        assert set(models) == {"one_fiber", "image_only", "supervised", "null_light", "null_fiber"}
+        # one_fiber is the same network conditioned on the galaxy's observed fiber: other maps, so other scores
+        assert models["one_fiber"]["ha_failed_fraction"] != models["image_only"]["ha_failed_fraction"] or (
+            models["one_fiber"]["ha_scatter_dex"] != models["image_only"]["ha_scatter_dex"]
+        )
         for prefix in ("ha", "nii", "hb", "oiii"):
             counts = {models[m][f"{prefix}_num_spaxels"] for m in models}
             assert len(counts) == 1  # every model on the same spaxels
@@ -62,10 +66,29 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
             assert 0.0 <= model["ha_failed_fraction"] <= 1.0
             if model["ha_num_spaxels"] >= 3:
                 assert math.isfinite(model["ha_pearson_r"]) and math.isfinite(model["ha_scatter_dex"])
-        for model in ("image_only", "supervised"):
+        for model in ("one_fiber", "image_only", "supervised"):
             assert 0.0 <= models[model]["spectrum_coverage_1sigma"] <= models[model]["spectrum_coverage_2sigma"]
         assert models["null_light"]["coverage_1sigma"] is None
     assert len(seen) == 4
     for name in ("maps_Halpha.png", "maps_NII_6585.png", "maps_Hbeta.png", "maps_OIII_5008.png", "calibration.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert "metrics.json" in result.stdout
+    check = metrics["central_fiber_check"]
+    assert set(check["lines"]) == {"Halpha", "NII_6585", "Hbeta", "OIII_5008"}
+    assert 0 < check["lines"]["Halpha"]["num_fibers"] <= 0.05 * len(training_ids) + 1
+
+    # a design scored on the validation set alone, reusing the run's survey and supervised model
+    rescored = tmp_path / "rescored"
+    command = [sys.executable, str(SCRIPT), "--output_dir", str(rescored), "--quick", "--steps", "60",
+               "--baseline_steps", "60", "--reuse_from", str(tmp_path), "--one_fiber_model",
+               str(tmp_path / "one_fiber_model"), "--sets", "validation"]  # fmt: skip
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((rescored / "metrics.json").read_text())
+    assert "test" not in second and second["setting"]["reused_from"] == str(tmp_path)
+    # same survey, same models: the same validation scores
+    assert second["validation"]["models"] == metrics["validation"]["models"]
+    # a run with another setting is refused before any work: one line, exit 2
+    refused = subprocess.run([*command[:-2], "--baseline_steps", "61"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "baseline_steps" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "refused").exists()

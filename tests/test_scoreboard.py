@@ -223,3 +223,46 @@ def test_spectrum_coverages_of_a_calibrated_gaussian():
     curve = np.asarray(result["spectrum_coverage_curve"])
     assert curve.shape == (12, 2) and curve[0, 0] == 0.25 and curve[-1, 0] == 3.0
     assert np.all(np.diff(curve[:, 1]) >= 0)
+
+
+def test_fiber_line_check_compares_each_fibers_prediction_with_its_truth():
+    """A stand-in model whose spectra carry known H-alpha fluxes: the check finds their bias and no scatter, asks
+    for each fiber at its own position and diameter, and counts a fiber without predicted H-alpha as failed."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from galspec_hf import GalSpecConfig
+    from galspec_hf.data.testing import LINE_FLUX, fake_spectrum
+    from galspec_hf.scoreboard import fiber_line_check
+
+    config = GalSpecConfig.from_preset("tiny")
+    wave = np.asarray(config.wavelength_grid(), np.float64)
+    redshifts = [0.05, 0.08, 0.1, 0.12, 0.15, 0.2]
+    rows = [{"targetid": 100 + i, "redshift": z, "image": np.ones((3, 40, 40), np.float32),
+             "fiber_offset": np.array([0.1 * i, -0.2 * i], np.float32), "fiber_diameter": 1.5 + 0.1 * i}
+            for i, z in enumerate(redshifts)]  # fmt: skip
+    calls = []
+
+    class StandIn:
+        def __init__(self):
+            self.config = config
+            self.galspec = SimpleNamespace(wavelength=torch.from_numpy(wave))
+
+        def predict_spectra(self, pixel_values, redshift, fiber_offset, fiber_diameter=None):
+            calls.append((pixel_values.shape, fiber_offset.clone(), fiber_diameter.clone()))
+            spectra = [2.0 * fake_spectrum(wave, float(z)) for z in redshift]  # twice the truth
+            spectra[-1] = np.ones_like(wave) if len(spectra) == 2 else spectra[-1]  # last fiber: no line at all
+            return SimpleNamespace(mean=torch.tensor(np.stack(spectra))[:, None])
+
+    truth = {100 + i: {f"line_flux_fiber_{line}": (LINE_FLUX if line == "Halpha" else 0.0) for line in
+                       ("Halpha", "NII_6585", "Hbeta", "OIII_5008")} for i in range(len(rows))}  # fmt: skip
+    result = fiber_line_check(StandIn(), rows, truth, continuum="local", batch_size=4)
+    assert calls[0][0] == (4, 3, config.image_size, config.image_size)  # cropped to the model image
+    assert torch.allclose(calls[1][1][:, 0], torch.tensor([[0.4, -0.8], [0.5, -1.0]]))
+    assert torch.allclose(calls[1][2], torch.tensor([1.9, 2.0]))
+    halpha = result["Halpha"]
+    assert halpha["num_fibers"] == 5 and halpha["failed_fraction"] == pytest.approx(1 / 6)
+    assert halpha["bias_dex"] == pytest.approx(math.log10(2.0), abs=0.02)
+    assert halpha["scatter_dex"] < 0.01
+    assert result["OIII_5008"]["num_fibers"] == 0  # no positive truth: nothing scored

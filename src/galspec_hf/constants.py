@@ -395,10 +395,21 @@ AGN_SIGMA_KMS_RANGE = (130.0, 250.0)
 TREMONTI04_MZR = (-1.492, 1.847, -0.08026)
 MZR_PP04_OFFSET_DEX = -0.25
 PP04_N2_OXYGEN_RANGE = (8.0, 8.85)
-#: Fraction of targets that are off-centre pieces of large galaxies (assumption; Legacy Surveys shreds of nearby
-#: galaxies and their DESI fibers, Moustakas et al. 2023 SGA, are a few per cent of BGS; we use more so that the
-#: training set spans the range of fiber offsets) and the fraction of those placed along the major axis.
-SIMULATED_OFFCENTRE_FRACTION = 0.12
+#: Off-centre targets: fraction of ALL simulated targets that are off-centre pieces of large galaxies (default of
+#: ``simulate_survey(offcentre_fraction=...)`` and ``galspec simulate --offcentre-fraction``). Only galaxies with
+#: disk R_e > SIMULATED_OFFCENTRE_MIN_RE_ARCSEC can be pieces; SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION of BGS-selected
+#: draws are (0.403 +- 0.004 measured on 20,000 galaxies of seed 0, kcorrect templates, r < 19.5), and an eligible
+#: galaxy is made a piece with probability fraction / eligible fraction (capped at 1, so the realised fraction is at
+#: most ~0.40; simulate.galaxy.offcentre_draw_probability). ASSUMPTION, not a DESI targeting number: no published
+#: fraction of DESI BGS targets (or secondary targets) that are fragments of large galaxies was found; 0.048 keeps
+#: the simulator's earlier behaviour (12% of eligible galaxies) and is of the order of the ~5% contamination by
+#: galaxy shreds that Di Teodoro, Peek & Wu (2023, arXiv:2301.09648) find in Legacy Surveys
+#: catalogues after strict cuts. The DESI number should come from the BGS fragment/SGA masking statistics of
+#: Hahn et al. (2023, AJ 165, 253) and Moustakas et al. (2023, ApJS 269, 3) or the secondary-target catalogue of
+#: Myers et al. (2023, AJ 165, 50). SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION: fraction of pieces along the major axis.
+SIMULATED_OFFCENTRE_FRACTION = 0.048
+SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION = 0.4
+SIMULATED_OFFCENTRE_MIN_RE_ARCSEC = 1.5
 SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION = 0.6
 #: Fraction of bulge-dominated galaxies (B/T > 0.3) hosting an AGN-like nucleus (Kauffmann et al. 2003, MNRAS 346,
 #: 1055: ~40% of massive SDSS galaxies host AGN, most weak; we give 20% a visible nucleus).

@@ -15,9 +15,13 @@ import torch
 from astropy.io import fits
 from transformers.utils import ModelOutput
 
+from .constants import DESI_FIBER_DIAMETER_ARCSEC
+from .errors import GalSpecFormatError
+from .io.desi import fiber_spectrum, read_desi_coadd
 from .io.legacy import read_legacy_cutout
 from .io.manga import MANGA_DONOTUSE, write_manga_cube
 from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
+from .models.galspec.processing_galspec import resample_spectrum
 
 
 @dataclass
@@ -78,6 +82,10 @@ def predict_cube(
     wavelength: torch.Tensor | None = None,
     fiber_batch_size: int = 256,
     progress: bool = False,
+    observed_spectrum: torch.Tensor | None = None,
+    observed_ivar: torch.Tensor | None = None,
+    observed_fiber_offset: torch.Tensor | None = None,
+    observed_fiber_diameter: float | torch.Tensor | None = None,
 ) -> GalSpecCubeOutput:
     r"""
     Predict an IFU-like cube: the spectrum at every spaxel of a MaNGA-like grid and footprint.
@@ -98,6 +106,9 @@ def predict_cube(
         fiber_diameter (`float`, *optional*, defaults to `config.fiber_diameter`): aperture, arcsec.
         per_spaxel (`bool`, *optional*, defaults to `True`): flux per spaxel rather than per aperture.
         wavelength, fiber_batch_size, progress: as in :meth:`GalSpecForMaskedSpectra.predict_spectra`.
+        observed_spectrum, observed_ivar, observed_fiber_offset, observed_fiber_diameter: the galaxy's observed
+            fiber spectrum (model grid) to condition on, as in :meth:`GalSpecForMaskedSpectra.predict_spectra`;
+            without it the cube is predicted from the image alone.
     """
     config = model.config
     if spaxel_size <= 0:
@@ -123,6 +134,10 @@ def predict_cube(
         fiber_diameter=fiber_diameter,
         fiber_batch_size=fiber_batch_size,
         progress=progress,
+        observed_spectrum=observed_spectrum,
+        observed_ivar=observed_ivar,
+        observed_fiber_offset=observed_fiber_offset,
+        observed_fiber_diameter=observed_fiber_diameter,
     )
     scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
     length = prediction.wavelength.shape[0]
@@ -141,6 +156,36 @@ def predict_cube(
     )
 
 
+def observed_fiber_from_coadd(coadd_path: str | Path, targetid: int, cutout, config) -> dict:
+    """The observed fiber of TARGETID in a DESI coadd, ready for :func:`predict_cube`'s conditioning keywords.
+
+    The flux is the flux that entered the fiber (:func:`galspec_hf.io.desi.fiber_spectrum`: DESI's point-source
+    calibrated flux x MEAN_PSF_TO_FIBER_SPECFLUX), masked pixels get ivar 0, and the spectrum is rebinned onto the
+    model grid when that is not DESI's; the fiber's position (FIBERMAP MEAN_FIBER_RA/DEC) is taken to arcsec
+    east/north of the cutout centre through the cutout's WCS. Returns {"observed_spectrum", "observed_ivar" (1, L),
+    "observed_fiber_offset" (1, 2), "observed_fiber_diameter"}. Raises GalSpecFormatError (file, column) for a
+    TARGETID that is not in the file or a spectrum without a usable fiber factor.
+    """
+    coadd = read_desi_coadd(coadd_path, require_fibermap=True)
+    rows = np.flatnonzero(coadd.targetid == int(targetid))
+    if rows.size == 0:
+        raise GalSpecFormatError(f"{coadd_path}: HDU FIBERMAP: TARGETID {targetid} is not in the file")
+    index = int(rows[0])
+    flux, ivar, _ = fiber_spectrum(coadd, index)
+    ivar = np.where(coadd.mask[index] == 0, ivar, 0.0)
+    grid = config.wavelength_grid()
+    if len(grid) != len(coadd.wavelength) or not np.allclose(grid, coadd.wavelength):
+        flux, ivar = resample_spectrum(coadd.wavelength, flux[None], ivar[None], grid)
+        flux, ivar = flux[0], ivar[0]
+    offset = cutout.sky_to_offset_arcsec(coadd.fiber_ra[index], coadd.fiber_dec[index])
+    return {
+        "observed_spectrum": torch.as_tensor(np.asarray(flux, np.float32))[None],
+        "observed_ivar": torch.as_tensor(np.asarray(ivar, np.float32))[None],
+        "observed_fiber_offset": torch.as_tensor(np.asarray(offset, np.float32).reshape(1, 2)),
+        "observed_fiber_diameter": DESI_FIBER_DIAMETER_ARCSEC,
+    }
+
+
 def predict_cube_for_cutout(
     model: GalSpecForMaskedSpectra,
     cutout_path: str | Path,
@@ -149,16 +194,23 @@ def predict_cube_for_cutout(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     progress: bool = True,
+    spectrum_path: str | Path | None = None,
+    targetid: int | None = None,
 ) -> tuple[GalSpecCubeOutput, object]:
     """Read a cutout, bring it to the standard orientation through its WCS, and predict its cube.
 
-    Returns the cube output and the cutout (with its WCS and centre).
+    With `spectrum_path` (a DESI coadd) and `targetid`, the cube is conditioned on that galaxy's observed fiber
+    (:func:`observed_fiber_from_coadd`); without them, on the image alone. Returns the cube output and the cutout
+    (with its WCS and centre).
     """
     config = model.config
     cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
     processor = GalSpecProcessor.from_config(config)
     image = processor.orient_cutout(cutout)
     batch = processor([image], [redshift])
+    if (spectrum_path is None) != (targetid is None):
+        raise ValueError("`spectrum_path` and `targetid` go together: give both or neither")
+    observed = observed_fiber_from_coadd(spectrum_path, targetid, cutout, config) if spectrum_path else {}
     output = predict_cube(
         model,
         batch["pixel_values"],
@@ -167,12 +219,19 @@ def predict_cube_for_cutout(
         bundle_diameter=bundle_diameter,
         fiber_diameter=fiber_diameter,
         progress=progress,
+        **observed,
     )
     return output, cutout
 
 
 def write_predicted_cube(
-    path: str | Path, output: GalSpecCubeOutput, ra_deg: float, dec_deg: float, redshift: float, model_name: str = ""
+    path: str | Path,
+    output: GalSpecCubeOutput,
+    ra_deg: float,
+    dec_deg: float,
+    redshift: float,
+    model_name: str = "",
+    conditioned_on: str = "",
 ) -> Path:
     """Write the first galaxy of a cube prediction as a LOGCUBE-like FITS (FLUX, IVAR = 1/sigma^2, MASK, WAVE).
 
@@ -194,7 +253,11 @@ def write_predicted_cube(
     header["SPAXSIZE"] = (output.spaxel_size, "[arcsec] spaxel side")
     header["FIBERDIA"] = (output.fiber_diameter, "[arcsec] aperture of each spaxel spectrum")
     header["GSMODEL"] = (str(model_name)[:60], "galspec-hf model")
-    header["COMMENT"] = "Predicted by galspec-hf from an image: IVAR is 1/sigma_model^2."
+    header["GSCOND"] = (bool(conditioned_on), "conditioned on an observed fiber spectrum")
+    if conditioned_on:
+        header["COMMENT"] = f"Predicted by galspec-hf from an image and {conditioned_on}: IVAR is 1/sigma_model^2."
+    else:
+        header["COMMENT"] = "Predicted by galspec-hf from an image: IVAR is 1/sigma_model^2."
     return write_manga_cube(
         path,
         output.wavelength.double().cpu().numpy(),
@@ -217,8 +280,11 @@ def predict_cube_file(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     overwrite: bool = False,
+    spectrum_path: str | None = None,
+    targetid: int | None = None,
 ) -> Path:
-    """``galspec predict-cube``: model folder + cutout FITS + redshift -> LOGCUBE-like FITS.
+    """``galspec predict-cube``: model folder + cutout FITS + redshift (+ the galaxy's DESI coadd and TARGETID, to
+    condition on its observed fiber) -> LOGCUBE-like FITS.
 
     Raises FileExistsError, before the model is loaded, when ``out_path`` exists and ``overwrite`` is False.
     """
@@ -227,7 +293,10 @@ def predict_cube_file(
     model = GalSpecForMaskedSpectra.from_pretrained(model_path).eval()
     with torch.no_grad():
         output, cutout = predict_cube_for_cutout(
-            model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter
-        )
+            model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter,
+            spectrum_path=spectrum_path, targetid=targetid,
+        )  # fmt: skip
     centre = cutout.wcs.celestial.pixel_to_world((cutout.image.shape[-1] - 1) / 2, (cutout.image.shape[-2] - 1) / 2)
-    return write_predicted_cube(out_path, output, centre.ra.deg, centre.dec.deg, redshift, model_name=model_path)
+    conditioned = f"the observed fiber of TARGETID {targetid} in {Path(spectrum_path).name}" if spectrum_path else ""
+    return write_predicted_cube(out_path, output, centre.ra.deg, centre.dec.deg, redshift, model_name=model_path,
+                                conditioned_on=conditioned)  # fmt: skip

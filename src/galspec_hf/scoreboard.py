@@ -356,9 +356,12 @@ LINES = {name: DAP_CHANNEL_NAMES[name] for name in ("Halpha", "NII_6585", "Hbeta
 # Equal-area diameter of a 0.5" spaxel, arcsec: the "fiber" of the supervised baseline's training rows.
 SPAXEL_EQUIVALENT_DIAMETER_ARCSEC = 2 * MANGA_SPAXEL_ARCSEC / math.sqrt(math.pi)
 # The compared models, in the order of the tables and figures, and their titles.
-MODELS = ("image_only", "supervised", "null_light", "null_fiber")
-MODEL_TITLES = {"image_only": "image only", "supervised": "supervised", "null_light": "null light",
-                "null_fiber": "null fiber"}  # fmt: skip
+MODELS = ("one_fiber", "image_only", "supervised", "null_light", "null_fiber")
+#: The models that predict spectra (the rest are line-to-light maps); one_fiber and image_only are the same
+#: network, given the image and the galaxy's observed fiber spectrum, or the image alone.
+NETWORK_MODELS = ("one_fiber", "image_only", "supervised")
+MODEL_TITLES = {"one_fiber": "one fiber", "image_only": "image only", "supervised": "supervised",
+                "null_light": "null light", "null_fiber": "null fiber"}  # fmt: skip
 
 
 def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
@@ -370,10 +373,21 @@ def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
 
 
 def predicted_cube(
-    model, cutout, redshift: float, offsets: np.ndarray, fiber_diameter: float, per_spaxel: float, where: np.ndarray
+    model,
+    cutout,
+    redshift: float,
+    offsets: np.ndarray,
+    fiber_diameter: float,
+    per_spaxel: float,
+    where: np.ndarray,
+    observed: dict | None = None,
 ):
     """Spectra at the spaxels `where` (ny, nx) of a truth grid, flux per spaxel (x `per_spaxel`): (wavelength (L,),
-    mean (ny, nx, L), sigma (ny, nx, L)), NaN at the other spaxels (nothing there is scored, so none predicted)."""
+    mean (ny, nx, L), sigma (ny, nx, L)), NaN at the other spaxels (nothing there is scored, so none predicted).
+
+    `observed`: the galaxy's observed fiber to condition on, ``{"flux", "ivar"}`` on the model grid (flux inside
+    the fiber, 1e-17 erg/s/cm2/A), ``"fiber_offset"`` (2,) arcsec from the cutout centre and ``"fiber_diameter"``
+    arcsec (a row of the DESI data set); None predicts from the image alone."""
     import torch
 
     processor_size = model.config.image_size
@@ -386,6 +400,7 @@ def predicted_cube(
         torch.from_numpy(chosen.reshape(1, -1, 2).astype(np.float32)),
         fiber_diameter=fiber_diameter,
         fiber_batch_size=128,
+        **_observed_inputs(observed),
     )
     n_wave = prediction.mean.shape[-1]
     mean = np.full((*where.shape, n_wave), np.nan)
@@ -393,6 +408,24 @@ def predicted_cube(
     mean[where] = prediction.mean[0].numpy() * per_spaxel
     sigma[where] = prediction.sigma[0].numpy() * per_spaxel
     return prediction.wavelength.numpy().astype(np.float64), mean, sigma
+
+
+def _observed_inputs(observed: dict | None) -> dict:
+    """predict_spectra's conditioning keywords for one galaxy's observed fiber (none when `observed` is None)."""
+    import torch
+
+    if observed is None:
+        return {}
+
+    def row(key):
+        return torch.as_tensor(np.asarray(observed[key], dtype=np.float32))[None]
+
+    return {
+        "observed_spectrum": row("flux"),
+        "observed_ivar": row("ivar"),
+        "observed_fiber_offset": row("fiber_offset"),
+        "observed_fiber_diameter": float(observed["fiber_diameter"]),
+    }
 
 
 def fit_maps(wavelength, mean, sigma, redshift, weighted: bool, where: np.ndarray) -> tuple[dict, dict | None]:
@@ -469,6 +502,50 @@ def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str) -> dict[s
     return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
 
 
+def fiber_line_check(model, rows, truth_by_targetid: dict, continuum: str, batch_size: int = 32) -> dict:
+    """The cheap check of the image-in, spectrum-out path: each fiber's line fluxes predicted from its image alone,
+    at its own position and diameter, fitted like the nulls' fibers and compared with the simulator's truth.
+
+    rows: DESI data-set rows (``image``, ``redshift``, ``fiber_offset``, ``fiber_diameter``, ``targetid``; the
+    cutout is cropped to the model's image); truth_by_targetid: {targetid: truth row with
+    ``line_flux_fiber_<line>``, 1e-17 erg/s/cm2 inside the fiber}. Returns {line: {pearson_r, bias_dex,
+    scatter_dex over fibers where truth and prediction are positive, num_fibers, failed_fraction (predicted flux
+    not positive where the truth is)}}.
+    """
+    import torch
+
+    from galspec_hf.sky import centred_crop
+
+    config = model.config
+    means, redshifts = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        images = np.stack([centred_crop(np.asarray(r["image"], np.float32), config.image_size) for r in chunk])
+        prediction = model.predict_spectra(
+            torch.from_numpy(images),
+            torch.tensor([float(r["redshift"]) for r in chunk], dtype=torch.float32),
+            torch.tensor(np.stack([np.asarray(r["fiber_offset"], np.float32) for r in chunk]))[:, None],
+            fiber_diameter=torch.tensor([float(r["fiber_diameter"]) for r in chunk]),
+        )
+        means.append(prediction.mean[:, 0].numpy().astype(np.float64))
+        redshifts.extend(float(r["redshift"]) for r in chunk)
+    wave = model.galspec.wavelength.numpy().astype(np.float64)
+    mean = np.concatenate(means)
+    # the prediction has no noise of its own: unit weights (the fit's errors are not used here)
+    fitted = fit_fiber_line_fluxes(wave, mean, np.ones_like(mean), np.zeros(mean.shape, np.int32),
+                                   np.array(redshifts), LINES, continuum=continuum)  # fmt: skip
+    result = {}
+    for line in LINES:
+        truth = np.array([float(truth_by_targetid[int(r["targetid"])][f"line_flux_fiber_{line}"]) for r in rows])
+        scored = _positive(truth)
+        both = scored & _positive(fitted[line])
+        statistics = log_ratio_statistics(fitted[line][both], truth[both])
+        statistics.update(num_fibers=int(both.sum()),
+                          failed_fraction=float(np.mean(~both[scored])) if scored.any() else None)  # fmt: skip
+        result[line] = statistics
+    return result
+
+
 def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
     """Pixel coverage of predicted spectra: the fraction of observed pixels within 1 and 2 predicted sigma, and the
     curve over k = 0.25 ... 3 (``spectrum_coverage_1sigma``, ``_2sigma``, ``_curve`` as [[k, fraction], ...])."""
@@ -481,7 +558,9 @@ def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
     }
 
 
-def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave) -> dict:
+def evaluate_set(
+    survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave, observed_fibers: dict | None = None
+) -> dict:
     """Maps, selections, scores and spectrum coverage of one evaluation set, every model on the same spaxels.
 
     Parameters
@@ -493,10 +572,14 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
     models : {"image_only": the one-fiber model, "supervised": the model trained on spaxels}
     null_inputs : {"survey_ratio": {line: ratio}, "own_ratio": {targetid: {line: ratio}}} (:func:`fiber_ratios`)
     wave : the models' wavelength grid (A)
+    observed_fibers : {targetid: the galaxy's DESI data-set row (flux, ivar, fiber_offset, fiber_diameter)}: the
+        observed fiber that ``one_fiber`` is conditioned on (a galaxy without one gets no one_fiber map)
 
-    For each galaxy, four maps per line of :data:`LINES` on its truth grid: ``image_only`` (fitted without the
-    model's sigma, smoothed to MaNGA's PSF), ``supervised``, ``null_light`` and ``null_fiber``; the sigma-weighted
-    fits are scored too (``sigma_weighted_fits``). Returns (result, panels, curves): the set's metrics
+    For each galaxy, five maps per line of :data:`LINES` on its truth grid (:data:`MODELS`): ``one_fiber`` (the
+    one-fiber model given the image and the galaxy's observed fiber) and ``image_only`` (the same model, image
+    alone), both fitted without the model's sigma and smoothed to MaNGA's PSF, ``supervised``, ``null_light`` and
+    ``null_fiber``; the sigma-weighted fits are scored too (``sigma_weighted_fits``). Returns (result, panels,
+    curves): the set's metrics
     (``{"models": {...}, "sigma_weighted_fits", "galaxies", "n_galaxies", "classes"}``, the metrics.json block),
     up to three galaxies' maps per line for the figures, and the spectrum coverage curve per model title.
     """
@@ -505,12 +588,13 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
 
     one_fiber, supervised = models["image_only"], models["supervised"]
     config = one_fiber.config
+    observed_fibers = observed_fibers or {}
     per_line = {
-        line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in ("image_only", "supervised")},
-               "sigma": {m: [] for m in ("image_only", "supervised")}, "truth": [], "selection": []}
+        line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in NETWORK_MODELS},
+               "sigma": {m: [] for m in NETWORK_MODELS}, "truth": [], "selection": []}
         for line in LINES
     }  # fmt: skip
-    spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in ("image_only", "supervised")}
+    spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in NETWORK_MODELS}
     classes, records, panels = [], [], {line: [] for line in LINES}
     for galaxy in galaxies:
         cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
@@ -526,17 +610,19 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
         # only spaxels inside the model image and the cube footprint can be scored: predict and fit only those
         needed = in_image & footprint
         scale_1f = per_spaxel_scale(config.fiber_diameter, MANGA_SPAXEL_ARCSEC)
-        _, mean_1f, sigma_1f = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f, needed)
-        _, mean_sup, sigma_sup = predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, 1.0,
-                                                needed)  # fmt: skip
-        fits = {
-            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=False, where=needed)[0],
-            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=False, where=needed)[0],
-        }
-        weighted = {
-            "image_only": fit_maps(wave, mean_1f, sigma_1f, z, weighted=True, where=needed),
-            "supervised": fit_maps(wave, mean_sup, sigma_sup, z, weighted=True, where=needed),
-        }
+        observed = observed_fibers.get(int(galaxy["targetid"]))
+        cubes = {  # model -> (mean, sigma), (ny, nx, L) each; one_fiber only for a galaxy with its observed fiber
+            "image_only": predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f, needed)[1:],
+            "supervised": predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, 1.0,
+                                         needed)[1:],
+        }  # fmt: skip
+        if observed is not None:
+            cubes["one_fiber"] = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f,
+                                                needed, observed=observed)[1:]  # fmt: skip
+        fits, weighted = {}, {}
+        for name, (mean, sigma) in cubes.items():
+            fits[name] = fit_maps(wave, mean, sigma, z, weighted=False, where=needed)[0]
+            weighted[name] = fit_maps(wave, mean, sigma, z, weighted=True, where=needed)
         light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
                             pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
         light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
@@ -559,15 +645,21 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
             data = per_line[line]
             data["truth"].append(truth_map)
             data["selection"].append(selection)
-            data["maps"]["image_only"].append(smooth_1f(fits["image_only"][line]))
-            data["maps"]["supervised"].append(fits["supervised"][line])
+            for name in NETWORK_MODELS:
+                # image-resolution maps (the one-fiber model's) are smoothed to MaNGA's PSF; the supervised model
+                # learnt MaNGA-resolution spaxels. Smoothing averages neighbouring spaxels; their errors are taken
+                # as fully correlated (conservative). A model without a cube here (no observed fiber) gets NaN.
+                smooth = (lambda m: m) if name == "supervised" else smooth_1f
+                if name in fits:
+                    flux_map, (weighted_map, weighted_sigma) = fits[name][line], weighted[name]
+                    weighted_map, weighted_sigma = weighted_map[line], weighted_sigma[line]
+                else:
+                    flux_map = weighted_map = weighted_sigma = np.full(truth_map.shape, np.nan)
+                data["maps"][name].append(smooth(flux_map))
+                data["weighted"][name].append(smooth(weighted_map))
+                data["sigma"][name].append(smooth(weighted_sigma))
             data["maps"]["null_light"].append(null_line_map(null_inputs["survey_ratio"][line], light_smoothed))
             data["maps"]["null_fiber"].append(null_line_map(own_ratio.get(line, np.nan), light_smoothed))
-            data["weighted"]["image_only"].append(smooth_1f(weighted["image_only"][0][line]))
-            data["weighted"]["supervised"].append(weighted["supervised"][0][line])
-            # smoothing averages neighbouring spaxels; their errors are taken as fully correlated (conservative)
-            data["sigma"]["image_only"].append(smooth_1f(weighted["image_only"][1][line]))
-            data["sigma"]["supervised"].append(weighted["supervised"][1][line])
             if len(panels[line]) < 3:
                 panels[line].append({"name": galaxy["plateifu"], "truth": truth_map, "good": selection,
                                      "east": offsets[..., 0], "north": offsets[..., 1],
@@ -579,7 +671,7 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
         ivar = np.moveaxis(np.where(cube.mask == 0, cube.ivar, 0.0), 0, -1)[chosen]
         if chosen.any():
             obs, obs_ivar = resample_spectrum(cube.wavelength, flux, ivar, wave)
-            for name, mean, sigma in (("image_only", mean_1f, sigma_1f), ("supervised", mean_sup, sigma_sup)):
+            for name, (mean, sigma) in cubes.items():
                 spectra[name]["obs"].append(obs)
                 spectra[name]["ivar"].append(obs_ivar)
                 spectra[name]["mean"].append(mean[chosen])
@@ -595,9 +687,9 @@ def evaluate_set(survey: Path, galaxies: list[dict], models: dict, null_inputs: 
         )  # fmt: skip
     result = {"models": flatten_line_scores(line_scores)}
     weighted_flat = flatten_line_scores(weighted_scores)
-    result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in ("image_only", "supervised")}
+    result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in NETWORK_MODELS}
     curves = {}
-    for name in ("image_only", "supervised"):
+    for name in NETWORK_MODELS:
         if spectra[name]["obs"]:
             stacked = (np.concatenate(spectra[name][k]) for k in ("obs", "ivar", "mean", "sigma"))
             coverage = spectrum_coverages(*stacked)

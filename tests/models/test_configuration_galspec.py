@@ -48,6 +48,11 @@ def test_config_defaults_mirror_constants():
     filters = speclite.filters.load_filters(*names)
     for expected, response in zip(configuration_galspec._DECAM_EFFECTIVE_WAVELENGTHS_A, filters, strict=True):
         assert response.effective_wavelength.to_value("Angstrom") == pytest.approx(expected, abs=0.1)
+    lines = ("OII_3727", "OII_3730", "Hbeta", "OIII_4960", "OIII_5008", "NII_6550", "Halpha", "NII_6585",
+             "SII_6718", "SII_6733")  # fmt: skip
+    assert configuration_galspec._LOSS_LINE_WAVELENGTHS_VACUUM_A == tuple(
+        constants.EMISSION_LINES_VACUUM_A[name] for name in lines
+    )
 
 
 def test_log_grid_for_sdss():
@@ -76,6 +81,11 @@ def test_log_grid_for_sdss():
         ({"spectrum_mask_ratio": 1.0}, "spectrum_mask_ratio"),
         ({"mask_mode_probabilities": [0.5, 0.5, 0.5]}, "mask_mode_probabilities"),
         ({"sigma_floor": 0.0}, "sigma_floor"),
+        ({"spectrum_loss": "laplace"}, "spectrum_loss"),
+        ({"beta_nll_beta": 1.5}, "beta_nll_beta"),
+        ({"sigma_penalty_weight": -0.1}, "sigma_penalty_weight"),
+        ({"line_window_weight": 0.0}, "line_window_weight"),
+        ({"line_window_half_width_kms": 0.0}, "line_window_half_width_kms"),
         ({"normalization_band": "i"}, "normalization_band"),
     ],
 )

@@ -465,3 +465,146 @@ def test_spectra_are_scaled_by_the_light_in_their_own_fiber(tester):
         dtype=torch.float32,
     )
     assert torch.allclose(shared.spectrum_scale, centre, rtol=0.01)
+
+
+# ----------------------------------------------------------------------------------------
+# Loss options (issue: train the inference path on the lines) and conditioning on an observed fiber
+# ----------------------------------------------------------------------------------------
+def _full_mask_losses(config_overrides: dict):
+    """spectrum_loss, and the pieces to recompute it, of the tiny model with the whole spectrum masked."""
+    tester = GalSpecModelTester(**config_overrides)
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    batch, config = tester.batch_size, tester.config
+    spectrum_mask = torch.ones(batch, config.num_spectrum_patches, dtype=torch.bool)
+    image_mask = torch.zeros(batch, config.num_image_tokens, dtype=torch.bool)
+    output = model(**inputs, spectrum_mask=spectrum_mask, image_mask=image_mask)
+    return model, inputs, output
+
+
+def _normalised_terms(model, inputs, output):
+    """Per-pixel normalised target, mean, sigma, noise variance and validity, recomputed outside forward_loss."""
+    scale = output.spectrum_scale[:, None]
+    target, ivar = inputs["spectrum"] / scale, inputs["spectrum_ivar"] * scale**2
+    good = ivar > 0
+    mean = output.spectrum_mean / scale
+    sigma = output.spectrum_sigma / scale
+    noise_variance = torch.where(good, 1.0 / torch.where(good, ivar, torch.ones_like(ivar)), 0.0)
+    return target, mean, sigma, noise_variance, good
+
+
+def test_sigma_penalty_adds_the_mean_predicted_variance():
+    model, inputs, output = _full_mask_losses({})
+    _, _, penalised = _full_mask_losses({"sigma_penalty_weight": 0.1})
+    _, _, sigma, _, good = _normalised_terms(model, inputs, output)
+    expected_penalty = 0.1 * (sigma**2)[good].mean()
+    assert expected_penalty > 0
+    assert torch.allclose(penalised.spectrum_loss, output.spectrum_loss + expected_penalty, rtol=1e-4)
+
+
+def test_beta_nll_weights_the_nll_by_the_variance():
+    model, inputs, output = _full_mask_losses({})
+    _, _, beta_zero = _full_mask_losses({"spectrum_loss": "beta_nll", "beta_nll_beta": 0.0})
+    _, _, beta_half = _full_mask_losses({"spectrum_loss": "beta_nll", "beta_nll_beta": 0.5})
+    assert torch.allclose(beta_zero.spectrum_loss, output.spectrum_loss)
+    target, mean, sigma, noise_variance, good = _normalised_terms(model, inputs, output)
+    variance = sigma**2 + noise_variance
+    nll = 0.5 * (torch.log(2 * math.pi * variance) + (target - mean) ** 2 / variance)
+    expected = (nll * variance**0.5)[good].mean()
+    assert torch.allclose(beta_half.spectrum_loss, expected, rtol=1e-4)
+    assert not torch.allclose(beta_half.spectrum_loss, output.spectrum_loss, rtol=1e-3)
+
+
+def test_line_windows_are_up_weighted_at_the_galaxy_redshift():
+    from galspec_hf import constants
+    from galspec_hf.models.galspec.modeling_galspec import line_window_mask
+
+    config = GalSpecConfig.from_preset("tiny")
+    wavelength = torch.tensor(config.wavelength_grid())
+    redshift = torch.tensor([0.0, 0.1])
+    mask = line_window_mask(wavelength, redshift, config)
+    halpha = constants.EMISSION_LINES_VACUUM_A["Halpha"]
+    for row, z in enumerate((0.0, 0.1)):
+        observed = halpha * (1 + z)
+        near = torch.argmin((wavelength - observed).abs())
+        assert mask[row, near]
+        # 500 km/s at H-alpha is 10.9 A (rest): 8 A from it lies inside; 6620 A rest, 35 A red of [NII] 6585,
+        # lies outside
+        assert mask[row, torch.argmin((wavelength - observed * (1 + 8 / halpha)).abs())]
+        assert not mask[row, torch.argmin((wavelength - 6620.0 * (1 + z)).abs())]
+    assert 0.0 < mask.float().mean() < 0.1
+
+    model, inputs, output = _full_mask_losses({})
+    _, _, weighted = _full_mask_losses({"line_window_weight": 5.0})
+    target, mean, sigma, noise_variance, good = _normalised_terms(model, inputs, output)
+    variance = sigma**2 + noise_variance
+    nll = 0.5 * (torch.log(2 * math.pi * variance) + (target - mean) ** 2 / variance)
+    weights = good.float() * torch.where(line_window_mask(wavelength, inputs["redshift"], config), 5.0, 1.0)
+    assert torch.allclose(weighted.spectrum_loss, (nll * weights).sum() / weights.sum(), rtol=1e-4)
+
+
+def test_configs_saved_before_the_loss_options_load_with_the_old_loss(tmp_path):
+    config = GalSpecConfig.from_preset("tiny")
+    saved = config.to_dict()
+    for key in ("spectrum_loss", "beta_nll_beta", "sigma_penalty_weight", "line_window_weight",
+                "line_window_half_width_kms"):  # fmt: skip
+        saved.pop(key)
+    old = GalSpecConfig.from_dict(saved)
+    assert (old.spectrum_loss, old.sigma_penalty_weight, old.line_window_weight) == ("gaussian", 0.0, 1.0)
+
+
+def test_predict_spectra_conditioned_on_an_observed_fiber(tester):
+    """The observed spectrum enters the encoder fully visible; the result equals a forward pass that shows it."""
+    config = tester.config
+    model = _model(config)
+    inputs = tester.prepare_inputs()
+    batch = tester.batch_size
+    offsets = torch.tensor([[[0.0, 0.0], [1.5, -1.0]]]).expand(batch, -1, -1)
+    image_only = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    conditioned = model.predict_spectra(
+        inputs["pixel_values"], inputs["redshift"], offsets, fiber_batch_size=1,
+        observed_spectrum=inputs["spectrum"], observed_ivar=inputs["spectrum_ivar"],
+        observed_fiber_offset=inputs["fiber_offset"],
+    )  # fmt: skip
+    assert conditioned.mean.shape == image_only.mean.shape
+    assert not torch.allclose(conditioned.mean, image_only.mean, rtol=1e-3)
+    # the same as one forward pass per fiber whose encoder sees the whole observed spectrum
+    encoder = model.galspec(
+        inputs["pixel_values"], inputs["redshift"], inputs["spectrum"], inputs["spectrum_ivar"],
+        inputs["fiber_offset"], spectrum_mask=torch.zeros(batch, config.num_spectrum_patches, dtype=torch.bool),
+        image_mask=torch.zeros(batch, config.num_image_tokens, dtype=torch.bool),
+    )  # fmt: skip
+    _, prepared = model.decoder.trunk(model.decoder.embed(encoder, inputs["redshift"]))
+    from galspec_hf.models.galspec.processing_galspec import spectrum_scales
+
+    for k in range(2):
+        diameter = torch.full((batch,), config.fiber_diameter)
+        galaxies = torch.arange(batch)
+        scale = spectrum_scales(inputs["pixel_values"], encoder.flux_scale, galaxies, offsets[:, k], diameter, config)
+        read = model.decoder.read_spectra(prepared, galaxies, offsets[:, k], diameter, scale)
+        assert torch.allclose(read.spectrum_mean, conditioned.mean[:, k], rtol=1e-4, atol=1e-5)
+    # the observed fiber's position matters (it enters with the spectrum)
+    moved = model.predict_spectra(
+        inputs["pixel_values"], inputs["redshift"], offsets, observed_spectrum=inputs["spectrum"],
+        observed_ivar=inputs["spectrum_ivar"], observed_fiber_offset=inputs["fiber_offset"] + 2.0,
+    )  # fmt: skip
+    assert not torch.allclose(moved.mean, conditioned.mean, rtol=1e-4)
+
+
+def test_predict_spectra_conditioning_errors_name_the_argument(tester):
+    model = _model(tester.config)
+    inputs = tester.prepare_inputs()
+    args = (inputs["pixel_values"], inputs["redshift"], inputs["fiber_offset"])
+    with pytest.raises(ValueError, match="`observed_ivar`"):
+        model.predict_spectra(*args, observed_spectrum=inputs["spectrum"])
+    with pytest.raises(ValueError, match="`observed_spectrum`"):
+        model.predict_spectra(
+            *args, observed_spectrum=inputs["spectrum"][:, :100], observed_ivar=inputs["spectrum_ivar"]
+        )
+    with pytest.raises(ValueError, match="`observed_ivar` was given without"):
+        model.predict_spectra(*args, observed_ivar=inputs["spectrum_ivar"])
+    with pytest.raises(ValueError, match="`observed_fiber_offset`"):
+        model.predict_spectra(
+            *args, observed_spectrum=inputs["spectrum"], observed_ivar=inputs["spectrum_ivar"],
+            observed_fiber_offset=torch.zeros(3, 3),
+        )  # fmt: skip

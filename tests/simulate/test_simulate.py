@@ -15,23 +15,9 @@ from galspec_hf.simulate import imaging as I
 from galspec_hf.simulate import spectra as S
 from galspec_hf.simulate.ifu import DAP_EMLINE_CHANNELS, simulate_cube, write_maps
 from galspec_hf.simulate.survey import simulate_galaxy, simulate_survey
-from galspec_hf.simulate.templates import kcorrect_template_path, load_templates
+from galspec_hf.simulate.templates import load_templates
 
 HALPHA = G.LINE_NAMES.index("Halpha")
-
-
-@pytest.fixture(scope="session")
-def template_source(request):
-    """None (kcorrect's shipped templates, the default) when installed, else the real SSP file's path."""
-    if kcorrect_template_path() is not None:
-        return None
-    shared_file = request.getfixturevalue("shared_file")
-    return str(shared_file("templates/SSP_Padova_CKC14z_Kroupa_Z0.0190.fits"))
-
-
-@pytest.fixture(scope="session")
-def templates(template_source):
-    return load_templates(template_source)
 
 
 def _galaxy(templates, seed=5, **overrides):

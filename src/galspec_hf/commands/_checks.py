@@ -99,6 +99,28 @@ def check_cutout(path: str | Path, config, name: str = "--image"):
     return cutout
 
 
+def check_observed_fiber(path: str | Path, targetid: int, name: str = "--spectrum") -> None:
+    """A DESI coadd that holds `targetid` with a usable point-source-to-fiber factor (one line per problem)."""
+    import numpy as np  # noqa: PLC0415
+
+    from ..io.desi import fiber_spectrum, read_desi_coadd  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"{name} {path}: file not found")
+    try:
+        coadd = read_desi_coadd(path, require_fibermap=True)
+    except (GalSpecFormatError, OSError) as error:
+        raise CLIError(f"{name} {error}") from None
+    rows = np.flatnonzero(coadd.targetid == int(targetid))
+    if rows.size == 0:
+        raise CLIError(f"--targetid {targetid}: not in {path} (HDU FIBERMAP has {len(coadd.targetid)} targets)")
+    try:
+        fiber_spectrum(coadd, int(rows[0]))
+    except GalSpecFormatError as error:
+        raise CLIError(f"{name} {error}") from None
+
+
 def describe_crop(cutout_shape: tuple[int, int], config) -> str:
     """One line: the cutout's size and the central crop the model sees, in pixels and arcsec."""
     height, width = cutout_shape

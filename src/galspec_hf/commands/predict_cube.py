@@ -15,8 +15,14 @@ tiny/small/base: 32/64/96 pixels = 8.4/16.8/25.2 arcsec at 0.262 arcsec/pixel); 
 on a grid of --spaxel-size spaxels, inside a hexagonal footprint of --bundle-diameter. Every input is checked
 before the model is loaded.
 
-example:
+With --spectrum (a DESI coadd) and --targetid, the prediction is conditioned on that galaxy's observed fiber
+spectrum (the flux that entered the fiber: the coadd's point-source-calibrated flux x MEAN_PSF_TO_FIBER_SPECFLUX,
+at its fiber's sky position); without them, on the image alone.
+
+examples:
   galspec predict-cube --model runs/pretrain --image cutout.fits --redshift 0.1 --out cube.fits.gz
+  galspec predict-cube --model runs/pretrain --image cutout.fits --redshift 0.1 --out cube.fits.gz \
+      --spectrum coadd-sv1-bright-1234.fits --targetid 39627745941423456
 """
 
 
@@ -48,6 +54,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--fiber-diameter", type=float, default=None, help="aperture per spaxel, arcsec (default: the model's fiber)"
     )
+    parser.add_argument(
+        "--spectrum", default=None, help="DESI coadd FITS holding the galaxy's observed fiber (needs --targetid)"
+    )
+    parser.add_argument("--targetid", type=int, default=None, help="TARGETID of the galaxy in --spectrum")
     parser.set_defaults(func=run)
     return parser
 
@@ -61,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     out = _checks.check_output_file(args.out, args.overwrite)
     config = _checks.read_model_config(args.model)
     cutout = _checks.check_cutout(args.image, config)
+    if (args.spectrum is None) != (args.targetid is None):
+        raise _checks.CLIError("--spectrum and --targetid go together: give both or neither")
+    if args.spectrum is not None:
+        _checks.check_observed_fiber(args.spectrum, args.targetid)
     print(f"{args.image}: {_checks.describe_crop(cutout.image.shape[-2:], config)}")
 
     import numpy as np  # noqa: PLC0415
@@ -77,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         args.bundle_diameter,
         args.fiber_diameter,
         overwrite=args.overwrite,
+        spectrum_path=args.spectrum,
+        targetid=args.targetid,
     )
     mask = fits.getdata(path, "MASK")[0]
     header = fits.getheader(path, 0)
@@ -87,5 +103,7 @@ def run(args: argparse.Namespace) -> int:
         f'{nx * header["SPAXSIZE"]:.1f}"), {inside} inside the footprint, each read through a '
         f'{header["FIBERDIA"]:.2f}" aperture, at z = {args.redshift:g}'
     )
+    if args.spectrum is not None:
+        print(f"conditioned on the observed fiber of TARGETID {args.targetid} in {args.spectrum}")
     print(f"wrote {path}")
     return 0

@@ -33,6 +33,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--targets-per-file", type=int, default=500, help="targets per coadd/redrock file")
     parser.add_argument("--cutout-size", type=int, default=64, help="Legacy cutout side in pixels (even)")
     parser.add_argument("--ifu-spaxels", type=int, default=None, help="cube side in spaxels (default: from size)")
+    parser.add_argument(
+        "--offcentre-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="fraction (0-1) of all targets that are off-centre pieces of large galaxies "
+        "(default: constants.SIMULATED_OFFCENTRE_FRACTION; see docs/SIMULATION.md)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a survey")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -85,6 +93,8 @@ def run(args) -> int:
         raise CLIError(f"--targets-per-file must be >= 1, got {args.targets_per_file}")
     if args.ifu_spaxels is not None and args.ifu_spaxels < 4:
         raise CLIError(f"--ifu-spaxels must be >= 4, got {args.ifu_spaxels}")
+    if args.offcentre_fraction is not None and not 0.0 <= args.offcentre_fraction <= 1.0:  # also refuses nan
+        raise CLIError(f"--offcentre-fraction must be between 0 and 1, got {args.offcentre_fraction}")
     _check_templates(args.templates)
     _checks.check_output_folder(args.out, ("truth.parquet",), args.overwrite)
     from ..simulate import simulate_survey  # noqa: PLC0415
@@ -99,6 +109,7 @@ def run(args) -> int:
         cutout_size=args.cutout_size,
         ifu_spaxels=args.ifu_spaxels,
         progress=not args.no_progress,
+        offcentre_fraction=args.offcentre_fraction,
     )
 
     def where(kind: str) -> str:

@@ -47,7 +47,7 @@ from datasets.builder import Key
 
 from .. import constants as C
 from ..errors import GalSpecFormatError
-from ..io.desi import read_desi_coadd, read_redrock
+from ..io.desi import fiber_spectrum, read_desi_coadd, read_redrock
 from ..io.legacy import LegacyCutout, read_legacy_cutout
 
 __all__ = ["DesiGalaxies", "DesiGalaxiesConfig", "fingerprint_inputs", "read_build_report", "REPORT_DIRNAME"]
@@ -399,12 +399,10 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
             return "bad_record", f"{coadd.path}: {coadd.n_negative_ivar[i]} negative pixels in *_IVAR"
         if not np.any(coadd.ivar[i] > 0):
             return "bad_record", f"{coadd.path}: no pixel with ivar > 0"
-        factor = float(coadd.psf_to_fiber[i])
-        if not (np.isfinite(factor) and factor > 0):
-            return "bad_record", (
-                f"{coadd.path}: HDU FIBERMAP: MEAN_PSF_TO_FIBER_SPECFLUX = {factor} (missing column gives nan), "
-                "expected a finite point-source fiber fraction > 0 to convert the point-source flux to the fiber flux"
-            )
+        try:
+            fiber_spectrum(coadd, i)
+        except GalSpecFormatError as error:
+            return "bad_record", str(error)
         return None
 
     @staticmethod
@@ -417,13 +415,13 @@ class DesiGalaxies(datasets.GeneratorBasedBuilder):
 
         targetid = int(coadd.targetid[i])
         # DESI spectra are calibrated for point sources; flux x factor is the fiber flux (1.5" fiber, 1" seeing)
-        factor = float(coadd.psf_to_fiber[i])
+        flux, ivar, factor = fiber_spectrum(coadd, i)
         return {
             "targetid": targetid,
             "object_id": str(targetid),
             "image": cutout.image,
-            "flux": (coadd.flux[i] * factor).astype(np.float32),
-            "ivar": (coadd.ivar[i] / factor**2).astype(np.float32),
+            "flux": flux,
+            "ivar": ivar,
             "psf_to_fiber": factor,
             "mask": (coadd.mask[i] != 0) | (coadd.ivar[i] <= 0),
             "redshift": float(redrock.z[r]),

@@ -36,6 +36,7 @@ __all__ = [
     "DesiCoadd",
     "RedrockCatalog",
     "desi_wavelength_grid",
+    "fiber_spectrum",
     "parse_desi_healpix_name",
     "read_desi_coadd",
     "read_redrock",
@@ -168,6 +169,25 @@ class DesiCoadd:
 
 
 _HEALPIX_NAME = re.compile(r"^(?:coadd|redrock)-(?P<survey>[a-z0-9]+)-(?P<program>[a-z0-9]+)-(?P<healpix>\d+)\.fits")
+
+
+def fiber_spectrum(coadd: DesiCoadd, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The flux that entered the fiber of spectrum `index`: (flux, ivar, psf_to_fiber) on the coadd's grid.
+
+    DESI calibrates spectra for point sources; flux x MEAN_PSF_TO_FIBER_SPECFLUX is the fiber flux (the flux in a
+    1.5" fiber in 1" seeing, the Legacy Surveys FIBERFLUX definition), and its ivar is ivar / factor^2. Raises
+    GalSpecFormatError naming the file and column when the factor is missing or not finite and > 0.
+    """
+    factor = float(coadd.psf_to_fiber[index]) if coadd.psf_to_fiber is not None else float("nan")
+    if not (np.isfinite(factor) and factor > 0):
+        raise GalSpecFormatError(
+            f"{coadd.path}: HDU FIBERMAP: MEAN_PSF_TO_FIBER_SPECFLUX = {factor} for TARGETID "
+            f"{int(coadd.targetid[index])} (missing column gives nan), expected a finite point-source fiber fraction "
+            "> 0 to convert the point-source flux to the fiber flux"
+        )
+    flux = (coadd.flux[index] * factor).astype(np.float32)
+    ivar = (coadd.ivar[index] / factor**2).astype(np.float32)
+    return flux, ivar, factor
 
 
 def parse_desi_healpix_name(path: str | Path) -> tuple[str, str, int] | None:

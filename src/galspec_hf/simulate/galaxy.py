@@ -791,6 +791,29 @@ def sample_galaxy(rng: np.random.Generator, templates: TemplateSet, targetid: in
     return sample_galaxy_and_lines(rng, templates, targetid, **options)[0]
 
 
+def check_offcentre_fraction(offcentre_fraction: float | None) -> float:
+    """``offcentre_fraction`` as a float, ``constants.SIMULATED_OFFCENTRE_FRACTION`` for None; a ValueError naming
+    the argument unless it lies in [0, 1]."""
+    if offcentre_fraction is None:
+        return C.SIMULATED_OFFCENTRE_FRACTION
+    value = float(offcentre_fraction)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"offcentre_fraction must be between 0 and 1, got {offcentre_fraction}")
+    return value
+
+
+def offcentre_draw_probability(offcentre_fraction: float | None = None) -> float:
+    """Probability that an eligible galaxy (disk R_e > ``constants.SIMULATED_OFFCENTRE_MIN_RE_ARCSEC``) becomes an
+    off-centre target, so that ``offcentre_fraction`` of ALL targets are off-centre (None: the documented default,
+    ``constants.SIMULATED_OFFCENTRE_FRACTION``).
+
+    It is ``offcentre_fraction / constants.SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION`` (the measured share of BGS-selected
+    draws that are eligible), capped at 1: fractions above ~0.40 give every eligible galaxy an off-centre target and
+    a realised fraction of ~0.40, not the request. The default gives 0.12, the simulator's earlier behaviour.
+    """
+    return min(1.0, check_offcentre_fraction(offcentre_fraction) / C.SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION)
+
+
 def sample_galaxy_and_lines(
     rng: np.random.Generator,
     templates: TemplateSet,
@@ -798,6 +821,7 @@ def sample_galaxy_and_lines(
     offcentre: bool | None = None,
     max_tries: int = 2000,
     r_mag_limit: float = C.BGS_R_MAG_LIMIT,
+    offcentre_fraction: float | None = None,
 ) -> tuple[Galaxy, np.ndarray]:
     """Draw one BGS-like galaxy and its :func:`total_line_fluxes` (computed for the selection anyway).
 
@@ -806,11 +830,17 @@ def sample_galaxy_and_lines(
     rng : random generator (the only source of randomness, so a seed fixes the galaxy).
     templates : stellar population templates.
     targetid : DESI-like TARGETID to assign.
-    offcentre : force (True) or forbid (False) an off-centre target; None draws it with
-        ``constants.SIMULATED_OFFCENTRE_FRACTION``.
+    offcentre : force (True) or forbid (False) an off-centre target; None draws it (see ``offcentre_fraction``).
     max_tries : draws before giving up (about 16 draws are rejected per kept galaxy).
     r_mag_limit : apparent r-band selection limit (default BGS bright, 19.5).
+    offcentre_fraction : fraction of all targets that are off-centre pieces of large galaxies when ``offcentre`` is
+        None, in [0, 1] (None: ``constants.SIMULATED_OFFCENTRE_FRACTION``); see :func:`offcentre_draw_probability`.
+        The default reproduces the earlier simulator draw for draw. Another fraction changes which galaxies are
+        pieces and, because placing a piece takes more random numbers, the rest of those galaxies' draws (and the
+        whole galaxy where a try rejected by the magnitude cut became a piece): a survey is the same for the same
+        seed and fraction.
     """
+    offcentre_probability = offcentre_draw_probability(offcentre_fraction)
     for _ in range(max_tries):
         absmag = float(_sample_schechter(rng, 1)[0])
         z = float(_sample_volume_redshift(rng, 1)[0])
@@ -820,7 +850,7 @@ def sample_galaxy_and_lines(
         if absmag + 5 * math.log10(dl_mpc * 1e5) - 2.5 * math.log10(1 + z) > r_mag_limit + 0.6:
             continue
         cosmo = cosmology(np.array([z]))
-        galaxy = _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre)
+        galaxy = _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre, offcentre_probability)
         line_total = total_line_fluxes(galaxy)
         r_nmgy = _total_band_nanomaggies(galaxy, templates, line_total, ("r",))["r"]
         m_r = C.NANOMAGGY_AB_ZEROPOINT - 2.5 * math.log10(max(r_nmgy, 1e-12))
@@ -829,7 +859,7 @@ def sample_galaxy_and_lines(
     raise RuntimeError(f"could not draw a galaxy brighter than r = {r_mag_limit} in {max_tries} tries")
 
 
-def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> Galaxy:
+def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre, offcentre_probability) -> Galaxy:
     dl_mpc = float(cosmo["dl_mpc"][0])
     arcsec_per_kpc = float(cosmo["arcsec_per_kpc"][0])
     age_gyr = float(cosmo["age_gyr"][0])
@@ -966,9 +996,10 @@ def _draw_parameters(rng, templates, targetid, z, cosmo, absmag, offcentre) -> G
     galaxy.psf_fwhm_g_arcsec = float(fwhm_r * (4800.0 / 6400.0) ** -0.2)
     galaxy.psf_fwhm_z_arcsec = float(fwhm_r * (9200.0 / 6400.0) ** -0.2)
 
-    # target placement
+    # target placement: an eligible (large) galaxy is a piece with offcentre_probability (offcentre_draw_probability);
+    # the uniform number is drawn for every galaxy, as before the fraction became a parameter (same default stream)
     if offcentre is None:
-        offcentre = bool(rng.random() < C.SIMULATED_OFFCENTRE_FRACTION) and disk_re > 1.5
+        offcentre = bool(rng.random() < offcentre_probability) and disk_re > C.SIMULATED_OFFCENTRE_MIN_RE_ARCSEC
     if offcentre:
         radius = rng.uniform(0.5, 2.0) * max(disk_re, 1.0)
         if rng.random() < C.SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION:

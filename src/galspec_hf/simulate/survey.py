@@ -7,7 +7,8 @@ Layout written under ``out_dir`` (mirrors the real archives)::
     legacysurvey/cutout-<TARGETID>.fits
     manga/manga-<plateifu>-LOGCUBE.fits.gz            IFU subset
     manga/manga-<plateifu>-MAPS.fits.gz
-    truth.parquet                                     one row per galaxy, every true parameter
+    truth.parquet                                     one row per galaxy, every true parameter; its schema
+                                                      metadata holds the survey's settings (galspec:*)
 
 Every galaxy draws its randomness from ``numpy.random.default_rng([seed, index])``, so the survey is
 deterministic for a seed and galaxy ``i`` is the same whatever ``n_galaxies`` is.
@@ -16,13 +17,21 @@ deterministic for a seed and galaxy ``i`` is the same whatever ``n_galaxies`` is
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import constants as C
-from .galaxy import LINE_NAMES, Galaxy, render_maps, sample_galaxy_and_lines
+from .galaxy import (
+    LINE_NAMES,
+    Galaxy,
+    check_offcentre_fraction,
+    offcentre_draw_probability,
+    render_maps,
+    sample_galaxy_and_lines,
+)
 from .imaging import add_image_noise, band_weights, pixel_grid, render_image, write_cutout
 from .spectra import fiber_model, fiber_weights, fibermap_values, observe, write_coadd, write_redrock
 from .templates import TemplateSet, load_templates
@@ -58,7 +67,12 @@ def targetid_for(seed: int, index: int) -> int:
 
 
 def simulate_galaxy(
-    index: int, seed: int, templates: TemplateSet, cutout_size: int = 64, offcentre: bool | None = None
+    index: int,
+    seed: int,
+    templates: TemplateSet,
+    cutout_size: int = 64,
+    offcentre: bool | None = None,
+    offcentre_fraction: float | None = None,
 ) -> SimulatedGalaxy:
     """Simulate galaxy ``index`` of survey ``seed``: image, fiber spectrum, photometry and truth.
 
@@ -67,11 +81,15 @@ def simulate_galaxy(
     index : galaxy number in the survey (>= 0). seed : survey seed.
     templates : stellar populations. cutout_size : Legacy cutout side in pixels (even).
     offcentre : force or forbid an off-centre target (None: drawn).
+    offcentre_fraction : fraction of all targets drawn off-centre, in [0, 1] (None: the documented default,
+        constants.SIMULATED_OFFCENTRE_FRACTION; see galaxy.offcentre_draw_probability).
     """
     if cutout_size <= 0 or cutout_size % 2:
         raise ValueError(f"cutout_size must be a positive even number, got {cutout_size}")
     rng = np.random.default_rng([seed, index])
-    galaxy, total_lines = sample_galaxy_and_lines(rng, templates, targetid_for(seed, index), offcentre=offcentre)
+    galaxy, total_lines = sample_galaxy_and_lines(
+        rng, templates, targetid_for(seed, index), offcentre=offcentre, offcentre_fraction=offcentre_fraction
+    )
     fine = C.LEGACY_PIXEL_SCALE_ARCSEC / IMAGE_OVERSAMPLE
     size_fine = (cutout_size + 2 * IMAGE_MARGIN_PIX) * IMAGE_OVERSAMPLE
     east, north = pixel_grid(size_fine, fine)
@@ -129,6 +147,7 @@ def simulate_survey(
     cutout_size: int = 64,
     ifu_spaxels: int | None = None,
     progress: bool = True,
+    offcentre_fraction: float | None = None,
 ) -> dict:
     """Simulate and write a whole survey (see the module docstring for the layout).
 
@@ -140,6 +159,12 @@ def simulate_survey(
     targets_per_file : targets per coadd/redrock file. cutout_size : Legacy cutout side, pixels.
     ifu_spaxels : cube side in spaxels (default: from the galaxy size, 24-48).
     progress : show a tqdm progress bar.
+    offcentre_fraction : fraction of all targets that are off-centre pieces of large galaxies, in [0, 1] (None:
+        constants.SIMULATED_OFFCENTRE_FRACTION). Only galaxies with disk R_e above
+        constants.SIMULATED_OFFCENTRE_MIN_RE_ARCSEC can be pieces, so the realised fraction stops at
+        constants.SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION (a warning says so); see galaxy.offcentre_draw_probability.
+        The value is written to truth.parquet's schema metadata (``galspec:offcentre_fraction``); the per-target
+        truth is the column ``offcentre_target``.
 
     Returns
     -------
@@ -153,6 +178,13 @@ def simulate_survey(
         raise ValueError(f"targets_per_file must be >= 1, got {targets_per_file}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    offcentre_fraction = check_offcentre_fraction(offcentre_fraction)
+    if offcentre_fraction > C.SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION:
+        warnings.warn(
+            f"offcentre_fraction {offcentre_fraction} is above the share of galaxies large enough to be pieces "
+            f"(~{C.SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION}); every one of those will be off-centre instead",
+            stacklevel=2,
+        )
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
@@ -188,7 +220,7 @@ def simulate_survey(
 
     iterator = tqdm(range(n_galaxies), desc="galspec simulate", unit="gal", disable=not progress)
     for index in iterator:
-        sim = simulate_galaxy(index, seed, template_set, cutout_size)
+        sim = simulate_galaxy(index, seed, template_set, cutout_size, offcentre_fraction=offcentre_fraction)
         galaxy = sim.galaxy
         cutout = write_cutout(
             out_dir / "legacysurvey" / f"cutout-{galaxy.targetid}.fits",
@@ -224,6 +256,13 @@ def simulate_survey(
     if batch:
         flush(len(written["coadd"]))
     table = pa.Table.from_pylist(rows)
+    settings = {
+        "galspec:seed": str(seed),
+        "galspec:offcentre_fraction": repr(offcentre_fraction),
+        "galspec:offcentre_draw_probability_eligible": repr(offcentre_draw_probability(offcentre_fraction)),
+        "galspec:offcentre_min_re_arcsec": repr(C.SIMULATED_OFFCENTRE_MIN_RE_ARCSEC),
+    }
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **settings})
     truth_path = out_dir / "truth.parquet"
     pq.write_table(table, truth_path)
     written["truth"] = truth_path

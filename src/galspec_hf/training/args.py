@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("RANDOM", "CHUNK", "FULL"),
         help="masking: probabilities of random patches, one chunk, whole spectrum",
     )
+    model.add_argument(
+        "--spectrum_loss", default=None, choices=["gaussian", "beta_nll"], help="loss: per-pixel spectrum loss"
+    )
+    model.add_argument("--beta_nll_beta", type=float, default=None, help="loss: beta of beta_nll (0 to 1)")
+    model.add_argument(
+        "--sigma_penalty_weight", type=float, default=None, help="loss: weight of mean(sigma_model^2) (paper: 0.1)"
+    )
+    model.add_argument(
+        "--line_window_weight", type=float, default=None, help="loss: weight of pixels near strong emission lines"
+    )
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")
     train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")

@@ -23,6 +23,14 @@ _LEGACY_PIXEL_SCALE_ARCSEC = 0.262
 # (`FilterResponse.effective_wavelength`) from the decam2014-{g,r,z} curves; tests/test_config.py
 # recomputes them.
 _DECAM_EFFECTIVE_WAVELENGTHS_A = (4890.0, 6469.6, 9196.5)
+# Strong emission lines whose windows `line_window_weight` up-weights in the spectrum loss: vacuum rest Angstrom
+# of [OII] 3727,3730, H-beta, [OIII] 4960,5008, [NII] 6550, H-alpha, [NII] 6585, [SII] 6718,6733, from the SDSS
+# vacuum line list (galspec_hf.constants.EMISSION_LINES_VACUUM_A; tests/models/test_configuration_galspec.py
+# checks that they agree).
+_LOSS_LINE_WAVELENGTHS_VACUUM_A = (
+    3727.092, 3729.875, 4862.683, 4960.295, 5008.240, 6549.86, 6564.61, 6585.27, 6718.29, 6732.67,
+)  # fmt: skip
+_SPECTRUM_LOSSES = ("gaussian", "beta_nll")
 
 PRESET_PACKAGE = "galspec_hf.presets"
 
@@ -134,6 +142,25 @@ class GalSpecConfig(PreTrainedConfig):
             Weight of the image reconstruction term in the total loss.
         loss_on_visible_spectrum (`bool`, *optional*, defaults to `False`):
             If `True`, the spectrum likelihood covers all observed pixels; else only masked patches.
+        spectrum_loss (`str`, *optional*, defaults to `"gaussian"`):
+            Per-pixel spectrum loss. `"gaussian"`: the Gaussian negative log-likelihood with variance
+            sigma_model**2 + 1/ivar. `"beta_nll"`: the same NLL weighted per pixel by the (gradient-stopped)
+            total variance to the power `beta_nll_beta` (Seitzer et al. 2022, ICLR, "On the pitfalls of
+            heteroscedastic uncertainty estimation"), so that pixels the model calls noisy cannot stop the
+            mean from learning there.
+        beta_nll_beta (`float`, *optional*, defaults to 0.5):
+            The exponent beta of `"beta_nll"` (0: the Gaussian NLL; 1: a variance-weighted squared error).
+            Dimensionless; the variance is in normalised units (flux / spectrum_scale)**2.
+        sigma_penalty_weight (`float`, *optional*, defaults to 0.0):
+            Weight of a penalty on the predicted scatter, weight * mean(sigma_model**2) over the pixels of the
+            spectrum loss (normalised units). The reference paper adds 0.1 sigma**2 in masked regions, so that
+            an inflated sigma cannot absorb a missing emission line. 0 keeps the plain likelihood.
+        line_window_weight (`float`, *optional*, defaults to 1.0):
+            Weight, relative to 1 elsewhere, of spectral pixels within `line_window_half_width_kms` of a strong
+            emission line (H-alpha, H-beta, [NII], [OIII], [OII], [SII] at the galaxy's redshift) in the
+            spectrum loss; the loss stays a weighted mean. 1 weights every pixel alike.
+        line_window_half_width_kms (`float`, *optional*, defaults to 500.0):
+            Half-width of each line window, km/s.
 
     Example:
 
@@ -189,6 +216,11 @@ class GalSpecConfig(PreTrainedConfig):
         sigma_floor: float = 1e-3,
         image_loss_weight: float = 1.0,
         loss_on_visible_spectrum: bool = False,
+        spectrum_loss: str = "gaussian",
+        beta_nll_beta: float = 0.5,
+        sigma_penalty_weight: float = 0.0,
+        line_window_weight: float = 1.0,
+        line_window_half_width_kms: float = 500.0,
         **kwargs,
     ):
         self.wavelength_min = float(wavelength_min)
@@ -234,6 +266,11 @@ class GalSpecConfig(PreTrainedConfig):
         self.sigma_floor = float(sigma_floor)
         self.image_loss_weight = float(image_loss_weight)
         self.loss_on_visible_spectrum = bool(loss_on_visible_spectrum)
+        self.spectrum_loss = spectrum_loss
+        self.beta_nll_beta = float(beta_nll_beta)
+        self.sigma_penalty_weight = float(sigma_penalty_weight)
+        self.line_window_weight = float(line_window_weight)
+        self.line_window_half_width_kms = float(line_window_half_width_kms)
         super().__init__(**kwargs)
         self._validate()
 
@@ -316,6 +353,11 @@ class GalSpecConfig(PreTrainedConfig):
         )
         require(self.sigma_floor > 0, "sigma_floor", "positive")
         require(self.image_loss_weight >= 0, "image_loss_weight", "non-negative")
+        require(self.spectrum_loss in _SPECTRUM_LOSSES, "spectrum_loss", f"one of {_SPECTRUM_LOSSES}")
+        require(0.0 <= self.beta_nll_beta <= 1.0, "beta_nll_beta", "in [0, 1]")
+        require(self.sigma_penalty_weight >= 0, "sigma_penalty_weight", "non-negative")
+        require(self.line_window_weight > 0, "line_window_weight", "positive")
+        require(self.line_window_half_width_kms > 0, "line_window_half_width_kms", "positive (km/s)")
         require(0.0 <= self.hidden_dropout_prob < 1.0, "hidden_dropout_prob", "in [0, 1)")
         require(0.0 <= self.attention_probs_dropout_prob < 1.0, "attention_probs_dropout_prob", "in [0, 1)")
 

@@ -426,6 +426,34 @@ def gaussian_nll(target, mean, sigma_model, observed_ivar=None):
     return 0.5 * (torch.log(2.0 * math.pi * variance) + (target - mean) ** 2 / variance)
 
 
+def beta_nll(target, mean, sigma_model, observed_ivar, beta: float):
+    """Beta-NLL (Seitzer et al. 2022, ICLR): the Gaussian NLL times the gradient-stopped variance**beta.
+
+    Same variance as :func:`gaussian_nll` (sigma_model**2 + 1/ivar); beta = 0 gives the Gaussian NLL.
+    """
+    nll = gaussian_nll(target, mean, sigma_model, observed_ivar)
+    if beta == 0:
+        return nll
+    good = observed_ivar > 0
+    noise_variance = torch.where(good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0)
+    return nll * (sigma_model.detach() ** 2 + noise_variance) ** beta
+
+
+def line_window_mask(wavelength: torch.Tensor, redshift: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
+    """True for the pixels within `config.line_window_half_width_kms` of a strong emission line, (batch, L).
+
+    wavelength (L,) observed Angstrom; redshift (batch,). The lines are the configuration file's
+    strong-line list (H-alpha, H-beta, [NII], [OIII], [OII], [SII]; vacuum rest wavelengths).
+    """
+    from .configuration_galspec import _LOSS_LINE_WAVELENGTHS_VACUUM_A
+
+    speed_of_light_kms = 299792.458  # CODATA 2018 (exact)
+    rest = wavelength.to(redshift.device, torch.float64)[None, :] / (1.0 + redshift.double()[:, None])  # (batch, L)
+    lines = torch.tensor(_LOSS_LINE_WAVELENGTHS_VACUUM_A, dtype=torch.float64, device=redshift.device)
+    velocity_kms = speed_of_light_kms * (rest[..., None] / lines - 1.0)  # (batch, L, lines)
+    return (velocity_kms.abs() <= config.line_window_half_width_kms).any(dim=-1)
+
+
 def sigma_from_log_sigma(log_sigma: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
     """sigma_model (normalised units) of a log-sigma head output: sigma_floor + exp(log_sigma)."""
     return config.sigma_floor + torch.exp(log_sigma.clamp(max=20.0))
@@ -1133,7 +1161,10 @@ class GalSpecDecoder(nn.Module):
         image_tokens = image_output.reshape(batch, config.num_image_tokens, 2, -1)
         image_mean, image_log_sigma = (
             unpatchify_image(
-                image_tokens[:, :, part], len(config.bands), config.image_size, config.image_patch_size,
+                image_tokens[:, :, part],
+                len(config.bands),
+                config.image_size,
+                config.image_patch_size,
                 config.image_tokens_per_band,
             )  # fmt: skip
             for part in range(2)
@@ -1182,7 +1213,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         loss = spectrum_loss = image_loss = None
         if spectrum is not None:
             loss, spectrum_loss, image_loss = self.forward_loss(
-                pixel_values, spectrum, spectrum_ivar, encoder_output, decoder_output
+                pixel_values, spectrum, spectrum_ivar, encoder_output, decoder_output, redshift
             )
         output = GalSpecForMaskedSpectraOutput(
             loss=loss,
@@ -1208,12 +1239,16 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         spectrum_ivar: torch.Tensor,
         encoder_output: GalSpecModelOutput,
         decoder_output: GalSpecDecoderOutput,
+        redshift: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The Gaussian negative log-likelihoods, in normalised units: (loss, spectrum_loss, image_loss).
+        """The negative log-likelihoods, in normalised units: (loss, spectrum_loss, image_loss).
 
-        spectrum_loss: masked mean over spectral pixels with ivar > 0 (and finite flux) in masked patches, or
-        in every patch with `config.loss_on_visible_spectrum`, of the NLL with variance sigma_model**2 + 1/ivar;
-        the observed spectrum (batch, num_wavelengths) is normalised by the fiber's `spectrum_scale`.
+        spectrum_loss: weighted mean over spectral pixels with ivar > 0 (and finite flux) in masked patches, or
+        in every patch with `config.loss_on_visible_spectrum`, of the per-pixel loss `config.spectrum_loss`
+        (Gaussian NLL with variance sigma_model**2 + 1/ivar, or beta-NLL), pixels in strong-line windows
+        weighted `config.line_window_weight` (needs `redshift`, (batch,)), plus
+        `config.sigma_penalty_weight` * the same mean of sigma_model**2; the observed spectrum
+        (batch, num_wavelengths) is normalised by the fiber's `spectrum_scale`.
         image_loss: masked mean over the pixels of masked image tokens, against the normalised image.
         loss = spectrum_loss + config.image_loss_weight * image_loss.
         """
@@ -1224,10 +1259,21 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         target_ivar = torch.where(good, target_ivar, torch.zeros_like(target_ivar))
         pixel_masked = encoder_output.spectrum_mask.repeat_interleave(config.spectrum_patch_length, dim=1)
         pixel_masked = pixel_masked[:, : config.num_wavelengths]
-        weights = good if config.loss_on_visible_spectrum else good & pixel_masked
-        sigma = sigma_from_log_sigma(decoder_output.spectrum_log_sigma, config)
-        nll = gaussian_nll(target, decoder_output.normalized_spectrum_mean.float(), sigma.float(), target_ivar)
-        spectrum_loss = masked_mean(nll, weights)
+        weights = (good if config.loss_on_visible_spectrum else good & pixel_masked).float()
+        if config.line_window_weight != 1.0:
+            if redshift is None:
+                raise ValueError("`redshift` is needed by forward_loss when config.line_window_weight != 1")
+            in_window = line_window_mask(self.galspec.wavelength, redshift, config)
+            weights = weights * torch.where(in_window, config.line_window_weight, 1.0).to(weights.dtype)
+        sigma = sigma_from_log_sigma(decoder_output.spectrum_log_sigma, config).float()
+        mean = decoder_output.normalized_spectrum_mean.float()
+        if config.spectrum_loss == "beta_nll":
+            pixel_loss = beta_nll(target, mean, sigma, target_ivar, config.beta_nll_beta)
+        else:
+            pixel_loss = gaussian_nll(target, mean, sigma, target_ivar)
+        spectrum_loss = masked_mean(pixel_loss, weights)
+        if config.sigma_penalty_weight > 0:
+            spectrum_loss = spectrum_loss + config.sigma_penalty_weight * masked_mean(sigma**2, weights)
 
         patch, per_band = config.image_patch_size, config.image_tokens_per_band
         image_target = normalize_images(pixel_values, encoder_output.flux_scale, config)
@@ -1249,13 +1295,22 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         fiber_diameter: float | torch.Tensor | None = None,
         fiber_batch_size: int = 256,
         progress: bool = False,
+        observed_spectrum: torch.Tensor | None = None,
+        observed_ivar: torch.Tensor | None = None,
+        observed_fiber_offset: torch.Tensor | None = None,
+        observed_fiber_diameter: float | torch.Tensor | None = None,
     ) -> GalSpecSpectraOutput:
         r"""
-        Predict the spectra that fibers at the given positions would record (image in, spectrum out).
+        Predict the spectra that fibers at the given positions would record (image in, spectrum out), optionally
+        conditioned on one observed fiber spectrum per galaxy.
 
-        The image of each galaxy is encoded and decoded once (no spectrum: the decoder's trunk never sees a
-        fiber); the fibers are then read out in batches of `fiber_batch_size`, each fiber in its own
-        sequence, so a fiber's result does not depend on the other fibers asked for with it.
+        The image of each galaxy (with its observed spectrum, when given) is encoded and decoded once; the
+        fibers are then read out in batches of `fiber_batch_size`, each fiber in its own sequence, so a fiber's
+        result does not depend on the other fibers asked for with it. Without `observed_spectrum` the encoder
+        sees only the image (the whole spectrum is masked, the inference case of training); with it, every
+        patch of the observed spectrum is visible to the encoder together with its fiber's position and
+        diameter, as the visible patches are in masked training, and the decoder's trunk (still run once per
+        galaxy) carries it to every fiber read out.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch, bands, image_size, image_size)`): images, nanomaggies.
@@ -1268,6 +1323,14 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             fiber_diameter (`float` or tensor, *optional*, defaults to `config.fiber_diameter`): arcsec.
             fiber_batch_size (`int`, *optional*, defaults to 256): fibers read out per readout call.
             progress (`bool`, *optional*, defaults to `False`): show a tqdm progress bar over fiber batches.
+            observed_spectrum (`torch.FloatTensor` of shape `(batch, num_wavelengths)`, *optional*): the galaxy's
+                observed fiber spectrum on the model grid, 1e-17 erg/s/cm2/A, as the fiber received it (for a
+                DESI coadd: the file's flux times `MEAN_PSF_TO_FIBER_SPECFLUX`, which the data set builder does).
+            observed_ivar (`torch.FloatTensor` of shape `(batch, num_wavelengths)`, *optional*): its inverse
+                variance; required with `observed_spectrum` (ivar <= 0: no information).
+            observed_fiber_offset (`torch.FloatTensor` of shape `(batch, 2)`, *optional*, defaults to the image
+                centre): the observed fiber's position, arcsec east/north.
+            observed_fiber_diameter (`float` or `(batch,)`, *optional*, defaults to `config.fiber_diameter`): arcsec.
 
         Returns:
             :class:`GalSpecSpectraOutput` with `wavelength` (L,), `mean` and `sigma` (batch, num_fibers, L)
@@ -1286,12 +1349,40 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
         batch, num_fibers = fiber_offset.shape[:2]
         device = pixel_values.device
 
-        # Encode each image once: no spectrum, so no fiber information enters the encoder.
+        # Encode each image once, with the observed spectrum fully visible when there is one.
         no_image_mask = torch.zeros(batch, config.num_image_tokens, dtype=torch.bool, device=device)
-        full_spectrum_mask = torch.ones(batch, config.num_spectrum_patches, dtype=torch.bool, device=device)
-        encoder_output = self.galspec(
-            pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
-        )
+        if observed_spectrum is None:
+            for name, value in (("observed_ivar", observed_ivar), ("observed_fiber_offset", observed_fiber_offset)):
+                if value is not None:
+                    raise ValueError(f"`{name}` was given without `observed_spectrum`")
+            full_spectrum_mask = torch.ones(batch, config.num_spectrum_patches, dtype=torch.bool, device=device)
+            encoder_output = self.galspec(
+                pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
+            )
+        else:
+            if observed_ivar is None:
+                raise ValueError("`observed_ivar` is required with `observed_spectrum`")
+            observed = torch.as_tensor(observed_spectrum, dtype=torch.float32, device=device)
+            observed_ivar = torch.as_tensor(observed_ivar, dtype=torch.float32, device=device)
+            for name, value in (("observed_spectrum", observed), ("observed_ivar", observed_ivar)):
+                if tuple(value.shape) != (batch, config.num_wavelengths):
+                    raise ValueError(
+                        f"`{name}` must have shape ({batch}, {config.num_wavelengths}) (the model grid), "
+                        f"got {tuple(value.shape)}"
+                    )
+            if observed_fiber_offset is not None:
+                observed_fiber_offset = torch.as_tensor(observed_fiber_offset, dtype=torch.float32, device=device)
+                if tuple(observed_fiber_offset.shape) != (batch, 2):
+                    got = tuple(observed_fiber_offset.shape)
+                    raise ValueError(f"`observed_fiber_offset` must have shape ({batch}, 2), got {got}")
+            if observed_fiber_diameter is not None:
+                observed_fiber_diameter = broadcast_fiber_diameter(observed_fiber_diameter, batch, 1, config, device)
+            no_spectrum_mask = torch.zeros(batch, config.num_spectrum_patches, dtype=torch.bool, device=device)
+            encoder_output = self.galspec(
+                pixel_values, redshift, spectrum=observed, spectrum_ivar=observed_ivar,
+                fiber_offset=observed_fiber_offset, fiber_diameter=observed_fiber_diameter,
+                spectrum_mask=no_spectrum_mask, image_mask=no_image_mask,
+            )  # fmt: skip
         # Decode each galaxy once; each fiber then costs only the readout.
         _, prepared = self.decoder.trunk(self.decoder.embed(encoder_output, redshift))
 
