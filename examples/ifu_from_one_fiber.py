@@ -159,7 +159,10 @@ def train(
         "--validation_fraction", str(VALIDATION_FRACTION), "--max_eval_samples", "64", "--max_shift_pixels", "4",
     ]  # fmt: skip
     for name, value in (design or {}).items():
-        arguments += [f"--{name}", *(str(v) for v in (value if isinstance(value, list) else [value]))]
+        if isinstance(value, bool):  # a flag
+            arguments += [f"--{name}"] if value else []
+        else:
+            arguments += [f"--{name}", *(str(v) for v in (value if isinstance(value, list) else [value]))]
     # a fresh process, as `accelerate launch examples/pretrain.py` would be: after the simulation's numpy/scipy
     # work in this process, training here ran several times slower (thread pools competing for the 2 cores)
     build_pretrain_parser().parse_args(arguments)  # check the arguments before starting the process
@@ -263,7 +266,7 @@ def _format(value, spec: str) -> str:
 
 #: The one-fiber model's design options this script passes on to pretrain.py.
 DESIGN_OPTIONS = ("mask_mode_probabilities", "spectrum_loss", "beta_nll_beta", "sigma_penalty_weight",
-                  "line_window_weight")  # fmt: skip
+                  "line_window_weight", "readout_modulation")  # fmt: skip
 #: Setting keys that must match for --reuse_from to reuse an earlier run's survey, data sets and supervised model.
 REUSED_SETTING_KEYS = ("n_galaxies", "n_train_cubes", "n_validation", "n_test", "preset", "cutout_size",
                        "baseline_steps", "batch_size", "learning_rate", "seed")  # fmt: skip
@@ -456,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     design.add_argument("--beta_nll_beta", type=float, default=None)
     design.add_argument("--sigma_penalty_weight", type=float, default=None)
     design.add_argument("--line_window_weight", type=float, default=None)
+    design.add_argument("--readout_modulation", action="store_true", default=None)
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:

@@ -266,3 +266,25 @@ def test_fiber_line_check_compares_each_fibers_prediction_with_its_truth():
     assert halpha["bias_dex"] == pytest.approx(math.log10(2.0), abs=0.02)
     assert halpha["scatter_dex"] < 0.01
     assert result["OIII_5008"]["num_fibers"] == 0  # no positive truth: nothing scored
+
+
+def test_scores_by_distance_from_the_observed_fiber():
+    """Common spaxels binned by their distance from the galaxy's fiber: a map exact near the fiber and off by
+    0.5 dex far from it shows both in its bins."""
+    from galspec_hf.scoreboard import FIBER_DISTANCE_BINS_ARCSEC
+
+    rng = np.random.default_rng(1)
+    truth = 10 ** rng.uniform(0, 2, (20, 20))
+    y, x = np.mgrid[0:20, 0:20]
+    distance = 0.5 * np.hypot(x - 10, y - 10)  # arcsec, 0.5" spaxels, fiber at the centre
+    predicted = np.where(distance < 3.0, truth, truth * 10**0.5)
+    scores = score_line({"m": [predicted]}, [truth], [np.ones((20, 20), bool)], fiber_distances=[distance])
+    bins = scores["m"]["by_fiber_distance"]
+    assert [(b["min_arcsec"], b["max_arcsec"]) for b in bins] == list(
+        zip(FIBER_DISTANCE_BINS_ARCSEC[:-1], FIBER_DISTANCE_BINS_ARCSEC[1:], strict=True)
+    )
+    assert sum(b["num_spaxels"] for b in bins) == 400
+    assert bins[0]["num_spaxels"] == int((distance < 1.5).sum())
+    assert bins[0]["bias_dex"] == pytest.approx(0.0) and bins[1]["bias_dex"] == pytest.approx(0.0)
+    assert bins[2]["bias_dex"] == pytest.approx(0.5) and bins[3]["bias_dex"] == pytest.approx(0.5)
+    assert "by_fiber_distance" not in score_line({"m": [predicted]}, [truth], [np.ones((20, 20), bool)])["m"]

@@ -249,6 +249,7 @@ def score_line(
     selections: list[np.ndarray],
     sigmas: dict[str, list[np.ndarray]] | None = None,
     classes: list[str] | None = None,
+    fiber_distances: list[np.ndarray] | None = None,
 ) -> dict[str, dict]:
     """Score every model on the same spaxels of one line.
 
@@ -259,6 +260,9 @@ def score_line(
     selections : list of (ny, nx) bool, the spaxels to score (:func:`spaxel_selection`)
     sigmas : dict model name -> list of (ny, nx) predicted 1-sigma line-flux errors, optional
     classes : list of str per galaxy (one of :data:`CLASSES`), optional
+    fiber_distances : list of (ny, nx) distances (arcsec) of each spaxel from the galaxy's observed fiber, optional:
+        adds ``by_fiber_distance`` (the statistics over the common spaxels in each bin of
+        :data:`FIBER_DISTANCE_BINS_ARCSEC`), which shows how far conditioning on the fiber carries
 
     Returns
     -------
@@ -318,8 +322,23 @@ def score_line(
             result["per_class"] = {
                 c: statistics(name, [g for g in range(n_galaxies) if classes[g] == c]) for c in CLASSES
             }
+        if fiber_distances is not None:
+            result["by_fiber_distance"] = []
+            for low, high in zip(FIBER_DISTANCE_BINS_ARCSEC[:-1], FIBER_DISTANCE_BINS_ARCSEC[1:], strict=True):
+                in_bin = [common[g] & (fiber_distances[g] >= low) & (fiber_distances[g] < high)
+                          for g in range(n_galaxies)]  # fmt: skip
+                galaxies = range(n_galaxies)
+                predicted = np.concatenate([np.asarray(predictions[name][g], float)[in_bin[g]] for g in galaxies])
+                truth = np.concatenate([np.asarray(truth_maps[g], float)[in_bin[g]] for g in galaxies])
+                stats = log_ratio_statistics(predicted, truth)
+                result["by_fiber_distance"].append({"min_arcsec": low, "max_arcsec": high,
+                                                    "num_spaxels": int(predicted.size), **stats})  # fmt: skip
         results[name] = result
     return results
+
+
+#: Edges (arcsec) of the bins of spaxel distance from the observed fiber in which ``by_fiber_distance`` is scored.
+FIBER_DISTANCE_BINS_ARCSEC = (0.0, 1.5, 3.0, 5.0, 8.0, 100.0)
 
 
 def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -327,8 +346,8 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
 
     Keys per line prefix p (:data:`LINE_PREFIXES`): p_pearson_r, p_scatter_dex, p_bias_dex, p_failed_fraction,
     p_num_spaxels, p_coverage_1sigma, p_coverage_2sigma, p_per_galaxy_median_pearson_r (and _scatter_dex,
-    _bias_dex), p_per_class. H-alpha's line-flux coverage is also written as ``coverage_1sigma`` /
-    ``coverage_2sigma`` (None for a model without sigma).
+    _bias_dex), p_per_class, p_by_fiber_distance (when scored). H-alpha's line-flux coverage is also written as
+    ``coverage_1sigma`` / ``coverage_2sigma`` (None for a model without sigma).
     """
     models: dict[str, dict] = {}
     for line, scores in line_scores.items():
@@ -341,6 +360,8 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
                 out[f"{prefix}_{key}"] = stats.get(key)
             if "per_class" in stats:
                 out[f"{prefix}_per_class"] = stats["per_class"]
+            if "by_fiber_distance" in stats:
+                out[f"{prefix}_by_fiber_distance"] = stats["by_fiber_distance"]
             if line == "Halpha":
                 out["coverage_1sigma"] = stats.get("coverage_1sigma")
                 out["coverage_2sigma"] = stats.get("coverage_2sigma")
@@ -595,7 +616,7 @@ def evaluate_set(
         for line in LINES
     }  # fmt: skip
     spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in NETWORK_MODELS}
-    classes, records, panels = [], [], {line: [] for line in LINES}
+    classes, records, panels, distances = [], [], {line: [] for line in LINES}, []
     for galaxy in galaxies:
         cube = read_manga_cube(survey / "manga" / f"manga-{galaxy['plateifu']}-LOGCUBE.fits.gz")
         maps = read_manga_maps(survey / "manga" / f"manga-{galaxy['plateifu']}-MAPS.fits.gz")
@@ -611,6 +632,8 @@ def evaluate_set(
         needed = in_image & footprint
         scale_1f = per_spaxel_scale(config.fiber_diameter, MANGA_SPAXEL_ARCSEC)
         observed = observed_fibers.get(int(galaxy["targetid"]))
+        fiber_at = np.zeros(2) if observed is None else np.asarray(observed["fiber_offset"], np.float64)
+        distances.append(np.hypot(*np.moveaxis(offsets - fiber_at, -1, 0)))  # (ny, nx) arcsec from the fiber
         cubes = {  # model -> (mean, sigma), (ny, nx, L) each; one_fiber only for a galaxy with its observed fiber
             "image_only": predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f, needed)[1:],
             "supervised": predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, 1.0,
@@ -680,7 +703,7 @@ def evaluate_set(
     line_scores, weighted_scores = {}, {}
     for line, data in per_line.items():
         line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
-                                       classes=classes)  # fmt: skip
+                                       classes=classes, fiber_distances=distances)  # fmt: skip
         weighted_scores[line] = score_line(
             {**data["weighted"], "null_light": data["maps"]["null_light"], "null_fiber": data["maps"]["null_fiber"]},
             data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,

@@ -608,3 +608,29 @@ def test_predict_spectra_conditioning_errors_name_the_argument(tester):
             *args, observed_spectrum=inputs["spectrum"], observed_ivar=inputs["spectrum_ivar"],
             observed_fiber_offset=torch.zeros(3, 3),
         )  # fmt: skip
+
+
+def test_readout_modulation_starts_as_the_identity_and_learns():
+    """readout_modulation: a model built with it predicts exactly what the same weights without it predict (the
+    FiLM layer starts at scale 1, shift 0); once its weights move, a fiber's read reshapes all its tokens."""
+    base = GalSpecModelTester()
+    modulated = GalSpecModelTester(readout_modulation=True)
+    plain_model, film_model = _model(base.config), _model(modulated.config)
+    missing = film_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
+    assert missing == ["decoder.readout.modulation.weight", "decoder.readout.modulation.bias"]
+    assert torch.count_nonzero(film_model.decoder.readout.modulation.weight) == 0
+    inputs = base.prepare_inputs()
+    offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
+    plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    film = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    assert torch.allclose(plain.mean, film.mean, atol=1e-6)
+    with torch.no_grad():
+        film_model.decoder.readout.modulation.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    moved = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    assert not torch.allclose(moved.mean, plain.mean, rtol=1e-3)
+    # still one result per fiber, whatever the batching
+    alone = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets[:, 1:], fiber_batch_size=1)
+    assert torch.allclose(alone.mean[:, 0], moved.mean[:, 1], rtol=1e-4, atol=1e-5)
+    output = film_model(**inputs, noise=base.noise())  # the modulation gets a gradient in training
+    output.loss.backward()
+    assert film_model.decoder.readout.modulation.weight.grad.abs().sum() > 0

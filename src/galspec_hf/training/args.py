@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--line_window_weight", type=float, default=None, help="loss: weight of pixels near strong emission lines"
     )
+    model.add_argument(
+        "--readout_modulation", action="store_true", default=None, help="decoder: FiLM of the readout"
+    )
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")
     train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")

@@ -52,18 +52,18 @@ __all__ = [
 ]
 
 #: Configuration keys that the command line can override (training/args.py's "model" group).
-MASKING_AND_LOSS_OPTIONS = (
+MODEL_OPTIONS = (
     "spectrum_mask_ratio", "image_mask_ratio", "mask_mode_probabilities", "spectrum_loss", "beta_nll_beta",
-    "sigma_penalty_weight", "line_window_weight",
+    "sigma_penalty_weight", "line_window_weight", "readout_modulation",
 )  # fmt: skip
 MODEL_INPUTS = ("pixel_values", "redshift", "spectrum", "spectrum_ivar", "fiber_offset", "fiber_diameter")
 
 
 def build_config(args: argparse.Namespace) -> GalSpecConfig:
-    """The model configuration of a run: ``--config`` (a JSON file) or ``--preset``, with the masking and loss
-    options given on the command line."""
+    """The model configuration of a run: ``--config`` (a JSON file) or ``--preset``, with the masking, loss and
+    decoder options given on the command line (:data:`MODEL_OPTIONS`)."""
     overrides = {}
-    for name in MASKING_AND_LOSS_OPTIONS:
+    for name in MODEL_OPTIONS:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.config:

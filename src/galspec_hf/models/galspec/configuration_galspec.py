@@ -127,6 +127,13 @@ class GalSpecConfig(PreTrainedConfig):
             arcsec and s_h >= 0 (initialised from 4 down to nearly 0 across heads); the light in a
             fiber comes from the sky around it, wherever on the galaxy it is. `False`: absolute
             positions for keys and fiber, no distance penalty (the first design).
+        readout_modulation (`bool`, *optional*, defaults to `False`):
+            Whether the fiber readout also *modulates* every spectrum token with what it read under the fiber:
+            the readout's attention output, averaged over the spectrum tokens, gives a per-fiber scale and
+            shift (FiLM, Perez et al. 2018, AAAI) applied to all of the fiber's spectrum tokens before the
+            head, so the sky under one fiber can reshape the whole spectrum (line-to-continuum ratios, not only
+            each wavelength chunk's own read). Initialised to the identity; costs two small matrix products
+            per fiber. `False`: the single cross-attention step of the first designs.
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -210,6 +217,7 @@ class GalSpecConfig(PreTrainedConfig):
         wavelength_encoding_periods: list[float] | None = None,
         sky_encoding_periods: list[float] | None = None,
         fiber_readout_local: bool = True,
+        readout_modulation: bool = False,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -260,6 +268,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.wavelength_encoding_periods = [float(p) for p in (wavelength_encoding_periods or [5e-4, 4.0])]
         self.sky_encoding_periods = [float(p) for p in (sky_encoding_periods or [0.5, 200.0])]
         self.fiber_readout_local = bool(fiber_readout_local)
+        self.readout_modulation = bool(readout_modulation)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]

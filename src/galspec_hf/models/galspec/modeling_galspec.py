@@ -19,15 +19,19 @@ Walk-through
    the rest, carrying their sky position or wavelength encoding; a trunk of transformer layers
    decodes them. A fiber readout (:class:`GalSpecFiberReadout`) then reads the fiber's spectrum out
    of the trunk with one cross-attention step from the spectrum tokens (plus the fiber's encoding)
-   to the image tokens (plus their sky positions). Heads predict, per spectral pixel, the mean and
+   to the image tokens (plus their sky positions); with ``config.readout_modulation`` what it read also
+   scales and shifts every spectrum token of that fiber (FiLM). Heads predict, per spectral pixel, the mean and
    log sigma of the normalised flux, and per image pixel the mean and log sigma of the stretched
    image. Without a visible spectrum the trunk never sees the fiber, so it runs once per galaxy and
    each extra fiber costs only the readout.
    The decoder returns a :class:`GalSpecDecoderOutput`: the spectrum in physical units (times the
    fiber's flux scale) and the normalised head outputs that the loss compares.
 6. Loss (:meth:`GalSpecForMaskedSpectra.forward_loss`): Gaussian negative log-likelihood with variance
-   sigma_model**2 + 1/ivar, averaged over pixels with ivar > 0 in masked patches; spectrum and image
-   terms are reported separately.
+   sigma_model**2 + 1/ivar (or beta-NLL; optionally a penalty on sigma**2 and extra weight on strong-line
+   windows), averaged over pixels with ivar > 0 in masked patches; spectrum and image terms are reported
+   separately.
+7. Conditioning (:meth:`GalSpecForMaskedSpectra.predict_spectra` with ``observed_spectrum``): the observed
+   fiber's spectrum is shown whole to the encoder, as visible patches are in training.
 
 The IFU cube (a grid of fibers over a hexagonal footprint) is built from :meth:`predict_spectra` outside
 this file, in ``galspec_hf.cube``.
@@ -686,12 +690,16 @@ class GalSpecPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GalSpecEmbeddings):
             nn.init.trunc_normal_(module.image_type_embedding, std=std)
             nn.init.trunc_normal_(module.spectrum_type_embedding, std=std)
-        elif isinstance(module, GalSpecFiberReadout) and module.local:
-            # distance-penalty strengths from 4 down to 4 / 2^(heads - 1) (a range of localities, as ALiBi's
-            # slopes), stored before softplus: softplus^-1(s) = log(expm1(s))
-            heads = module.distance_strength.numel()
-            strength = 4.0 * 2.0 ** -torch.arange(heads, dtype=torch.float32)
-            module.distance_strength.copy_(torch.log(torch.expm1(strength)))
+        elif isinstance(module, GalSpecFiberReadout):
+            if module.modulation is not None:  # start as the identity: scale 1, shift 0
+                nn.init.zeros_(module.modulation.weight)
+                nn.init.zeros_(module.modulation.bias)
+            if module.local:
+                # distance-penalty strengths from 4 down to 4 / 2^(heads - 1) (a range of localities, as ALiBi's
+                # slopes), stored before softplus: softplus^-1(s) = log(expm1(s))
+                heads = module.distance_strength.numel()
+                strength = 4.0 * 2.0 ** -torch.arange(heads, dtype=torch.float32)
+                module.distance_strength.copy_(torch.log(torch.expm1(strength)))
         elif isinstance(module, GalSpecDecoder):
             for parameter in (
                 module.image_mask_token,
@@ -958,6 +966,8 @@ class GalSpecFiberReadout(nn.Module):
         self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.spectrum_head = nn.Linear(hidden, 2 * config.spectrum_patch_length)
         self.local = config.fiber_readout_local
+        # per-fiber scale and shift of the spectrum tokens from the readout's pooled output (zero-initialised)
+        self.modulation = nn.Linear(hidden, 2 * hidden) if config.readout_modulation else None
         if self.local:
             # per-head strength of the distance penalty before softplus (set in _init_weights)
             self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
@@ -1016,6 +1026,10 @@ class GalSpecFiberReadout(nn.Module):
         )
         attn_output = attn_output.reshape(fibers, patches, hidden)
         states = prepared["residual"][galaxy_index] + self.o_proj(attn_output)
+        if self.modulation is not None:
+            # (num_fibers, 1, hidden) each: what the fiber read, pooled over wavelength, reshapes every token
+            scale, shift = self.modulation(attn_output.mean(dim=1, keepdim=True)).chunk(2, dim=-1)
+            states = states * (1.0 + scale) + shift
         return self.spectrum_head(self.output_norm(states))
 
 
