@@ -54,7 +54,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .configuration_galspec import GalSpecConfig
+from .configuration_galspec import _LOSS_LINE_WAVELENGTHS_VACUUM_A, GalSpecConfig
 from .processing_galspec import (
     compute_flux_scale,
     denormalize_spectra,
@@ -423,11 +423,14 @@ def gaussian_nll(target, mean, sigma_model, observed_ivar=None):
     """
     variance = sigma_model**2
     if observed_ivar is not None:
-        good = observed_ivar > 0
-        variance = variance + torch.where(
-            good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0
-        )
+        variance = variance + noise_variance(observed_ivar)
     return 0.5 * (torch.log(2.0 * math.pi * variance) + (target - mean) ** 2 / variance)
+
+
+def noise_variance(observed_ivar: torch.Tensor) -> torch.Tensor:
+    """1 / ivar where ivar > 0, else 0 (pixels without information; the caller's weights exclude them)."""
+    good = observed_ivar > 0
+    return torch.where(good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0)
 
 
 def beta_nll(target, mean, sigma_model, observed_ivar, beta: float):
@@ -438,9 +441,7 @@ def beta_nll(target, mean, sigma_model, observed_ivar, beta: float):
     nll = gaussian_nll(target, mean, sigma_model, observed_ivar)
     if beta == 0:
         return nll
-    good = observed_ivar > 0
-    noise_variance = torch.where(good, 1.0 / torch.where(good, observed_ivar, torch.ones_like(observed_ivar)), 0.0)
-    return nll * (sigma_model.detach() ** 2 + noise_variance) ** beta
+    return nll * (sigma_model.detach() ** 2 + noise_variance(observed_ivar)) ** beta
 
 
 def line_window_mask(wavelength: torch.Tensor, redshift: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
@@ -449,8 +450,6 @@ def line_window_mask(wavelength: torch.Tensor, redshift: torch.Tensor, config: G
     wavelength (L,) observed Angstrom; redshift (batch,). The lines are the configuration file's
     strong-line list (H-alpha, H-beta, [NII], [OIII], [OII], [SII]; vacuum rest wavelengths).
     """
-    from .configuration_galspec import _LOSS_LINE_WAVELENGTHS_VACUUM_A
-
     speed_of_light_kms = 299792.458  # CODATA 2018 (exact)
     rest = wavelength.to(redshift.device, torch.float64)[None, :] / (1.0 + redshift.double()[:, None])  # (batch, L)
     lines = torch.tensor(_LOSS_LINE_WAVELENGTHS_VACUUM_A, dtype=torch.float64, device=redshift.device)
