@@ -53,6 +53,7 @@ from galspec_hf.io import read_legacy_cutout, read_manga_cube
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum
 from galspec_hf.plotting import north_east_arrows
 from galspec_hf.scoreboard import (
+    CONDITIONING_MODES,
     LINES,
     MODEL_TITLES,
     MODELS,
@@ -60,8 +61,11 @@ from galspec_hf.scoreboard import (
     draw_evaluation_sets,
     evaluate_set,
     exclude_targets,
+    fiber_anchor_factors,
     fiber_line_check,
+    fiber_line_fluxes,
     fiber_ratios,
+    predicted_fiber_line_fluxes,
     spaxel_offsets_from_cutout,
     write_metrics_json,
 )
@@ -80,7 +84,7 @@ SETTINGS = {
     },
     "default": {
         "n_galaxies": 4000, "n_train_cubes": 24, "n_validation": 8, "n_test": 12, "preset": "small",
-        "cutout_size": 72, "steps": 1800, "baseline_steps": 1000, "batch_size": 16, "learning_rate": 5e-4,
+        "cutout_size": 104, "steps": 1800, "baseline_steps": 1000, "batch_size": 16, "learning_rate": 5e-4,
         "n_null_fibers": 1000, "fiber_continuum": "local",
     },
 }  # fmt: skip
@@ -296,6 +300,7 @@ def run(
     sets: tuple[str, ...] = ("validation", "test"),
     reuse_from: Path | None = None,
     one_fiber_model: Path | None = None,
+    conditioning: str = "encoder",
 ) -> dict:
     start = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -358,12 +363,21 @@ def run(
     survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
                     for line, r in survey_ratios.items()}  # fmt: skip
     heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in heldout_ids]
-    own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"]) if heldout_rows else {}
+    own_fluxes = fiber_line_fluxes(heldout_rows, wave, setting["fiber_continuum"]) if heldout_rows else {}
+    own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"], fluxes=own_fluxes) if (
+        heldout_rows) else {}  # fmt: skip
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
     null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
     # the observed fiber each held-out galaxy's one_fiber prediction is conditioned on (its DESI row)
     observed_fibers = {int(row["targetid"]): row for row in heldout_rows}
+    anchor_factors = None
+    if conditioning == "anchor" and heldout_rows:
+        log("anchor: each held-out fiber's line fluxes predicted from its image, against the observed ones")
+        predicted = predicted_fiber_line_fluxes(one_fiber, heldout_rows, setting["fiber_continuum"])
+        factors = fiber_anchor_factors(own_fluxes, predicted)
+        anchor_factors = {int(row["targetid"]): {line: float(factors[line][i]) for line in LINES}
+                          for i, row in enumerate(heldout_rows)}  # fmt: skip
 
     models = {"image_only": one_fiber, "supervised": supervised}
     results: dict[str, dict] = {"central_fiber_check": {
@@ -372,7 +386,8 @@ def run(
     for set_name in sets:
         log(f"{set_name} set: predicting cubes for {len(sets_drawn[set_name])} galaxies and fitting emission lines")
         results[set_name], panels, curves = evaluate_set(survey, sets_drawn[set_name], models, null_inputs, wave,
-                                                         observed_fibers=observed_fibers)  # fmt: skip
+                                                         observed_fibers=observed_fibers, conditioning=conditioning,
+                                                         anchor_factors=anchor_factors)  # fmt: skip
         results[set_name]["set"] = set_name
         if set_name == sets[-1]:
             for line in LINES:
@@ -388,6 +403,7 @@ def run(
         **setting,
         "seed": seed,
         "design": design or {},
+        "conditioning": conditioning,
         "sets": list(sets),
         "reused_from": str(reuse_from) if reuse_from is not None else None,
         "one_fiber_model": str(one_fiber_model) if one_fiber_model is not None else None,
@@ -395,6 +411,12 @@ def run(
         "n_supervised_rows": n_rows,
         "train_cubes": [g["plateifu"] for g in sets_drawn["train"]],
     }
+    if anchor_factors is not None:
+        results["anchor_factors"] = {
+            "per_galaxy": {str(t): f for t, f in anchor_factors.items()},
+            "meaning": "observed / image-only predicted line flux of each held-out galaxy's own fiber; the one_fiber "
+            "map is the image-only map times it",
+        }
     results["wall_seconds"] = time.time() - start
     write_metrics_json(output_dir / "metrics.json", results)
     lines = [f"{setting['note']}: the numbers below show the pipeline runs, not what the method can do"] if (
@@ -460,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     design.add_argument("--sigma_penalty_weight", type=float, default=None)
     design.add_argument("--line_window_weight", type=float, default=None)
     design.add_argument("--readout_modulation", action="store_true", default=None)
+    design.add_argument("--conditioning", choices=list(CONDITIONING_MODES), default="encoder",
+                        help="how one_fiber uses the galaxy's observed fiber: the encoder sees it (encoder), or the "
+                             "image-only maps are scaled by the fiber's observed / predicted line flux (anchor)")
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:
@@ -481,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     one_fiber_model = Path(args.one_fiber_model) if args.one_fiber_model else None
     run(Path(args.output_dir), setting, args.seed, design=design, sets=tuple(args.sets), reuse_from=reuse_from,
-        one_fiber_model=one_fiber_model)  # fmt: skip
+        one_fiber_model=one_fiber_model, conditioning=args.conditioning)  # fmt: skip
     return 0
 
 

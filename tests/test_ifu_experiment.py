@@ -88,6 +88,29 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
     assert "test" not in second and second["setting"]["reused_from"] == str(tmp_path)
     # same survey, same models: the same validation scores
     assert second["validation"]["models"] == metrics["validation"]["models"]
+    # the anchor conditioning: one_fiber is the image-only map times the fiber's observed / predicted line flux,
+    # so per galaxy (same spaxels) its r and scatter are image_only's and its bias is shifted by log10(factor)
+    anchored = tmp_path / "anchored"
+    command_anchor = [*command[:3], str(anchored), *command[4:], "--conditioning", "anchor"]
+    third = subprocess.run(command_anchor, capture_output=True, text=True, timeout=900)
+    assert third.returncode == 0, third.stderr[-3000:]
+    metrics_anchor = json.loads((anchored / "metrics.json").read_text())
+    assert metrics_anchor["setting"]["conditioning"] == "anchor"
+    block = metrics_anchor["validation"]
+    factors = metrics_anchor["anchor_factors"]["per_galaxy"]
+    assert set(factors) == {str(g["targetid"]) for g in block["galaxies"]} | {
+        str(g["targetid"]) for g in metrics["test"]["galaxies"]}  # every held-out galaxy's fiber
+    assert block["models"]["one_fiber"]["spectrum_coverage_1sigma"] is None  # anchored maps, no spectra
+    compared = 0
+    for galaxy, one, image in zip(block["galaxies"], block["models"]["one_fiber"]["ha_per_galaxy"],
+                                  block["models"]["image_only"]["ha_per_galaxy"], strict=True):  # fmt: skip
+        factor = factors[str(galaxy["targetid"])]["Halpha"]
+        assert one["num_spaxels"] == image["num_spaxels"]
+        if factor is not None and one["num_spaxels"] >= 3:
+            assert one["scatter_dex"] == pytest.approx(image["scatter_dex"], abs=1e-9)
+            assert one["bias_dex"] - image["bias_dex"] == pytest.approx(math.log10(factor), abs=1e-9)
+            compared += 1
+    print(f"anchored galaxies compared: {compared}")
     # a run with another setting is refused before any work: one line, exit 2
     refused = subprocess.run([*command[:-2], "--baseline_steps", "61"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "baseline_steps" in refused.stderr.strip().splitlines()[-1]

@@ -288,3 +288,39 @@ def test_scores_by_distance_from_the_observed_fiber():
     assert bins[0]["bias_dex"] == pytest.approx(0.0) and bins[1]["bias_dex"] == pytest.approx(0.0)
     assert bins[2]["bias_dex"] == pytest.approx(0.5) and bins[3]["bias_dex"] == pytest.approx(0.5)
     assert "by_fiber_distance" not in score_line({"m": [predicted]}, [truth], [np.ones((20, 20), bool)])["m"]
+
+
+def test_anchor_factors_are_observed_over_predicted_fiber_flux():
+    """The anchor conditioning's factor per line: the fiber's observed line flux (fitted on its own spectrum) over
+    the flux the model predicts for that fiber from the image alone; NaN where either is not positive."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from galspec_hf import GalSpecConfig
+    from galspec_hf.data.testing import fake_spectrum
+    from galspec_hf.scoreboard import fiber_anchor_factors, fiber_line_fluxes, predicted_fiber_line_fluxes
+
+    config = GalSpecConfig.from_preset("tiny")
+    wave = np.asarray(config.wavelength_grid(), np.float64)
+    redshifts = [0.05, 0.1, 0.15]
+    rows = [{"targetid": 7 + i, "redshift": z, "image": np.ones((3, 40, 40), np.float32),
+             "fiber_offset": np.zeros(2, np.float32), "fiber_diameter": 1.5,
+             "flux": fake_spectrum(wave, z), "ivar": np.full(wave.size, 100.0), "mask": np.zeros(wave.size, np.int32)}
+            for i, z in enumerate(redshifts)]  # fmt: skip
+
+    class StandIn:  # predicts 4x each fiber's observed spectrum; no line at all for the last one
+        config = GalSpecConfig.from_preset("tiny")
+        galspec = SimpleNamespace(wavelength=torch.from_numpy(wave))
+
+        def predict_spectra(self, pixel_values, redshift, fiber_offset, fiber_diameter=None):
+            spectra = [4.0 * fake_spectrum(wave, float(z)) for z in redshift]
+            spectra[-1] = np.ones_like(wave)
+            return SimpleNamespace(mean=torch.tensor(np.stack(spectra))[:, None])
+
+    observed = fiber_line_fluxes(rows, wave, continuum="local")
+    predicted = predicted_fiber_line_fluxes(StandIn(), rows, continuum="local", batch_size=8)
+    factors = fiber_anchor_factors(observed, predicted)
+    assert factors["Halpha"][:2] == pytest.approx([0.25, 0.25], rel=0.03)
+    assert np.isnan(factors["Halpha"][2])  # nothing predicted: no factor, the map fails there
+    assert np.isnan(fiber_anchor_factors({**observed, "Halpha": -observed["Halpha"]}, predicted)["Halpha"]).all()

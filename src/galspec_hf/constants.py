@@ -403,10 +403,11 @@ PP04_N2_OXYGEN_RANGE = (8.0, 8.85)
 #: most ~0.40; simulate.galaxy.offcentre_draw_probability). ASSUMPTION, not a DESI targeting number: no published
 #: fraction of DESI BGS targets (or secondary targets) that are fragments of large galaxies was found; 0.048 keeps
 #: the simulator's earlier behaviour (12% of eligible galaxies) and is of the order of the ~5% contamination by
-#: galaxy shreds that Di Teodoro, Peek & Wu (2023, arXiv:2301.09648) find in Legacy Surveys
+#: galaxy shreds that Di Teodoro, Peek & Wu (2023, AJ, article 123; arXiv:2301.09648) find in Legacy Surveys
 #: catalogues after strict cuts. The DESI number should come from the BGS fragment/SGA masking statistics of
-#: Hahn et al. (2023, AJ 165, 253) and Moustakas et al. (2023, ApJS 269, 3) or the secondary-target catalogue of
-#: Myers et al. (2023, AJ 165, 50). SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION: fraction of pieces along the major axis.
+#: Hahn et al. (2023, AJ 165, 253) and Moustakas et al. (2023, ApJS 269, 3, SGA) or the target-selection pipeline
+#: (secondary targets included) of Myers et al. (2023, AJ 165, 50).
+#: SIMULATED_OFFCENTRE_MAJOR_AXIS_FRACTION: fraction of pieces along the major axis.
 SIMULATED_OFFCENTRE_FRACTION = 0.048
 SIMULATED_OFFCENTRE_ELIGIBLE_FRACTION = 0.4
 SIMULATED_OFFCENTRE_MIN_RE_ARCSEC = 1.5

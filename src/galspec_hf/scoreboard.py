@@ -505,14 +505,21 @@ def galaxy_class(galaxy: dict) -> str:
     return "star_forming" if float(galaxy["log_sfr"]) - float(galaxy["log_mstar"]) > -11.0 else "quiescent"
 
 
-def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str) -> dict[str, np.ndarray]:
-    """Line-to-light ratio of each fiber row: the line fitted on its own spectrum over the image light in its
-    aperture ({line: (N,)}, 1e-17 erg/s/cm2 per nanomaggy)."""
+def fiber_line_fluxes(rows, wavelength: np.ndarray, continuum: str) -> dict[str, np.ndarray]:
+    """Line fluxes fitted on each fiber row's own observed spectrum ({line: (N,)}, 1e-17 erg/s/cm2 inside the
+    fiber), with the row's mask and ivar."""
     flux = np.stack([np.asarray(r["flux"], np.float64) for r in rows])
     ivar = np.stack([np.asarray(r["ivar"], np.float64) for r in rows])
     mask = np.stack([np.asarray(r["mask"]) for r in rows])
     redshift = np.array([float(r["redshift"]) for r in rows])
-    fluxes = fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, LINES, continuum=continuum)
+    return fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, LINES, continuum=continuum)
+
+
+def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str, fluxes: dict | None = None) -> dict:
+    """Line-to-light ratio of each fiber row: the line fitted on its own spectrum (`fluxes` when already fitted by
+    :func:`fiber_line_fluxes`) over the image light in its aperture ({line: (N,)}, 1e-17 erg/s/cm2 per
+    nanomaggy)."""
+    fluxes = fiber_line_fluxes(rows, wavelength, continuum) if fluxes is None else fluxes
     light = np.array(
         [
             image_light(np.asarray(r["image"]), np.asarray(r["fiber_offset"])[None], float(r["fiber_diameter"]),
@@ -523,16 +530,12 @@ def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str) -> dict[s
     return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
 
 
-def fiber_line_check(model, rows, truth_by_targetid: dict, continuum: str, batch_size: int = 32) -> dict:
-    """The cheap check of the image-in, spectrum-out path: each fiber's line fluxes predicted from its image alone,
-    at its own position and diameter, fitted like the nulls' fibers and compared with the simulator's truth.
+def predicted_fiber_line_fluxes(model, rows, continuum: str, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Each fiber row's line fluxes as the model predicts them from the image alone, at the row's own fiber position
+    and diameter, fitted like the observed fibers ({line: (N,)}, 1e-17 erg/s/cm2 inside the fiber).
 
-    rows: DESI data-set rows (``image``, ``redshift``, ``fiber_offset``, ``fiber_diameter``, ``targetid``; the
-    cutout is cropped to the model's image); truth_by_targetid: {targetid: truth row with
-    ``line_flux_fiber_<line>``, 1e-17 erg/s/cm2 inside the fiber}. Returns {line: {pearson_r, bias_dex,
-    scatter_dex over fibers where truth and prediction are positive, num_fibers, failed_fraction (predicted flux
-    not positive where the truth is)}}.
-    """
+    rows: DESI data-set rows (``image``, ``redshift``, ``fiber_offset``, ``fiber_diameter``; the cutout is cropped to
+    the model's image). The prediction has no noise of its own: the fit uses unit weights."""
     import torch
 
     from galspec_hf.sky import centred_crop
@@ -552,9 +555,35 @@ def fiber_line_check(model, rows, truth_by_targetid: dict, continuum: str, batch
         redshifts.extend(float(r["redshift"]) for r in chunk)
     wave = model.galspec.wavelength.numpy().astype(np.float64)
     mean = np.concatenate(means)
-    # the prediction has no noise of its own: unit weights (the fit's errors are not used here)
-    fitted = fit_fiber_line_fluxes(wave, mean, np.ones_like(mean), np.zeros(mean.shape, np.int32),
-                                   np.array(redshifts), LINES, continuum=continuum)  # fmt: skip
+    return fit_fiber_line_fluxes(wave, mean, np.ones_like(mean), np.zeros(mean.shape, np.int32),
+                                 np.array(redshifts), LINES, continuum=continuum)  # fmt: skip
+
+
+def fiber_anchor_factors(observed: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per line, observed / predicted line flux of the same fiber ({line: (N,)}; NaN where either is not positive).
+
+    The ``anchor`` conditioning: the image-only model gives a line's map its shape, the galaxy's observed fiber
+    its level, so every spaxel of the map is multiplied by this factor. It is the network's counterpart of
+    ``null_fiber`` (the fiber's ratio times the light): the two differ only in the shape of the map."""
+    factors = {}
+    for line in LINES:
+        obs, pred = np.asarray(observed[line], np.float64), np.asarray(predicted[line], np.float64)
+        usable = _positive(obs) & _positive(pred)
+        factors[line] = np.where(usable, obs / np.where(usable, pred, 1.0), np.nan)
+    return factors
+
+
+def fiber_line_check(model, rows, truth_by_targetid: dict, continuum: str, batch_size: int = 32) -> dict:
+    """The cheap check of the image-in, spectrum-out path: each fiber's line fluxes predicted from its image alone,
+    at its own position and diameter, fitted like the nulls' fibers and compared with the simulator's truth.
+
+    rows: DESI data-set rows (``image``, ``redshift``, ``fiber_offset``, ``fiber_diameter``, ``targetid``; the
+    cutout is cropped to the model's image); truth_by_targetid: {targetid: truth row with
+    ``line_flux_fiber_<line>``, 1e-17 erg/s/cm2 inside the fiber}. Returns {line: {pearson_r, bias_dex,
+    scatter_dex over fibers where truth and prediction are positive, num_fibers, failed_fraction (predicted flux
+    not positive where the truth is)}}.
+    """
+    fitted = predicted_fiber_line_fluxes(model, rows, continuum, batch_size)
     result = {}
     for line in LINES:
         truth = np.array([float(truth_by_targetid[int(r["targetid"])][f"line_flux_fiber_{line}"]) for r in rows])
@@ -579,8 +608,21 @@ def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
     }
 
 
+#: How ``one_fiber`` uses the galaxy's observed fiber: ``"encoder"`` (the encoder sees the observed spectrum,
+#: :meth:`~galspec_hf.GalSpecForMaskedSpectra.predict_spectra`'s conditioning) or ``"anchor"`` (the image-only map
+#: times the fiber's observed / predicted line flux, :func:`fiber_anchor_factors`).
+CONDITIONING_MODES = ("encoder", "anchor")
+
+
 def evaluate_set(
-    survey: Path, galaxies: list[dict], models: dict, null_inputs: dict, wave, observed_fibers: dict | None = None
+    survey: Path,
+    galaxies: list[dict],
+    models: dict,
+    null_inputs: dict,
+    wave,
+    observed_fibers: dict | None = None,
+    conditioning: str = "encoder",
+    anchor_factors: dict | None = None,
 ) -> dict:
     """Maps, selections, scores and spectrum coverage of one evaluation set, every model on the same spaxels.
 
@@ -595,6 +637,10 @@ def evaluate_set(
     wave : the models' wavelength grid (A)
     observed_fibers : {targetid: the galaxy's DESI data-set row (flux, ivar, fiber_offset, fiber_diameter)}: the
         observed fiber that ``one_fiber`` is conditioned on (a galaxy without one gets no one_fiber map)
+    conditioning : one of :data:`CONDITIONING_MODES`; ``"anchor"`` needs `anchor_factors`
+    anchor_factors : {targetid: {line: factor}} (:func:`fiber_anchor_factors` of the galaxy's observed fiber): with
+        ``conditioning="anchor"``, the one_fiber map (and its sigma) is the image-only map times the factor; there
+        is then no one_fiber spectrum (its spectrum coverage is None)
 
     For each galaxy, five maps per line of :data:`LINES` on its truth grid (:data:`MODELS`): ``one_fiber`` (the
     one-fiber model given the image and the galaxy's observed fiber) and ``image_only`` (the same model, image
@@ -607,6 +653,10 @@ def evaluate_set(
     from galspec_hf.io import read_legacy_cutout, read_manga_cube, read_manga_maps
     from galspec_hf.models.galspec.processing_galspec import resample_spectrum
 
+    if conditioning not in CONDITIONING_MODES:
+        raise ValueError(f"`conditioning` must be one of {CONDITIONING_MODES}, got {conditioning!r}")
+    if conditioning == "anchor" and anchor_factors is None:
+        raise ValueError("`anchor_factors` is required with conditioning='anchor'")
     one_fiber, supervised = models["image_only"], models["supervised"]
     config = one_fiber.config
     observed_fibers = observed_fibers or {}
@@ -639,13 +689,22 @@ def evaluate_set(
             "supervised": predicted_cube(supervised, cutout, z, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, 1.0,
                                          needed)[1:],
         }  # fmt: skip
-        if observed is not None:
+        if observed is not None and conditioning == "encoder":
             cubes["one_fiber"] = predicted_cube(one_fiber, cutout, z, offsets, config.fiber_diameter, scale_1f,
                                                 needed, observed=observed)[1:]  # fmt: skip
         fits, weighted = {}, {}
         for name, (mean, sigma) in cubes.items():
             fits[name] = fit_maps(wave, mean, sigma, z, weighted=False, where=needed)[0]
             weighted[name] = fit_maps(wave, mean, sigma, z, weighted=True, where=needed)
+        if conditioning == "anchor" and observed is not None:
+            # the image-only maps, each line scaled by its fiber's observed / predicted flux (NaN: no usable factor)
+            factor = anchor_factors.get(int(galaxy["targetid"]), {})
+            fits["one_fiber"] = {line: fits["image_only"][line] * factor.get(line, np.nan) for line in LINES}
+            weighted_maps, weighted_sigmas = weighted["image_only"]
+            weighted["one_fiber"] = tuple(
+                {line: maps_[line] * factor.get(line, np.nan) for line in LINES}
+                for maps_ in (weighted_maps, weighted_sigmas)
+            )
         light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
                             pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
         light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)

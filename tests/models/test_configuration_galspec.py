@@ -32,7 +32,7 @@ def test_default_grid_is_desi():
 def test_user_facing_attribute_names():
     config = GalSpecConfig.from_preset("small")
     assert config.bands == ["g", "r", "z"]
-    assert config.image_size == 64
+    assert config.image_size == 96  # covers the largest simulated cube (48 spaxels of 0.5")
     assert config.pixel_scale == constants.LEGACY_PIXEL_SCALE_ARCSEC
     assert config.fiber_diameter == constants.DESI_FIBER_DIAMETER_ARCSEC
     assert (config.wavelength_min, config.wavelength_max, config.wavelength_step) == (3600.0, 9824.0, 0.8)

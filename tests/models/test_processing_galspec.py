@@ -38,7 +38,8 @@ def test_flux_scale_is_central_aperture_flux():
     normalized = normalize_images(images, scale, config)
     assert torch.allclose(normalized[0], normalized[1])
     # a blank image hits the floor rather than dividing by zero
-    assert compute_flux_scale(torch.zeros(1, 3, 64, 64), config).item() == pytest.approx(config.normalization_floor)
+    blank = torch.zeros(1, 3, config.image_size, config.image_size)
+    assert compute_flux_scale(blank, config).item() == pytest.approx(config.normalization_floor)
 
 
 def test_pixel_offsets_follow_sky_orientation():

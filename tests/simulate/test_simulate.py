@@ -500,3 +500,24 @@ def _smooth(image: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(image, 2.0)
+
+
+def test_default_cutout_covers_the_small_preset_image_with_the_shift_margin():
+    """`galspec simulate` and simulate_survey write cutouts the default model can train on: the small preset's image
+    plus training's random shift on each side, and that image covers the largest simulated cube (48 spaxels)."""
+    import argparse
+
+    from galspec_hf import GalSpecConfig
+    from galspec_hf.commands import simulate as simulate_command
+    from galspec_hf.constants import MANGA_SPAXEL_ARCSEC
+    from galspec_hf.simulate.survey import DEFAULT_CUTOUT_SIZE
+    from galspec_hf.training.args import build_parser
+
+    parser = argparse.ArgumentParser()
+    simulate_command.register(parser.add_subparsers())
+    cli_default = parser.parse_args(["simulate", "--out", "x", "--n-galaxies", "1"]).cutout_size
+    assert cli_default == DEFAULT_CUTOUT_SIZE
+    config = GalSpecConfig.from_preset("small")
+    max_shift = build_parser().parse_args(["--dataset", "x", "--output_dir", "y"]).max_shift_pixels
+    assert DEFAULT_CUTOUT_SIZE >= config.image_size + 2 * max_shift
+    assert config.image_size * config.pixel_scale / 2 >= 48 * MANGA_SPAXEL_ARCSEC / 2

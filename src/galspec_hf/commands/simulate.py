@@ -31,7 +31,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="stellar population templates: 'kcorrect' (default when installed) or an FSPS SSP FITS file",
     )
     parser.add_argument("--targets-per-file", type=int, default=500, help="targets per coadd/redrock file")
-    parser.add_argument("--cutout-size", type=int, default=64, help="Legacy cutout side in pixels (even)")
+    parser.add_argument("--cutout-size", type=int, default=104,
+                        help="Legacy cutout side, pixels (even; default 104: the small preset's 96 + shift margin)")
     parser.add_argument("--ifu-spaxels", type=int, default=None, help="cube side in spaxels (default: from size)")
     parser.add_argument(
         "--offcentre-fraction",

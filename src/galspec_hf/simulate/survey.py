@@ -47,6 +47,9 @@ IMAGE_MARGIN_PIX = 16
 LEGACY_FIBERFLUX_SEEING_ARCSEC = C.LEGACY_FIBERFLUX_SEEING_FWHM_ARCSEC
 #: Minimum disk effective radius for a galaxy to be preferred for the IFU subset, arcsec.
 IFU_MIN_RE_ARCSEC = 1.0
+#: Default Legacy cutout side of a simulated survey, pixels: the ``small`` preset's 96-pixel image (+-12.6", which
+#: covers the largest simulated cube, 48 spaxels of 0.5") plus training's 4-pixel random shift on each side.
+DEFAULT_CUTOUT_SIZE = 104
 
 
 @dataclass
@@ -144,7 +147,7 @@ def simulate_survey(
     seed: int = 0,
     templates: str | Path | None = None,
     targets_per_file: int = 500,
-    cutout_size: int = 64,
+    cutout_size: int = DEFAULT_CUTOUT_SIZE,
     ifu_spaxels: int | None = None,
     progress: bool = True,
     offcentre_fraction: float | None = None,
@@ -156,7 +159,8 @@ def simulate_survey(
     out_dir : output folder (created). n_galaxies : number of DESI targets (>= 1).
     n_ifu : how many of them also get MaNGA-format truth (<= n_galaxies).
     seed : survey seed. templates : None / "kcorrect" / SSP FITS path (see templates.load_templates).
-    targets_per_file : targets per coadd/redrock file. cutout_size : Legacy cutout side, pixels.
+    targets_per_file : targets per coadd/redrock file. cutout_size : Legacy cutout side, pixels (default
+        :data:`DEFAULT_CUTOUT_SIZE`, enough for the ``small`` preset's image with training's shift margin).
     ifu_spaxels : cube side in spaxels (default: from the galaxy size, 24-48).
     progress : show a tqdm progress bar.
     offcentre_fraction : fraction of all targets that are off-centre pieces of large galaxies, in [0, 1] (None:
