@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 
 from .constants import DESI_FIBER_DIAMETER_ARCSEC
 from .errors import GalSpecFormatError
-from .io.desi import fiber_spectrum, read_desi_coadd
+from .io.desi import DesiCoadd, fiber_spectrum, read_desi_coadd, target_row
 from .io.legacy import read_legacy_cutout
 from .io.manga import MANGA_DONOTUSE, write_manga_cube
 from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
@@ -156,21 +156,30 @@ def predict_cube(
     )
 
 
-def observed_fiber_from_coadd(coadd_path: str | Path, targetid: int, cutout, config) -> dict:
+def observed_fiber_from_coadd(coadd_path: str | Path | DesiCoadd, targetid: int, cutout, config) -> dict:
     """The observed fiber of TARGETID in a DESI coadd, ready for :func:`predict_cube`'s conditioning keywords.
+
+    `coadd_path` is the coadd file, or the coadd already read from it
+    (:func:`~galspec_hf.io.desi.read_desi_coadd`, with its FIBERMAP), which is then not read again.
 
     The flux is the flux that entered the fiber (:func:`galspec_hf.io.desi.fiber_spectrum`: DESI's point-source
     calibrated flux x MEAN_PSF_TO_FIBER_SPECFLUX), masked pixels get ivar 0, and the spectrum is rebinned onto the
     model grid when that is not DESI's; the fiber's position (FIBERMAP MEAN_FIBER_RA/DEC) is taken to arcsec
     east/north of the cutout centre through the cutout's WCS. Returns {"observed_spectrum", "observed_ivar" (1, L),
     "observed_fiber_offset" (1, 2), "observed_fiber_diameter"}. Raises GalSpecFormatError (file, column) for a
-    TARGETID that is not in the file or a spectrum without a usable fiber factor.
+    TARGETID that is not in the file (:func:`~galspec_hf.io.desi.target_row`), a coadd read without its FIBERMAP
+    or a spectrum without a usable fiber factor.
     """
-    coadd = read_desi_coadd(coadd_path, require_fibermap=True)
-    rows = np.flatnonzero(coadd.targetid == int(targetid))
-    if rows.size == 0:
-        raise GalSpecFormatError(f"{coadd_path}: HDU FIBERMAP: TARGETID {targetid} is not in the file")
-    index = int(rows[0])
+    if isinstance(coadd_path, DesiCoadd):
+        coadd = coadd_path
+        if coadd.fibermap is None:
+            raise GalSpecFormatError(
+                f"{coadd.path}: missing HDU FIBERMAP (expected target IDs and fiber positions; the coadd given was "
+                "read without it)"
+            )
+    else:
+        coadd = read_desi_coadd(coadd_path, require_fibermap=True)
+    index = target_row(coadd, targetid)
     flux, ivar, _ = fiber_spectrum(coadd, index)
     ivar = np.where(coadd.mask[index] == 0, ivar, 0.0)
     grid = config.wavelength_grid()
@@ -194,14 +203,14 @@ def predict_cube_for_cutout(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     progress: bool = True,
-    spectrum_path: str | Path | None = None,
+    spectrum_path: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
 ) -> tuple[GalSpecCubeOutput, object]:
     """Read a cutout, bring it to the standard orientation through its WCS, and predict its cube.
 
-    With `spectrum_path` (a DESI coadd) and `targetid`, the cube is conditioned on that galaxy's observed fiber
-    (:func:`observed_fiber_from_coadd`); without them, on the image alone. Returns the cube output and the cutout
-    (with its WCS and centre).
+    With `spectrum_path` (a DESI coadd file, or the :class:`~galspec_hf.io.desi.DesiCoadd` already read from it)
+    and `targetid`, the cube is conditioned on that galaxy's observed fiber (:func:`observed_fiber_from_coadd`);
+    without them, on the image alone. Returns the cube output and the cutout (with its WCS and centre).
     """
     config = model.config
     cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
@@ -210,7 +219,7 @@ def predict_cube_for_cutout(
     batch = processor([image], [redshift])
     if (spectrum_path is None) != (targetid is None):
         raise ValueError("`spectrum_path` and `targetid` go together: give both or neither")
-    observed = observed_fiber_from_coadd(spectrum_path, targetid, cutout, config) if spectrum_path else {}
+    observed = observed_fiber_from_coadd(spectrum_path, targetid, cutout, config) if spectrum_path is not None else {}
     output = predict_cube(
         model,
         batch["pixel_values"],
@@ -280,11 +289,14 @@ def predict_cube_file(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     overwrite: bool = False,
-    spectrum_path: str | None = None,
+    spectrum_path: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
 ) -> Path:
     """``galspec predict-cube``: model folder + cutout FITS + redshift (+ the galaxy's DESI coadd and TARGETID, to
     condition on its observed fiber) -> LOGCUBE-like FITS.
+
+    ``spectrum_path`` may also be the :class:`~galspec_hf.io.desi.DesiCoadd` already read from the coadd file
+    (as ``galspec predict-cube`` passes it after its input check), which is then not read again.
 
     Raises FileExistsError, before the model is loaded, when ``out_path`` exists and ``overwrite`` is False.
     """
@@ -297,6 +309,9 @@ def predict_cube_file(
             spectrum_path=spectrum_path, targetid=targetid,
         )  # fmt: skip
     centre = cutout.wcs.celestial.pixel_to_world((cutout.image.shape[-1] - 1) / 2, (cutout.image.shape[-2] - 1) / 2)
-    conditioned = f"the observed fiber of TARGETID {targetid} in {Path(spectrum_path).name}" if spectrum_path else ""
+    conditioned = ""
+    if spectrum_path is not None:
+        coadd_file = spectrum_path.path if isinstance(spectrum_path, DesiCoadd) else spectrum_path
+        conditioned = f"the observed fiber of TARGETID {targetid} in {Path(coadd_file).name}"
     return write_predicted_cube(out_path, output, centre.ra.deg, centre.dec.deg, redshift, model_name=model_path,
                                 conditioned_on=conditioned)  # fmt: skip

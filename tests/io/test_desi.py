@@ -156,6 +156,21 @@ def test_coadd_nan_flux_and_negative_ivar_are_counted_and_excluded(coadd_path):
     assert np.all(coadd.ivar[1, 100:103] == 0)
 
 
+def test_target_row_finds_the_row_or_names_file_hdu_targetid_and_count(coadd_path):
+    targets = make_targets(3, seed=1)
+    coadd = read_desi_coadd(coadd_path)
+    row = desi.target_row(coadd, targets[2].targetid)
+    assert row == 2 and type(row) is int
+    assert desi.target_row(coadd, np.int64(targets[1].targetid)) == 1
+    with pytest.raises(GalSpecFormatError) as error:
+        desi.target_row(coadd, 7)
+    assert str(error.value) == (
+        f"{coadd_path}: HDU FIBERMAP: TARGETID 7 is not in the file (HDU FIBERMAP has 3 targets)"
+    )
+    with pytest.raises(GalSpecFormatError, match=r"^elsewhere\.fits: HDU FIBERMAP: TARGETID 7 "):
+        desi.target_row(coadd, 7, "elsewhere.fits")  # the file named in the error, when given
+
+
 def test_coadd_without_fibermap_warns_or_refuses(tmp_path):
     path = write_desi_coadd(tmp_path / "coadd-x.fits", make_targets(2), with_fibermap=False)
     with pytest.warns(GalSpecFormatWarning, match="FIBERMAP"):

@@ -99,11 +99,13 @@ def check_cutout(path: str | Path, config, name: str = "--image"):
     return cutout
 
 
-def check_observed_fiber(path: str | Path, targetid: int, name: str = "--spectrum") -> None:
-    """A DESI coadd that holds `targetid` with a usable point-source-to-fiber factor (one line per problem)."""
-    import numpy as np  # noqa: PLC0415
+def check_observed_fiber(path: str | Path, targetid: int, name: str = "--spectrum"):
+    """A DESI coadd that holds `targetid` with a usable point-source-to-fiber factor (one line per problem).
 
-    from ..io.desi import fiber_spectrum, read_desi_coadd  # noqa: PLC0415
+    Returns the coadd it read (:class:`~galspec_hf.io.desi.DesiCoadd`, read with its FIBERMAP), so that the
+    command can hand it on to :func:`~galspec_hf.cube.predict_cube_file` instead of reading the file again.
+    """
+    from ..io.desi import fiber_spectrum, read_desi_coadd, target_row  # noqa: PLC0415
 
     path = Path(path)
     if not path.is_file():
@@ -112,13 +114,17 @@ def check_observed_fiber(path: str | Path, targetid: int, name: str = "--spectru
         coadd = read_desi_coadd(path, require_fibermap=True)
     except (GalSpecFormatError, OSError) as error:
         raise CLIError(f"{name} {error}") from None
-    rows = np.flatnonzero(coadd.targetid == int(targetid))
-    if rows.size == 0:
-        raise CLIError(f"--targetid {targetid}: not in {path} (HDU FIBERMAP has {len(coadd.targetid)} targets)")
     try:
-        fiber_spectrum(coadd, int(rows[0]))
+        row = target_row(coadd, targetid, path)
+    except GalSpecFormatError:
+        raise CLIError(
+            f"--targetid {targetid}: not in {path} (HDU FIBERMAP has {len(coadd.targetid)} targets)"
+        ) from None
+    try:
+        fiber_spectrum(coadd, row)
     except GalSpecFormatError as error:
         raise CLIError(f"{name} {error}") from None
+    return coadd
 
 
 def describe_crop(cutout_shape: tuple[int, int], config) -> str:

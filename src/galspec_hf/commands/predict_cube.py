@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     cutout = _checks.check_cutout(args.image, config)
     if (args.spectrum is None) != (args.targetid is None):
         raise _checks.CLIError("--spectrum and --targetid go together: give both or neither")
-    if args.spectrum is not None:
-        _checks.check_observed_fiber(args.spectrum, args.targetid)
+    # the coadd read by the check is handed on, not read a second time
+    coadd = _checks.check_observed_fiber(args.spectrum, args.targetid) if args.spectrum is not None else None
     print(f"{args.image}: {_checks.describe_crop(cutout.image.shape[-2:], config)}")
 
     import numpy as np  # noqa: PLC0415
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.bundle_diameter,
         args.fiber_diameter,
         overwrite=args.overwrite,
-        spectrum_path=args.spectrum,
+        spectrum_path=coadd,
         targetid=args.targetid,
     )
     mask = fits.getdata(path, "MASK")[0]

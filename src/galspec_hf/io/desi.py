@@ -40,6 +40,7 @@ __all__ = [
     "parse_desi_healpix_name",
     "read_desi_coadd",
     "read_redrock",
+    "target_row",
     "write_desi_coadd",
     "write_redrock",
 ]
@@ -188,6 +189,21 @@ def fiber_spectrum(coadd: DesiCoadd, index: int) -> tuple[np.ndarray, np.ndarray
     flux = (coadd.flux[index] * factor).astype(np.float32)
     ivar = (coadd.ivar[index] / factor**2).astype(np.float32)
     return flux, ivar, factor
+
+
+def target_row(coadd: DesiCoadd, targetid: int, path: str | Path | None = None) -> int:
+    """The row (spectrum index) of `targetid` in `coadd`, as a Python int; the first such row if it repeats.
+
+    `path` names the file in the error (default ``coadd.path``). Raises GalSpecFormatError naming the file, the
+    HDU FIBERMAP, the TARGETID and how many targets the file has when `targetid` is not there.
+    """
+    rows = np.flatnonzero(coadd.targetid == int(targetid))
+    if rows.size == 0:
+        raise GalSpecFormatError(
+            f"{coadd.path if path is None else path}: HDU FIBERMAP: TARGETID {int(targetid)} is not in the file "
+            f"(HDU FIBERMAP has {len(coadd.targetid)} targets)"
+        )
+    return int(rows[0])
 
 
 def parse_desi_healpix_name(path: str | Path) -> tuple[str, str, int] | None:
