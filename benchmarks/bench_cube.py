@@ -95,6 +95,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--quick", action="store_true", help="8 x 8 grid instead of 32 x 32")
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="override the preset's image side, pixels (64: the small preset before 2026-12-03)")
     parser.add_argument("--fiber_batch_size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions of each fast path")
@@ -108,7 +110,8 @@ def main(argv=None) -> dict:
     load_average_at_start = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = GalSpecConfig.from_preset(args.preset)
+    overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    config = GalSpecConfig.from_preset(args.preset, **overrides)
     model = GalSpecForMaskedSpectra._from_config(config, attn_implementation="sdpa").eval()
     pixel_values = torch.from_numpy(synthetic_image(config).image)[None]
     redshift = torch.tensor([0.1])
@@ -173,6 +176,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "cube",
         "preset": args.preset,
+        "image_size": config.image_size,
         "grid": f"{side}x{side}",
         "num_fibers": int(fibers.shape[0]),
         "fiber_batch_size": args.fiber_batch_size,

@@ -74,6 +74,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--preset", default="small")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="override the preset's image side, pixels (64: the small preset before 2026-12-03)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -86,7 +88,8 @@ def main(argv=None) -> dict:
         parser.error("--device cuda: no CUDA device is visible to torch")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = GalSpecConfig.from_preset(args.preset)
+    overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    config = GalSpecConfig.from_preset(args.preset, **overrides)
     model = GalSpecForMaskedSpectra._from_config(config, attn_implementation=args.attn_implementation)
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -119,6 +122,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "train",
         "preset": args.preset,
+        "image_size": config.image_size,
         "batch_size": args.batch_size,
         "attn_implementation": args.attn_implementation,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -49,3 +49,16 @@ def test_bench_train_flop_count_scales_with_the_model(tmp_path):
         )["flops_per_sample"]
     # small has 38x the parameters of tiny over a similar number of tokens: its FLOPs must grow with them
     assert flops["small"] > 10 * flops["tiny"]
+
+
+def test_bench_train_image_size_override_is_measured_and_reported(tmp_path):
+    """--image_size measures another image side of the same preset (the cost of an image that covers the cubes)."""
+    bench_train = _load("bench_train")
+    results = {
+        size: bench_train.main(["--quick", "--preset", "tiny", "--batch_size", "2", "--device", "cpu",
+                                "--image_size", str(size), "--out", str(tmp_path / f"t{size}.json")])  # fmt: skip
+        for size in (32, 64)
+    }
+    assert results[32]["image_size"] == 32 and results[64]["image_size"] == 64
+    # four times the image tokens: more FLOPs per sample
+    assert results[64]["flops_per_sample"] > results[32]["flops_per_sample"]
