@@ -371,13 +371,23 @@ def run(
     null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
     # the observed fiber each held-out galaxy's one_fiber prediction is conditioned on (its DESI row)
     observed_fibers = {int(row["targetid"]): row for row in heldout_rows}
-    anchor_factors = None
-    if conditioning == "anchor" and heldout_rows:
-        log("anchor: each held-out fiber's line fluxes predicted from its image, against the observed ones")
+    fiber_conditioning = None
+    if conditioning != "encoder" and heldout_rows:
+        log(f"{conditioning}: each held-out fiber's line fluxes predicted from its image, against the observed ones")
         predicted = predicted_fiber_line_fluxes(one_fiber, heldout_rows, setting["fiber_continuum"])
+        predicted_ratio = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"],
+                                       fluxes=predicted)  # fmt: skip
         factors = fiber_anchor_factors(own_fluxes, predicted)
-        anchor_factors = {int(row["targetid"]): {line: float(factors[line][i]) for line in LINES}
-                          for i, row in enumerate(heldout_rows)}  # fmt: skip
+        null_inputs["predicted_ratio"] = {
+            int(row["targetid"]): {line: float(predicted_ratio[line][i]) for line in LINES}
+            for i, row in enumerate(heldout_rows)
+        }
+        fiber_conditioning = {
+            str(int(row["targetid"])): {line: {"observed_ratio": own_ratio[int(row["targetid"])][line],
+                                               "predicted_ratio": float(predicted_ratio[line][i]),
+                                               "anchor_factor": float(factors[line][i])} for line in LINES}
+            for i, row in enumerate(heldout_rows)
+        }  # fmt: skip
 
     models = {"image_only": one_fiber, "supervised": supervised}
     results: dict[str, dict] = {"central_fiber_check": {
@@ -386,8 +396,8 @@ def run(
     for set_name in sets:
         log(f"{set_name} set: predicting cubes for {len(sets_drawn[set_name])} galaxies and fitting emission lines")
         results[set_name], panels, curves = evaluate_set(survey, sets_drawn[set_name], models, null_inputs, wave,
-                                                         observed_fibers=observed_fibers, conditioning=conditioning,
-                                                         anchor_factors=anchor_factors)  # fmt: skip
+                                                         observed_fibers=observed_fibers,
+                                                         conditioning=conditioning)  # fmt: skip
         results[set_name]["set"] = set_name
         if set_name == sets[-1]:
             for line in LINES:
@@ -411,11 +421,12 @@ def run(
         "n_supervised_rows": n_rows,
         "train_cubes": [g["plateifu"] for g in sets_drawn["train"]],
     }
-    if anchor_factors is not None:
-        results["anchor_factors"] = {
-            "per_galaxy": {str(t): f for t, f in anchor_factors.items()},
-            "meaning": "observed / image-only predicted line flux of each held-out galaxy's own fiber; the one_fiber "
-            "map is the image-only map times it",
+    if fiber_conditioning is not None:
+        results["fiber_conditioning"] = {
+            "per_galaxy": fiber_conditioning,
+            "meaning": "each held-out galaxy's own fiber: line-to-light ratio fitted on the observed spectrum and on "
+            "the image-only prediction at that fiber, and their quotient (observed / predicted line flux, the anchor "
+            "factor); see scoreboard.CONDITIONING_MODES",
         }
     results["wall_seconds"] = time.time() - start
     write_metrics_json(output_dir / "metrics.json", results)
@@ -483,8 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     design.add_argument("--line_window_weight", type=float, default=None)
     design.add_argument("--readout_modulation", action="store_true", default=None)
     design.add_argument("--conditioning", choices=list(CONDITIONING_MODES), default="encoder",
-                        help="how one_fiber uses the galaxy's observed fiber: the encoder sees it (encoder), or the "
-                             "image-only maps are scaled by the fiber's observed / predicted line flux (anchor)")
+                        help="how one_fiber uses the galaxy's observed fiber: the encoder sees it (encoder); the "
+                             "image-only maps times the fiber's observed / predicted line flux (anchor); the "
+                             "image-only maps plus the fiber's line-to-light residual times the light (residual)")
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:

@@ -97,7 +97,8 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
     metrics_anchor = json.loads((anchored / "metrics.json").read_text())
     assert metrics_anchor["setting"]["conditioning"] == "anchor"
     block = metrics_anchor["validation"]
-    factors = metrics_anchor["anchor_factors"]["per_galaxy"]
+    per_galaxy = metrics_anchor["fiber_conditioning"]["per_galaxy"]
+    factors = {t: {line: v["anchor_factor"] for line, v in lines.items()} for t, lines in per_galaxy.items()}
     assert set(factors) == {str(g["targetid"]) for g in block["galaxies"]} | {
         str(g["targetid"]) for g in metrics["test"]["galaxies"]}  # every held-out galaxy's fiber
     assert block["models"]["one_fiber"]["spectrum_coverage_1sigma"] is None  # anchored maps, no spectra

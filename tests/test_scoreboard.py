@@ -324,3 +324,34 @@ def test_anchor_factors_are_observed_over_predicted_fiber_flux():
     assert factors["Halpha"][:2] == pytest.approx([0.25, 0.25], rel=0.03)
     assert np.isnan(factors["Halpha"][2])  # nothing predicted: no factor, the map fails there
     assert np.isnan(fiber_anchor_factors({**observed, "Halpha": -observed["Halpha"]}, predicted)["Halpha"]).all()
+
+
+def test_fiber_conditioned_maps_anchor_and_residual():
+    """anchor: the image-only map scaled by observed / predicted fiber ratio; residual: a model that only knows the
+    light (its map = its fiber ratio x light) gives back null_fiber exactly, and any structure beyond the light is
+    kept on top of it."""
+    from galspec_hf.scoreboard import LINES, fiber_conditioned_maps
+
+    rng = np.random.default_rng(3)
+    light = 10 ** rng.uniform(-1, 1, (6, 6))
+    predicted_ratio = {line: 2.0 for line in LINES}
+    own_ratio = {**{line: 5.0 for line in LINES}, "OIII_5008": float("nan")}
+    structure = rng.normal(0, 0.3, (6, 6))
+    maps = {line: predicted_ratio[line] * light + (structure if line == "Hbeta" else 0.0) for line in LINES}
+    sigmas = {line: np.full((6, 6), 0.1) for line in LINES}
+
+    scaled, (scaled_weighted, scaled_sigma) = fiber_conditioned_maps("anchor", maps, (maps, sigmas), own_ratio,
+                                                                     predicted_ratio, light)  # fmt: skip
+    assert np.allclose(scaled["Halpha"], 2.5 * maps["Halpha"]) and np.allclose(scaled_sigma["Halpha"], 0.25)
+    assert np.allclose(scaled_weighted["Hbeta"], 2.5 * maps["Hbeta"])
+    assert np.isnan(scaled["OIII_5008"]).all()  # no usable observed ratio: the map fails
+
+    shifted, (shifted_weighted, shifted_sigma) = fiber_conditioned_maps("residual", maps, (maps, sigmas), own_ratio,
+                                                                        predicted_ratio, light)  # fmt: skip
+    null_fiber = 5.0 * light
+    assert np.allclose(shifted["Halpha"], null_fiber)  # nothing beyond the light: null_fiber
+    assert np.allclose(shifted["Hbeta"] - null_fiber, structure)  # the network's own structure survives
+    assert np.allclose(shifted_weighted["NII_6585"], null_fiber) and np.allclose(shifted_sigma["Halpha"], 0.1)
+    assert np.isnan(shifted["OIII_5008"]).all()
+    with pytest.raises(ValueError, match="conditioning"):
+        fiber_conditioned_maps("encoder", maps, (maps, sigmas), own_ratio, predicted_ratio, light)

@@ -608,10 +608,42 @@ def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
     }
 
 
-#: How ``one_fiber`` uses the galaxy's observed fiber: ``"encoder"`` (the encoder sees the observed spectrum,
-#: :meth:`~galspec_hf.GalSpecForMaskedSpectra.predict_spectra`'s conditioning) or ``"anchor"`` (the image-only map
-#: times the fiber's observed / predicted line flux, :func:`fiber_anchor_factors`).
-CONDITIONING_MODES = ("encoder", "anchor")
+def fiber_conditioned_maps(conditioning: str, maps: dict, weighted: tuple, own_ratio: dict, predicted_ratio: dict,
+                           light: np.ndarray) -> tuple[dict, tuple]:  # fmt: skip
+    """One galaxy's one_fiber maps made from its image-only maps at the line-map level (:data:`CONDITIONING_MODES`).
+
+    maps : {line: (ny, nx)} image-only line fluxes per spaxel; weighted : ({line: map}, {line: sigma map}), the
+    sigma-weighted fit and its errors; own_ratio / predicted_ratio : {line: ratio}, the fiber's observed and
+    image-only predicted line-to-light ratios; light : (ny, nx) image light under each spaxel (nanomaggies), at the
+    resolution of `maps`. Returns (maps, weighted) in the same layout; NaN where a line has no usable fiber value.
+    """
+    weighted_maps, weighted_sigmas = weighted
+    if conditioning == "anchor":
+        factors = fiber_anchor_factors(
+            {line: np.array([own_ratio.get(line, np.nan)]) for line in LINES},
+            {line: np.array([predicted_ratio.get(line, np.nan)]) for line in LINES},
+        )
+        factor = {line: float(factors[line][0]) for line in LINES}
+        return ({line: maps[line] * factor[line] for line in LINES},
+                ({line: weighted_maps[line] * factor[line] for line in LINES},
+                 {line: weighted_sigmas[line] * factor[line] for line in LINES}))  # fmt: skip
+    if conditioning == "residual":
+        gap = {line: own_ratio.get(line, np.nan) - predicted_ratio.get(line, np.nan) for line in LINES}
+        shifted = {line: weighted_maps[line] + gap[line] * light for line in LINES}
+        return {line: maps[line] + gap[line] * light for line in LINES}, (shifted, dict(weighted_sigmas))
+    raise ValueError(f"`conditioning` must be 'anchor' or 'residual' here, got {conditioning!r}")
+
+
+#: How ``one_fiber`` uses the galaxy's observed fiber:
+#:
+#: - ``"encoder"``: the encoder sees the observed spectrum (the conditioning of
+#:   :meth:`~galspec_hf.GalSpecForMaskedSpectra.predict_spectra`) and the cube is predicted from it;
+#: - ``"anchor"``: the image-only map times the fiber's observed / predicted line flux (:func:`fiber_anchor_factors`):
+#:   the network gives the shape, the fiber the level;
+#: - ``"residual"``: the image-only map plus the fiber's line-to-light residual (observed - predicted ratio) times the
+#:   image light under each spaxel: ``null_fiber`` plus the network's departure from its own light-scaled fiber
+#:   prediction, so a network that knows nothing beyond the light gives back ``null_fiber``.
+CONDITIONING_MODES = ("encoder", "anchor", "residual")
 
 
 def evaluate_set(
@@ -622,7 +654,6 @@ def evaluate_set(
     wave,
     observed_fibers: dict | None = None,
     conditioning: str = "encoder",
-    anchor_factors: dict | None = None,
 ) -> dict:
     """Maps, selections, scores and spectrum coverage of one evaluation set, every model on the same spaxels.
 
@@ -633,14 +664,16 @@ def evaluate_set(
     galaxies : list of truth rows (``plateifu``, ``targetid``, ``redshift``, ``psf_fwhm_r_arcsec``, ``cutout_file``,
         ``disk_re_arcsec``, ``star_forming``)
     models : {"image_only": the one-fiber model, "supervised": the model trained on spaxels}
-    null_inputs : {"survey_ratio": {line: ratio}, "own_ratio": {targetid: {line: ratio}}} (:func:`fiber_ratios`)
+    null_inputs : {"survey_ratio": {line: ratio}, "own_ratio": {targetid: {line: ratio}}} (:func:`fiber_ratios`), and
+        for the anchor and residual conditioning ``"predicted_ratio"``: {targetid: {line: ratio}}, the line-to-light
+        ratio of the image-only model's prediction at the galaxy's observed fiber (:func:`predicted_fiber_line_fluxes`
+        through :func:`fiber_ratios`)
     wave : the models' wavelength grid (A)
     observed_fibers : {targetid: the galaxy's DESI data-set row (flux, ivar, fiber_offset, fiber_diameter)}: the
         observed fiber that ``one_fiber`` is conditioned on (a galaxy without one gets no one_fiber map)
-    conditioning : one of :data:`CONDITIONING_MODES`; ``"anchor"`` needs `anchor_factors`
-    anchor_factors : {targetid: {line: factor}} (:func:`fiber_anchor_factors` of the galaxy's observed fiber): with
-        ``conditioning="anchor"``, the one_fiber map (and its sigma) is the image-only map times the factor; there
-        is then no one_fiber spectrum (its spectrum coverage is None)
+    conditioning : one of :data:`CONDITIONING_MODES`. With ``"anchor"`` or ``"residual"`` the one_fiber map is made
+        from the image-only map at the line-map level (its sigma: the image-only sigma, times the factor for
+        ``"anchor"``); there is then no one_fiber spectrum (its spectrum coverage is None)
 
     For each galaxy, five maps per line of :data:`LINES` on its truth grid (:data:`MODELS`): ``one_fiber`` (the
     one-fiber model given the image and the galaxy's observed fiber) and ``image_only`` (the same model, image
@@ -655,8 +688,8 @@ def evaluate_set(
 
     if conditioning not in CONDITIONING_MODES:
         raise ValueError(f"`conditioning` must be one of {CONDITIONING_MODES}, got {conditioning!r}")
-    if conditioning == "anchor" and anchor_factors is None:
-        raise ValueError("`anchor_factors` is required with conditioning='anchor'")
+    if conditioning != "encoder" and "predicted_ratio" not in null_inputs:
+        raise ValueError(f"conditioning={conditioning!r} needs null_inputs['predicted_ratio']")
     one_fiber, supervised = models["image_only"], models["supervised"]
     config = one_fiber.config
     observed_fibers = observed_fibers or {}
@@ -696,19 +729,19 @@ def evaluate_set(
         for name, (mean, sigma) in cubes.items():
             fits[name] = fit_maps(wave, mean, sigma, z, weighted=False, where=needed)[0]
             weighted[name] = fit_maps(wave, mean, sigma, z, weighted=True, where=needed)
-        if conditioning == "anchor" and observed is not None:
-            # the image-only maps, each line scaled by its fiber's observed / predicted flux (NaN: no usable factor)
-            factor = anchor_factors.get(int(galaxy["targetid"]), {})
-            fits["one_fiber"] = {line: fits["image_only"][line] * factor.get(line, np.nan) for line in LINES}
-            weighted_maps, weighted_sigmas = weighted["image_only"]
-            weighted["one_fiber"] = tuple(
-                {line: maps_[line] * factor.get(line, np.nan) for line in LINES}
-                for maps_ in (weighted_maps, weighted_sigmas)
-            )
         light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
                             pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
         light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
         own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
+        if conditioning != "encoder" and observed is not None:
+            # one_fiber from the image-only maps and the galaxy's fiber, line by line (NaN: no usable fiber value)
+            predicted_ratio = null_inputs["predicted_ratio"].get(int(galaxy["targetid"]), {})
+            # the light at the image-only maps' resolution and unit: the model's fiber aperture, per spaxel
+            light_1f = scale_1f * image_light(cutout.image, offsets, config.fiber_diameter, config,
+                                              pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
+            fits["one_fiber"], weighted["one_fiber"] = fiber_conditioned_maps(
+                conditioning, fits["image_only"], weighted["image_only"], own_ratio, predicted_ratio, light_1f
+            )
 
         def smooth_1f(flux_map, in_image=in_image, psf=psf):
             return smooth_to_manga_psf(np.where(in_image, flux_map, np.nan), psf, config.fiber_diameter)
