@@ -10,12 +10,15 @@
 3. Pretrain the one-fiber model (``examples/pretrain.py``: :mod:`galspec_hf.training.loop`) on those fibers.
 4. Train the supervised baseline, the same architecture, directly on the training cubes: every spaxel
    spectrum with its sky position is a training row.
-5. For each evaluated galaxy, four H-alpha / [NII] 6585 / H-beta / [OIII] 5008 maps on its truth cube's grid:
-   ``image_only`` (the one-fiber model, image in), ``supervised``, ``null_light`` (the training survey's median
-   line-to-light ratio, fitted on the fibers' own spectra over the image light in each fiber, times the image
-   light under each spaxel) and ``null_fiber`` (the galaxy's own DESI fiber's ratio times that light). The
-   model cubes are fitted without the model's sigma as weights (the sigma-weighted fits are scored too, in
-   ``sigma_weighted_fits``). Image-resolution maps (image_only, nulls) are smoothed to MaNGA's 2.5" PSF with
+5. For each evaluated galaxy, five H-alpha / [NII] 6585 / H-beta / [OIII] 5008 maps on its truth cube's grid:
+   ``one_fiber`` (the one-fiber model given the image and the galaxy's own DESI fiber; ``--conditioning``:
+   ``residual``, the default, adds the fiber's line-to-light residual to the image-only map, see
+   :data:`galspec_hf.scoreboard.CONDITIONING_MODES`), ``image_only`` (the one-fiber model, image in),
+   ``supervised``, ``null_light`` (the training survey's median line-to-light ratio, fitted on the fibers' own
+   spectra over the image light in each fiber, times the image light under each spaxel) and ``null_fiber``
+   (the galaxy's own DESI fiber's ratio times that light). The model cubes are fitted without the model's sigma
+   as weights (the sigma-weighted fits are scored too, in ``sigma_weighted_fits``). Image-resolution maps
+   (image_only, nulls) are smoothed to MaNGA's 2.5" PSF with
    NaN-aware normalised smoothing. Every model is scored on the same spaxels (truth S/N > 3, in the cube
    footprint, inside the model image): a non-positive or failed fit there is a failure (``*_failed_fraction``);
    r, scatter and bias over the spaxels where all four maps are positive (``*_num_spaxels``, identical across
@@ -300,7 +303,7 @@ def run(
     sets: tuple[str, ...] = ("validation", "test"),
     reuse_from: Path | None = None,
     one_fiber_model: Path | None = None,
-    conditioning: str = "encoder",
+    conditioning: str = "residual",
 ) -> dict:
     start = time.time()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -456,7 +459,7 @@ def run(
         f"wrote metrics.json, maps_*.png and calibration.png in {output_dir} ({results['wall_seconds']:.0f} s)"
     )
     lines.append(
-        f"the one-fiber model (with its processor) is in {output_dir / 'one_fiber_model'}: "
+        f"the one-fiber model (with its processor) is in {one_fiber_model or output_dir / 'one_fiber_model'}: "
         "AutoModel.from_pretrained / AutoProcessor.from_pretrained load it (see the README)"
     )
     summary = "\n".join(lines)
@@ -493,10 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     design.add_argument("--sigma_penalty_weight", type=float, default=None)
     design.add_argument("--line_window_weight", type=float, default=None)
     design.add_argument("--readout_modulation", action="store_true", default=None)
-    design.add_argument("--conditioning", choices=list(CONDITIONING_MODES), default="encoder",
+    design.add_argument("--conditioning", choices=list(CONDITIONING_MODES), default="residual",
                         help="how one_fiber uses the galaxy's observed fiber: the encoder sees it (encoder); the "
                              "image-only maps times the fiber's observed / predicted line flux (anchor); the "
-                             "image-only maps plus the fiber's line-to-light residual times the light (residual)")
+                             "image-only maps plus the fiber's line-to-light residual times the light (residual, the "
+                             "default: chosen on the validation set, docs/RESULTS.md)")
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:

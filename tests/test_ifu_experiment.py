@@ -66,8 +66,11 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
             assert 0.0 <= model["ha_failed_fraction"] <= 1.0
             if model["ha_num_spaxels"] >= 3:
                 assert math.isfinite(model["ha_pearson_r"]) and math.isfinite(model["ha_scatter_dex"])
-        for model in ("one_fiber", "image_only", "supervised"):
+        for model in ("image_only", "supervised"):
             assert 0.0 <= models[model]["spectrum_coverage_1sigma"] <= models[model]["spectrum_coverage_2sigma"]
+        # the default conditioning (residual) works on line maps: one_fiber has no spectra of its own
+        assert metrics["setting"]["conditioning"] == "residual"
+        assert models["one_fiber"]["spectrum_coverage_1sigma"] is None
         assert models["null_light"]["coverage_1sigma"] is None
     assert len(seen) == 4
     for name in ("maps_Halpha.png", "maps_NII_6585.png", "maps_Hbeta.png", "maps_OIII_5008.png", "calibration.png"):
@@ -112,6 +115,15 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
             assert one["bias_dex"] - image["bias_dex"] == pytest.approx(math.log10(factor), abs=1e-9)
             compared += 1
     print(f"anchored galaxies compared: {compared}")
+    # the encoder conditioning: the cube predicted with the observed spectrum visible to the encoder, so one_fiber has
+    # spectra of its own (their coverage is scored) and maps that differ from image_only's
+    encoded = tmp_path / "encoded"
+    fourth = subprocess.run([*command[:3], str(encoded), *command[4:], "--conditioning", "encoder"],
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    block = json.loads((encoded / "metrics.json").read_text())["validation"]["models"]
+    assert 0.0 <= block["one_fiber"]["spectrum_coverage_1sigma"] <= block["one_fiber"]["spectrum_coverage_2sigma"]
+    assert block["one_fiber"]["ha_per_galaxy"] != block["image_only"]["ha_per_galaxy"]
     # a run with another setting is refused before any work: one line, exit 2
     refused = subprocess.run([*command[:-2], "--baseline_steps", "61"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "baseline_steps" in refused.stderr.strip().splitlines()[-1]
