@@ -66,7 +66,6 @@ from galspec_hf.scoreboard import (
     exclude_targets,
     fiber_anchor_factors,
     fiber_line_check,
-    fiber_line_fluxes,
     fiber_ratios,
     predicted_fiber_line_fluxes,
     spaxel_offsets_from_cutout,
@@ -366,9 +365,7 @@ def run(
     survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
                     for line, r in survey_ratios.items()}  # fmt: skip
     heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in heldout_ids]
-    own_fluxes = fiber_line_fluxes(heldout_rows, wave, setting["fiber_continuum"]) if heldout_rows else {}
-    own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"], fluxes=own_fluxes) if (
-        heldout_rows) else {}  # fmt: skip
+    own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"]) if heldout_rows else {}
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
     null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
@@ -380,7 +377,8 @@ def run(
         predicted = predicted_fiber_line_fluxes(one_fiber, heldout_rows, setting["fiber_continuum"])
         predicted_ratio = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"],
                                        fluxes=predicted)  # fmt: skip
-        factors = fiber_anchor_factors(own_fluxes, predicted)
+        # observed / predicted ratio of the same fiber (its light cancels): the factor the anchor mode applies
+        factors = fiber_anchor_factors(own, predicted_ratio)
         null_inputs["predicted_ratio"] = {
             int(row["targetid"]): {line: float(predicted_ratio[line][i]) for line in LINES}
             for i, row in enumerate(heldout_rows)
