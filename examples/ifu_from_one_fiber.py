@@ -294,6 +294,16 @@ def reused_run(reuse_from: Path, setting: dict, seed: int) -> dict:
     return earlier
 
 
+def validation_sigma_calibration(metrics: dict, source: str = "this run") -> dict:
+    """{line: calibration} of one_fiber's sigma fitted on the validation set of `metrics` (a metrics.json dict); None
+    for a line that had no common spaxels there (its sigma is then the model's own)."""
+    try:
+        per_line = metrics["validation"]["sigma_calibration"]["per_line"]
+        return {line: per_line[line]["calibration"] for line in LINES}
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{source}: no validation-set sigma calibration (missing key {error})") from None
+
+
 def run(
     output_dir: Path,
     setting: dict,
@@ -303,8 +313,15 @@ def run(
     reuse_from: Path | None = None,
     one_fiber_model: Path | None = None,
     conditioning: str = "residual",
+    sigma_calibration_from: Path | None = None,
 ) -> dict:
+    """The experiment. `sigma_calibration_from`: an earlier run's metrics.json whose validation-set calibration of
+    one_fiber's sigma (:func:`validation_sigma_calibration`) a test set scored without the validation set uses."""
     start = time.time()
+    calibration_from = None
+    if sigma_calibration_from is not None:
+        calibration_from = validation_sigma_calibration(json.loads(Path(sigma_calibration_from).read_text()),
+                                                        str(sigma_calibration_from))  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     source = reuse_from if reuse_from is not None else output_dir
     survey = source / "survey"
@@ -396,9 +413,16 @@ def run(
         "lines": central_check}}  # fmt: skip
     for set_name in sets:
         log(f"{set_name} set: predicting cubes for {len(sets_drawn[set_name])} galaxies and fitting emission lines")
+        # one_fiber's line-flux sigma is calibrated on the validation set and applied, as fitted there, to the test set
+        if set_name == "validation":
+            sigma_calibration = "fit"
+        elif "validation" in results:
+            sigma_calibration = validation_sigma_calibration(results)
+        else:
+            sigma_calibration = calibration_from
         results[set_name], panels, curves = evaluate_set(survey, sets_drawn[set_name], models, null_inputs, wave,
-                                                         observed_fibers=observed_fibers,
-                                                         conditioning=conditioning)  # fmt: skip
+                                                         observed_fibers=observed_fibers, conditioning=conditioning,
+                                                         sigma_calibration=sigma_calibration)  # fmt: skip
         results[set_name]["set"] = set_name
         if set_name == sets[-1]:
             for line in LINES:
@@ -418,6 +442,7 @@ def run(
         "sets": list(sets),
         "reused_from": str(reuse_from) if reuse_from is not None else None,
         "one_fiber_model": str(one_fiber_model) if one_fiber_model is not None else None,
+        "sigma_calibration_from": str(sigma_calibration_from) if sigma_calibration_from is not None else None,
         "n_training_fibers": len(training_fibers),
         "n_supervised_rows": n_rows,
         "train_cubes": [g["plateifu"] for g in sets_drawn["train"]],
@@ -453,6 +478,15 @@ def run(
                 f" dex, bias {_format(r['ha_bias_dex'], '+.3f')} dex, failed {_format(r['ha_failed_fraction'], '.3f')}"
                 f"; line-flux coverage {_format(r['coverage_1sigma'], '.3f')} / {_format(r['coverage_2sigma'], '.3f')}"
             )
+        before = results[set_name]["sigma_calibration"]["per_line"]["Halpha"]
+        how = ("fitted on this set" if before["fitted_on_this_set"]
+               else "none: the model's own sigma" if before["calibration"] is None
+               else "from a validation set")  # fmt: skip
+        lines.append(
+            f"  one_fiber's H-alpha coverage with its own sigma, before the calibration ({how}): "
+            f"{_format(before['coverage_1sigma_uncalibrated'], '.3f')} / "
+            f"{_format(before['coverage_2sigma_uncalibrated'], '.3f')}"
+        )
     lines.append(
         f"wrote metrics.json, maps_*.png and calibration.png in {output_dir} ({results['wall_seconds']:.0f} s)"
     )
@@ -499,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
                              "image-only maps times the fiber's observed / predicted line flux (anchor); the "
                              "image-only maps plus the fiber's line-to-light residual times the light (residual, the "
                              "default: chosen on the validation set, docs/RESULTS.md)")
+    parser.add_argument("--sigma_calibration_from", default=None,
+                        help="an earlier run's metrics.json: the test set uses the sigma calibration fitted on its "
+                             "validation set (for --sets test; a run scoring validation fits its own)")  # fmt: skip
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:
@@ -519,8 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(str(error))
     one_fiber_model = Path(args.one_fiber_model) if args.one_fiber_model else None
+    calibration_path = Path(args.sigma_calibration_from) if args.sigma_calibration_from else None
+    if calibration_path is not None:
+        try:  # checked before any work
+            validation_sigma_calibration(json.loads(calibration_path.read_text()), str(calibration_path))
+        except (OSError, ValueError) as error:
+            parser.error(f"--sigma_calibration_from: {error}")
     run(Path(args.output_dir), setting, args.seed, design=design, sets=tuple(args.sets), reuse_from=reuse_from,
-        one_fiber_model=one_fiber_model, conditioning=args.conditioning)  # fmt: skip
+        one_fiber_model=one_fiber_model, conditioning=args.conditioning,
+        sigma_calibration_from=calibration_path)  # fmt: skip
     return 0
 
 

@@ -56,6 +56,58 @@ def test_predict_cube_matches_predict_spectra(model):
     assert torch.allclose(cube.sigma[:, y, x], fiber.sigma[:, 0] * area_ratio, rtol=1e-4, atol=1e-6)
 
 
+def test_residual_conditioning_reproduces_the_fiber_and_keeps_dark_spaxels(model):
+    """residual: the spectrum read at the fiber's own position and aperture is the observed one (where it has
+    ivar), a spaxel without image light keeps its image-only spectrum, sigma^2 gains weight^2 / ivar, and an
+    observed spectrum equal to the model's own prediction changes nothing."""
+    from galspec_hf.cube import fiber_residual_weights
+
+    inputs = toy_galaxies(model.config, 2)
+    pixels, redshift = inputs["pixel_values"].clone(), inputs["redshift"]
+    pixels[1, :, :, :8] = 0.0  # no light more than 2" east in the second image (column 0 is east)
+    spacing = 0.5
+    grid = spaxel_grid(int(model.config.image_size * model.config.pixel_scale // spacing), spacing)
+    fiber_at = grid[grid.shape[0] // 2, grid.shape[1] // 2 - 1]  # the fiber sits on a spaxel centre
+    offsets = fiber_at[None].expand(2, 2)
+    observed = inputs["spectrum"].clone()
+    ivar = inputs["spectrum_ivar"].clone()
+    ivar[:, :5] = 0.0  # unusable pixels carry no residual
+    arguments = dict(spaxel_size=spacing, per_spaxel=False, fiber_diameter=1.5, observed_fiber_diameter=1.5)
+    image_only = predict_cube(model, pixels, redshift, **arguments)
+    cube = predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar,
+                        observed_fiber_offset=offsets, **arguments)  # fmt: skip
+    assert cube.conditioning == "residual" and image_only.conditioning is None
+    y, x = grid.shape[0] // 2, grid.shape[1] // 2 - 1
+    usable = ivar > 0
+    assert torch.allclose(cube.mean[:, y, x][usable], observed[usable], rtol=1e-4, atol=1e-4)
+    assert torch.allclose(cube.mean[:, y, x][~usable], image_only.mean[:, y, x][~usable])
+    weights = fiber_residual_weights(pixels, model.config, grid[cube.footprint], 1.5, offsets, torch.full((2,), 1.5))
+    assert torch.allclose(weights[:, (cube.footprint.nonzero() == torch.tensor([y, x])).all(1).nonzero()[0, 0]],
+                          torch.ones(2), rtol=1e-5)  # fmt: skip
+    dark = weights[1] == 0  # spaxels whose aperture sees no light in image 1
+    assert dark.any()
+    inside = cube.footprint
+    assert torch.equal(cube.mean[1][inside][dark], image_only.mean[1][inside][dark])
+    expected_sigma = torch.sqrt(image_only.sigma[:, inside] ** 2 + weights[..., None] ** 2
+                                * torch.where(usable, 1 / ivar.clamp(min=1e-30), 0.0)[:, None])  # fmt: skip
+    assert torch.allclose(cube.sigma[:, inside], expected_sigma, rtol=1e-4)
+    # the model's own prediction at the fiber as the "observed" spectrum: no residual, the image-only cube
+    own = model.predict_spectra(pixels, redshift, offsets[:, None], fiber_diameter=torch.full((2,), 1.5)).mean[:, 0]
+    same = predict_cube(model, pixels, redshift, observed_spectrum=own, observed_ivar=torch.full_like(own, 1e12),
+                        observed_fiber_offset=offsets, **arguments)  # fmt: skip
+    assert torch.allclose(same.mean, image_only.mean, rtol=1e-4, atol=1e-5)
+    # the encoder conditioning is another cube; bad modes and a dark fiber are refused
+    encoder = predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar,
+                           observed_fiber_offset=offsets, conditioning="encoder", **arguments)  # fmt: skip
+    assert encoder.conditioning == "encoder" and not torch.allclose(encoder.mean, cube.mean)
+    with pytest.raises(ValueError, match="conditioning"):
+        predict_cube(model, pixels, redshift, conditioning="anchor")
+    dark_offsets = torch.tensor([[0.0, 0.0], [(model.config.image_size / 2 - 1) * model.config.pixel_scale, 0.0]])
+    with pytest.raises(ValueError, match="no light in the fiber"):
+        predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar,
+                     observed_fiber_offset=dark_offsets, **arguments)  # fmt: skip
+
+
 def test_cube_output_is_exported_from_the_package():
     import galspec_hf
     import galspec_hf.cube

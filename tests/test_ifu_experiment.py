@@ -73,6 +73,15 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         assert models["one_fiber"]["spectrum_coverage_1sigma"] is None
         assert models["null_light"]["coverage_1sigma"] is None
     assert len(seen) == 4
+    # one_fiber's sigma: calibrated on the validation set, applied as fitted there to the test set
+    fitted = metrics["validation"]["sigma_calibration"]["per_line"]["Halpha"]
+    applied = metrics["test"]["sigma_calibration"]["per_line"]["Halpha"]
+    assert fitted["fitted_on_this_set"] and not applied["fitted_on_this_set"]
+    assert applied["calibration"] == fitted["calibration"] and len(fitted["calibration"]["fraction"]) == 5
+    for block in (metrics["validation"], metrics["test"]):
+        before = block["sigma_calibration"]["per_line"]["Halpha"]["coverage_1sigma_uncalibrated"]
+        assert block["models"]["one_fiber"]["coverage_1sigma"] >= before  # the calibration only widens sigma
+    assert "before the calibration (fitted on this set)" in result.stdout
     for name in ("maps_Halpha.png", "maps_NII_6585.png", "maps_Hbeta.png", "maps_OIII_5008.png", "calibration.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert "metrics.json" in result.stdout
@@ -80,26 +89,22 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
     assert set(check["lines"]) == {"Halpha", "NII_6585", "Hbeta", "OIII_5008"}
     assert 0 < check["lines"]["Halpha"]["num_fibers"] <= 0.05 * len(training_ids) + 1
 
-    # a design scored on the validation set alone, reusing the run's survey and supervised model
-    rescored = tmp_path / "rescored"
-    command = [sys.executable, str(SCRIPT), "--output_dir", str(rescored), "--quick", "--steps", "60",
+    # a design scored on the validation set alone, reusing the run's survey and models, with the anchor conditioning:
+    # one_fiber is the image-only map times the fiber's observed / predicted line flux, so per galaxy (same spaxels)
+    # its r and scatter are image_only's and its bias is shifted by log10(factor)
+    anchored = tmp_path / "anchored"
+    command = [sys.executable, str(SCRIPT), "--output_dir", str(anchored), "--quick", "--steps", "60",
                "--baseline_steps", "60", "--reuse_from", str(tmp_path), "--one_fiber_model",
                str(tmp_path / "one_fiber_model"), "--sets", "validation"]  # fmt: skip
-    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
-    second = json.loads((rescored / "metrics.json").read_text())
-    assert "test" not in second and second["setting"]["reused_from"] == str(tmp_path)
-    # same survey, same models: the same validation scores
-    assert second["validation"]["models"] == metrics["validation"]["models"]
-    # the anchor conditioning: one_fiber is the image-only map times the fiber's observed / predicted line flux,
-    # so per galaxy (same spaxels) its r and scatter are image_only's and its bias is shifted by log10(factor)
-    anchored = tmp_path / "anchored"
-    command_anchor = [*command[:3], str(anchored), *command[4:], "--conditioning", "anchor"]
-    third = subprocess.run(command_anchor, capture_output=True, text=True, timeout=900)
+    third = subprocess.run([*command, "--conditioning", "anchor"], capture_output=True, text=True, timeout=900)
     assert third.returncode == 0, third.stderr[-3000:]
     metrics_anchor = json.loads((anchored / "metrics.json").read_text())
+    assert "test" not in metrics_anchor and metrics_anchor["setting"]["reused_from"] == str(tmp_path)
     assert metrics_anchor["setting"]["conditioning"] == "anchor"
     block = metrics_anchor["validation"]
+    # same survey, same models: every score but one_fiber's is the first run's
+    for name in ("image_only", "supervised", "null_light", "null_fiber"):
+        assert block["models"][name] == metrics["validation"]["models"][name]
     per_galaxy = metrics_anchor["fiber_conditioning"]["per_galaxy"]
     factors = {t: {line: v["anchor_factor"] for line, v in lines.items()} for t, lines in per_galaxy.items()}
     assert set(factors) == {str(g["targetid"]) for g in block["galaxies"]} | {
@@ -124,6 +129,18 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
     block = json.loads((encoded / "metrics.json").read_text())["validation"]["models"]
     assert 0.0 <= block["one_fiber"]["spectrum_coverage_1sigma"] <= block["one_fiber"]["spectrum_coverage_2sigma"]
     assert block["one_fiber"]["ha_per_galaxy"] != block["image_only"]["ha_per_galaxy"]
+    # the test set alone takes its sigma calibration from an earlier run's validation set
+    calibrated = tmp_path / "calibrated"
+    fifth = subprocess.run([*command[:3], str(calibrated), *command[4:-1], "test", "--sigma_calibration_from",
+                            str(tmp_path / "metrics.json")], capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert fifth.returncode == 0, fifth.stderr[-3000:]
+    test_block = json.loads((calibrated / "metrics.json").read_text())["test"]
+    assert test_block["models"] == metrics["test"]["models"]  # same models, same calibration: the same scores
+    # a metrics.json without a validation calibration is refused before any work: one line, exit 2
+    bad = subprocess.run([*command[:3], str(tmp_path / "refused"), *command[4:-1], "test",
+                          "--sigma_calibration_from", str(anchored / "summary.txt")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "--sigma_calibration_from" in bad.stderr.strip().splitlines()[-1]
     # a run with another setting is refused before any work: one line, exit 2
     refused = subprocess.run([*command[:-2], "--baseline_steps", "61"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "baseline_steps" in refused.stderr.strip().splitlines()[-1]

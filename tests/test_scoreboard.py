@@ -355,3 +355,60 @@ def test_fiber_conditioned_maps_anchor_and_residual():
     assert np.isnan(shifted["OIII_5008"]).all()
     with pytest.raises(ValueError, match="conditioning"):
         fiber_conditioned_maps("encoder", maps, (maps, sigmas), own_ratio, predicted_ratio, light)
+
+
+def _drifting_maps(rng, n):
+    """Line fluxes whose log error grows with distance from the fiber (0.05 dex + 0.06 dex per arcsec)."""
+    distance = rng.uniform(0.0, 10.0, n)
+    truth = 10 ** rng.normal(0.0, 0.5, n)
+    predicted = truth * 10 ** rng.normal(0.0, 0.05 + 0.06 * distance)
+    sigma = 0.01 * predicted  # a model sigma far too small to cover the drift
+    return predicted, truth, sigma, distance
+
+
+def test_sigma_calibration_covers_by_distance_and_transfers_to_a_new_draw():
+    from galspec_hf.scoreboard import (
+        FIBER_DISTANCE_BINS_ARCSEC,
+        apply_sigma_calibration,
+        fit_sigma_calibration,
+        line_flux_coverage,
+    )
+
+    rng = np.random.default_rng(3)
+    predicted, truth, sigma, distance = _drifting_maps(rng, 20000)
+    assert line_flux_coverage(predicted, truth, sigma)["coverage_1sigma"] < 0.2
+    calibration = fit_sigma_calibration(predicted, truth, sigma, distance)
+    assert calibration["edges_arcsec"] == list(FIBER_DISTANCE_BINS_ARCSEC)
+    fractions = calibration["fraction"]
+    assert fractions[:4] == sorted(fractions[:4])  # the drift grows with distance, so does the fraction
+    assert fractions[3] > 2 * fractions[0]
+    calibrated = apply_sigma_calibration(sigma, predicted, distance, calibration)
+    assert np.all(calibrated >= sigma)
+    edges = FIBER_DISTANCE_BINS_ARCSEC
+    for low, high in zip(edges[:-1], edges[1:], strict=True):  # fitted per bin: each bin covers 68 %
+        in_bin = (distance >= low) & (distance < high)
+        if in_bin.sum() >= 30:
+            coverage = line_flux_coverage(predicted[in_bin], truth[in_bin], calibrated[in_bin])["coverage_1sigma"]
+            assert coverage == pytest.approx(0.683, abs=0.01)
+    # split calibration: fitted on one draw, it covers an independent draw of the same galaxies' kind
+    new = _drifting_maps(np.random.default_rng(4), 20000)
+    scored = line_flux_coverage(new[0], new[1], apply_sigma_calibration(new[2], new[0], new[3], calibration))
+    assert scored["coverage_1sigma"] == pytest.approx(0.683, abs=0.02)
+    assert scored["coverage_2sigma"] > scored["coverage_1sigma"]
+
+
+def test_sigma_calibration_small_bins_and_bad_input():
+    from galspec_hf.scoreboard import fit_sigma_calibration
+
+    rng = np.random.default_rng(5)
+    predicted, truth, sigma, distance = _drifting_maps(rng, 400)
+    distance = np.where(distance > 9.0, 50.0, np.minimum(distance, 7.9))  # few spaxels beyond 8"
+    calibration = fit_sigma_calibration(predicted, truth, sigma, distance, min_spaxels=60)
+    assert 0 < calibration["num_spaxels"][-1] < 60
+    assert calibration["fraction"][-1] == calibration["fraction_all"]  # too few: the all-spaxel fraction
+    with pytest.raises(ValueError, match="one size"):
+        fit_sigma_calibration(predicted, truth[:-1], sigma, distance)
+    with pytest.raises(ValueError, match="target"):
+        fit_sigma_calibration(predicted, truth, sigma, distance, target=1.5)
+    with pytest.raises(ValueError, match="no spaxel"):
+        fit_sigma_calibration(-predicted, truth, sigma, distance)

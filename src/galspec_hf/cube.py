@@ -40,6 +40,8 @@ class GalSpecCubeOutput(ModelOutput):
         footprint (`torch.BoolTensor` of shape `(ny, nx)`): True inside the hexagonal IFU footprint.
         spaxel_size (`float`): spaxel side, arcsec.
         fiber_diameter (`float`): diameter of the aperture each spaxel spectrum was read through, arcsec.
+        conditioning (`str`): how the cube used an observed fiber: `"encoder"`, `"residual"` (see
+            :data:`CUBE_CONDITIONING_MODES`), or `None` for a cube predicted from the image alone.
     """
 
     wavelength: torch.FloatTensor | None = None
@@ -49,6 +51,51 @@ class GalSpecCubeOutput(ModelOutput):
     footprint: torch.BoolTensor | None = None
     spaxel_size: float | None = None
     fiber_diameter: float | None = None
+    conditioning: str | None = None
+
+
+#: How :func:`predict_cube` uses the galaxy's observed fiber spectrum:
+#:
+#: - ``"residual"`` (the default): the image-only cube plus the fiber's residual spectrum (observed - the model's
+#:   image-only prediction at the fiber) spread over the spaxels in proportion to the image light under each, so
+#:   the spectrum at the fiber's own position and aperture is the observed one and a spaxel where the image has no
+#:   light keeps its image-only spectrum. Fitting lines on such a cube gives, to first order, the line maps of the
+#:   experiment's ``residual`` conditioning (:func:`galspec_hf.scoreboard.fiber_conditioned_maps`), the design
+#:   chosen on the validation set (docs/RESULTS.md). The fiber's noise enters sigma, scaled the same way.
+#: - ``"encoder"``: the encoder sees the observed spectrum as in masked training
+#:   (:meth:`GalSpecForMaskedSpectra.predict_spectra`'s conditioning). On the synthetic validation set its
+#:   H-alpha maps fail on about half the spaxels: the training never shows the encoder a whole observed spectrum.
+CUBE_CONDITIONING_MODES = ("residual", "encoder")
+
+
+def fiber_residual_weights(
+    pixel_values: torch.Tensor,
+    config,
+    spaxel_offsets: torch.Tensor,
+    spaxel_aperture_arcsec: float,
+    fiber_offset: torch.Tensor,
+    fiber_diameter_arcsec: torch.Tensor,
+) -> torch.Tensor:
+    """Image light under each spaxel's aperture over the light in the observed fiber: (batch, K).
+
+    pixel_values (batch, bands, H, H) nanomaggies; spaxel_offsets (K, 2) and fiber_offset (batch, 2) arcsec
+    east/north of the image centre; the light is the `normalization_band`'s, without the aperture-flux floor.
+    Raises ValueError when the image has no light in the fiber (the residual could not be spread).
+    """
+    from .models.galspec.processing_galspec import aperture_light, normalization_band_image
+
+    band = normalization_band_image(pixel_values, config)  # (batch, H, H)
+    weights = []
+    for b in range(band.shape[0]):
+        spaxels = aperture_light(band[b], spaxel_offsets, spaxel_aperture_arcsec, config.pixel_scale)  # (K,)
+        fiber = aperture_light(band[b], fiber_offset[b : b + 1], float(fiber_diameter_arcsec[b]), config.pixel_scale)
+        if not float(fiber[0]) > 0:
+            raise ValueError(
+                f"observed_fiber_offset {fiber_offset[b].tolist()}: the image has no light in the fiber "
+                f"({float(fiber[0]):g} nanomaggies), so its residual cannot be spread over the spaxels"
+            )
+        weights.append(spaxels / fiber[0])
+    return torch.stack(weights).to(pixel_values.dtype if pixel_values.is_floating_point() else torch.float32)
 
 
 def spaxel_grid(num_spaxels: int, spaxel_size: float) -> torch.Tensor:
@@ -86,6 +133,7 @@ def predict_cube(
     observed_ivar: torch.Tensor | None = None,
     observed_fiber_offset: torch.Tensor | None = None,
     observed_fiber_diameter: float | torch.Tensor | None = None,
+    conditioning: str = "residual",
 ) -> GalSpecCubeOutput:
     r"""
     Predict an IFU-like cube: the spectrum at every spaxel of a MaNGA-like grid and footprint.
@@ -109,8 +157,18 @@ def predict_cube(
         observed_spectrum, observed_ivar, observed_fiber_offset, observed_fiber_diameter: the galaxy's observed
             fiber spectrum (model grid) to condition on, as in :meth:`GalSpecForMaskedSpectra.predict_spectra`;
             without it the cube is predicted from the image alone.
+        conditioning (`str`, *optional*, defaults to `"residual"`): how the observed fiber is used, one of
+            :data:`CUBE_CONDITIONING_MODES`. `"residual"` adds the fiber's residual spectrum (observed -
+            predicted at the fiber, zero at pixels with `observed_ivar` 0) times :func:`fiber_residual_weights` to
+            the image-only cube, and its noise (weight^2 / observed_ivar) to sigma^2; it needs the model grid
+            (`wavelength` None) and an image with light in the fiber.
     """
     config = model.config
+    if conditioning not in CUBE_CONDITIONING_MODES:
+        raise ValueError(f"`conditioning` must be one of {CUBE_CONDITIONING_MODES}, got {conditioning!r}")
+    conditioned = observed_spectrum is not None
+    if conditioned and conditioning == "residual" and wavelength is not None:
+        raise ValueError("conditioning='residual' predicts on the model grid: `wavelength` must be None")
     if spaxel_size <= 0:
         raise ValueError(f"`spaxel_size` must be positive (arcsec), got {spaxel_size}")
     field_of_view = config.image_size * config.pixel_scale
@@ -126,25 +184,46 @@ def predict_cube(
     footprint = hexagon_footprint(offsets, bundle_diameter)
     inside = offsets[footprint]  # (K, 2)
     batch = pixel_values.shape[0]
+    num_inside = inside.shape[0]
+    fiber_offsets = inside[None].expand(batch, -1, -1).to(pixel_values.device)  # (batch, K, 2)
+    diameters: float | torch.Tensor = fiber_diameter
+    observed = {}
+    if conditioned and conditioning == "encoder":
+        observed = {"observed_spectrum": observed_spectrum, "observed_ivar": observed_ivar,
+                    "observed_fiber_offset": observed_fiber_offset, "observed_fiber_diameter": observed_fiber_diameter}
+    elif conditioned:  # residual: the image-only prediction at the observed fiber too, from the same encoding
+        if observed_ivar is None or observed_fiber_offset is None:
+            raise ValueError("conditioning='residual' needs `observed_ivar` and `observed_fiber_offset` with the "
+                             "spectrum")  # fmt: skip
+        observed_diameter = config.fiber_diameter if observed_fiber_diameter is None else observed_fiber_diameter
+        observed_diameter = torch.as_tensor(observed_diameter, dtype=torch.float32).reshape(-1).expand(batch)
+        observed_offset = torch.as_tensor(observed_fiber_offset, dtype=torch.float32).reshape(batch, 1, 2)
+        fiber_offsets = torch.cat([fiber_offsets, observed_offset.to(fiber_offsets)], dim=1)  # (batch, K + 1, 2)
+        diameters = torch.cat([torch.full((batch, num_inside), float(fiber_diameter)), observed_diameter[:, None]],
+                              dim=1)  # (batch, K + 1)  # fmt: skip
     prediction = model.predict_spectra(
         pixel_values,
         redshift,
-        inside[None].expand(batch, -1, -1).to(pixel_values.device),
+        fiber_offsets,
         wavelength=wavelength,
-        fiber_diameter=fiber_diameter,
+        fiber_diameter=diameters,
         fiber_batch_size=fiber_batch_size,
         progress=progress,
-        observed_spectrum=observed_spectrum,
-        observed_ivar=observed_ivar,
-        observed_fiber_offset=observed_fiber_offset,
-        observed_fiber_diameter=observed_fiber_diameter,
+        **observed,
     )
+    spaxel_mean, spaxel_sigma = prediction.mean[:, :num_inside], prediction.sigma[:, :num_inside]  # (batch, K, L)
+    if conditioned and conditioning == "residual":
+        residual, noise_variance = fiber_residual(observed_spectrum, observed_ivar, prediction.mean[:, num_inside])
+        weights = fiber_residual_weights(pixel_values, config, inside, fiber_diameter, observed_offset[:, 0],
+                                         observed_diameter).to(spaxel_mean)[..., None]  # (batch, K, 1)  # fmt: skip
+        spaxel_mean = spaxel_mean + weights * residual[:, None]
+        spaxel_sigma = torch.sqrt(spaxel_sigma**2 + weights**2 * noise_variance[:, None])
     scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
     length = prediction.wavelength.shape[0]
     mean = prediction.mean.new_zeros(batch, num_spaxels, num_spaxels, length)
     sigma = prediction.sigma.new_zeros(batch, num_spaxels, num_spaxels, length)
-    mean[:, footprint.to(mean.device)] = prediction.mean * scale
-    sigma[:, footprint.to(mean.device)] = prediction.sigma * scale
+    mean[:, footprint.to(mean.device)] = spaxel_mean * scale
+    sigma[:, footprint.to(mean.device)] = spaxel_sigma * scale
     return GalSpecCubeOutput(
         wavelength=prediction.wavelength,
         mean=mean,
@@ -153,7 +232,25 @@ def predict_cube(
         footprint=footprint,
         spaxel_size=float(spaxel_size),
         fiber_diameter=fiber_diameter,
+        conditioning=conditioning if conditioned else None,
     )
+
+
+def fiber_residual(observed_spectrum: torch.Tensor, observed_ivar: torch.Tensor, predicted: torch.Tensor):
+    """The observed fiber's residual (observed - `predicted`, the image-only prediction at the fiber) and its noise
+    variance (1 / ivar), both (batch, L) and zero at pixels with ivar 0. Raises ValueError for shapes other than
+    `predicted`'s (the model grid)."""
+    observed_spectrum = torch.as_tensor(observed_spectrum).to(predicted)
+    observed_ivar = torch.as_tensor(observed_ivar).to(predicted)
+    if observed_spectrum.shape != predicted.shape or observed_ivar.shape != predicted.shape:
+        raise ValueError(
+            f"`observed_spectrum` / `observed_ivar` must be (batch, L) = {tuple(predicted.shape)} on the model grid, "
+            f"got {tuple(observed_spectrum.shape)} / {tuple(observed_ivar.shape)}"
+        )
+    usable = observed_ivar > 0
+    residual = torch.where(usable, observed_spectrum - predicted, 0.0)
+    noise_variance = torch.where(usable, 1.0 / observed_ivar.clamp(min=1e-30), 0.0)
+    return residual, noise_variance
 
 
 def observed_fiber_from_coadd(coadd_path: str | Path | DesiCoadd, targetid: int, cutout, config) -> dict:
@@ -205,12 +302,14 @@ def predict_cube_for_cutout(
     progress: bool = True,
     spectrum_path: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
+    conditioning: str = "residual",
 ) -> tuple[GalSpecCubeOutput, object]:
     """Read a cutout, bring it to the standard orientation through its WCS, and predict its cube.
 
     With `spectrum_path` (a DESI coadd file, or the :class:`~galspec_hf.io.desi.DesiCoadd` already read from it)
-    and `targetid`, the cube is conditioned on that galaxy's observed fiber (:func:`observed_fiber_from_coadd`);
-    without them, on the image alone. Returns the cube output and the cutout (with its WCS and centre).
+    and `targetid`, the cube is conditioned on that galaxy's observed fiber (:func:`observed_fiber_from_coadd`, the
+    way `conditioning` says: :data:`CUBE_CONDITIONING_MODES`); without them, on the image alone. Returns the cube
+    output and the cutout (with its WCS and centre).
     """
     config = model.config
     cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
@@ -228,6 +327,7 @@ def predict_cube_for_cutout(
         bundle_diameter=bundle_diameter,
         fiber_diameter=fiber_diameter,
         progress=progress,
+        conditioning=conditioning,
         **observed,
     )
     return output, cutout
@@ -264,7 +364,12 @@ def write_predicted_cube(
     header["GSMODEL"] = (str(model_name)[:60], "galspec-hf model")
     header["GSCOND"] = (bool(conditioned_on), "conditioned on an observed fiber spectrum")
     if conditioned_on:
-        header["COMMENT"] = f"Predicted by galspec-hf from an image and {conditioned_on}: IVAR is 1/sigma_model^2."
+        header["GSCONDM"] = (str(output.conditioning), "conditioning: residual or encoder")
+        noise = " plus the fiber's noise spread with its residual" if output.conditioning == "residual" else ""
+        header["COMMENT"] = (
+            f"Predicted by galspec-hf from an image and {conditioned_on} ({output.conditioning} conditioning): "
+            f"IVAR is 1/sigma^2, sigma the model's own{noise}."
+        )
     else:
         header["COMMENT"] = "Predicted by galspec-hf from an image: IVAR is 1/sigma_model^2."
     return write_manga_cube(
@@ -291,9 +396,11 @@ def predict_cube_file(
     overwrite: bool = False,
     spectrum_path: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
+    conditioning: str = "residual",
 ) -> Path:
     """``galspec predict-cube``: model folder + cutout FITS + redshift (+ the galaxy's DESI coadd and TARGETID, to
-    condition on its observed fiber) -> LOGCUBE-like FITS.
+    condition on its observed fiber, the way `conditioning` says: :data:`CUBE_CONDITIONING_MODES`) -> LOGCUBE-like
+    FITS.
 
     ``spectrum_path`` may also be the :class:`~galspec_hf.io.desi.DesiCoadd` already read from the coadd file
     (as ``galspec predict-cube`` passes it after its input check), which is then not read again.
@@ -306,7 +413,7 @@ def predict_cube_file(
     with torch.no_grad():
         output, cutout = predict_cube_for_cutout(
             model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter,
-            spectrum_path=spectrum_path, targetid=targetid,
+            spectrum_path=spectrum_path, targetid=targetid, conditioning=conditioning,
         )  # fmt: skip
     centre = cutout.wcs.celestial.pixel_to_world((cutout.image.shape[-1] - 1) / 2, (cutout.image.shape[-2] - 1) / 2)
     conditioned = ""

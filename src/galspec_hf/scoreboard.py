@@ -201,7 +201,7 @@ def image_light(
     """
     import torch
 
-    from galspec_hf.models.galspec.processing_galspec import fiber_aperture_weights, normalization_band_image
+    from galspec_hf.models.galspec.processing_galspec import aperture_light, normalization_band_image
 
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[-1] != image.shape[-2]:
@@ -209,14 +209,8 @@ def image_light(
     scale = float(config.pixel_scale if pixel_scale is None else pixel_scale)
     band = normalization_band_image(torch.from_numpy(image)[None], config)[0]  # (H, W)
     offsets = np.asarray(offsets_arcsec, dtype=np.float32)
-    flat = torch.from_numpy(offsets.reshape(-1, 2))
-    light = []
-    for start in range(0, flat.shape[0], batch_size):
-        chunk = flat[start : start + batch_size]
-        weights = fiber_aperture_weights(chunk, torch.full((chunk.shape[0],), float(diameter_arcsec)),
-                                         image.shape[-1], scale)  # fmt: skip
-        light.append((band[None] * weights).sum(dim=(-2, -1)).double().numpy())
-    return np.concatenate(light).reshape(offsets.shape[:-1]) if light else np.zeros(offsets.shape[:-1])
+    light = aperture_light(band, torch.from_numpy(offsets), diameter_arcsec, scale, batch_size)
+    return light.numpy().reshape(offsets.shape[:-1])
 
 
 def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines, continuum: str = "template"):
@@ -241,6 +235,29 @@ def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines, continu
 def _positive(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.isfinite(values) & (values > 0)
+
+
+def common_spaxels(predictions: dict[str, list[np.ndarray]], selections: list[np.ndarray]) -> list[np.ndarray]:
+    """Per galaxy, the (ny, nx) spaxels that are selected and where every model's map is finite and positive: the
+    spaxels on which r, scatter, bias and coverage are computed."""
+    common = []
+    for g, selection in enumerate(selections):
+        mask = np.asarray(selection, dtype=bool).copy()
+        for maps in predictions.values():
+            mask &= _positive(np.asarray(maps[g], dtype=np.float64))
+        common.append(mask)
+    return common
+
+
+def line_flux_coverage(predicted: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> dict:
+    """``coverage_1sigma`` / ``coverage_2sigma``: the fraction of spaxels with |predicted - truth| <= 1 / 2 sigma,
+    over the (N,) spaxels with a finite positive sigma (``num_sigma_spaxels``); None where there is none."""
+    predicted, truth, sigma = (np.asarray(a, np.float64) for a in (predicted, truth, sigma))
+    usable = np.isfinite(sigma) & (sigma > 0)
+    z = (predicted[usable] - truth[usable]) / sigma[usable]
+    return {"coverage_1sigma": float(np.mean(np.abs(z) <= 1.0)) if z.size else None,
+            "coverage_2sigma": float(np.mean(np.abs(z) <= 2.0)) if z.size else None,
+            "num_sigma_spaxels": int(z.size)}  # fmt: skip
 
 
 def score_line(
@@ -281,12 +298,7 @@ def score_line(
     if len(selections) != n_galaxies:
         raise ValueError(f"`selections` has {len(selections)} maps, expected {n_galaxies}")
     sigmas = sigmas or {}
-    common = []
-    for g in range(n_galaxies):
-        mask = np.asarray(selections[g], dtype=bool).copy()
-        for name in names:
-            mask &= _positive(np.asarray(predictions[name][g], dtype=np.float64))
-        common.append(mask)
+    common = common_spaxels(predictions, selections)
 
     def statistics(name: str, galaxies: list[int]) -> dict:
         selected = sum(int(np.asarray(selections[g]).sum()) for g in galaxies)
@@ -301,11 +313,7 @@ def score_line(
                    failed_fraction=failed / selected if selected else None)  # fmt: skip
         if name in sigmas:
             sigma = np.concatenate([np.asarray(sigmas[name][g], float)[common[g]] for g in galaxies] or [[]])
-            usable = np.isfinite(sigma) & (sigma > 0)
-            z = (predicted[usable] - truth[usable]) / sigma[usable]
-            out["coverage_1sigma"] = float(np.mean(np.abs(z) <= 1.0)) if z.size else None
-            out["coverage_2sigma"] = float(np.mean(np.abs(z) <= 2.0)) if z.size else None
-            out["num_sigma_spaxels"] = int(z.size)
+            out.update(line_flux_coverage(predicted, truth, sigma))
         else:
             out["coverage_1sigma"] = out["coverage_2sigma"] = None
         return out
@@ -339,6 +347,84 @@ def score_line(
 
 #: Edges (arcsec) of the bins of spaxel distance from the observed fiber in which ``by_fiber_distance`` is scored.
 FIBER_DISTANCE_BINS_ARCSEC = (0.0, 1.5, 3.0, 5.0, 8.0, 100.0)
+
+
+# ----------------------------------------------------------------------------------------
+# Calibrated line-flux sigma
+# ----------------------------------------------------------------------------------------
+#: The 1-sigma coverage a Gaussian error gives (erf(1 / sqrt(2))), the target of :func:`fit_sigma_calibration`.
+GAUSSIAN_COVERAGE_1SIGMA = math.erf(1.0 / math.sqrt(2.0))
+
+
+def fit_sigma_calibration(
+    predicted: np.ndarray,
+    truth: np.ndarray,
+    sigma: np.ndarray,
+    fiber_distance_arcsec: np.ndarray,
+    edges_arcsec: tuple[float, ...] = FIBER_DISTANCE_BINS_ARCSEC,
+    target: float = GAUSSIAN_COVERAGE_1SIGMA,
+    min_spaxels: int = 30,
+) -> dict:
+    """The fractional error term that makes predicted line-flux errors cover the truth, by distance from the fiber.
+
+    A model's own sigma covers only what the network knows it does not know. Conditioned on one fiber, most of the
+    error is the fiber's line-to-light ratio carried to places where the galaxy's ratio differs, which grows with
+    the distance from the fiber. The calibrated error of a spaxel at distance d is
+    ``sqrt(sigma**2 + (fraction(d) * predicted)**2)`` (:func:`apply_sigma_calibration`); in each distance bin,
+    ``fraction`` is the smallest value for which a fraction `target` of the spaxels has
+    ``|predicted - truth| <= calibrated sigma`` (split-conformal calibration: fit it on a validation set, score the
+    coverage on another). A bin with fewer than `min_spaxels` spaxels takes the fraction fitted on all of them.
+
+    Parameters
+    ----------
+    predicted, truth, sigma, fiber_distance_arcsec : (N,) line fluxes, the model's 1-sigma errors (same unit) and
+        each spaxel's distance from the observed fiber (arcsec), over the spaxels to calibrate on (the common
+        spaxels, :func:`common_spaxels`; every `predicted` positive)
+    edges_arcsec : bin edges of the distance (arcsec)
+    target : the 1-sigma coverage wanted (0.683 for a Gaussian)
+
+    Returns
+    -------
+    {``edges_arcsec``, ``fraction`` (one per bin, dimensionless), ``num_spaxels`` per bin, ``fraction_all`` (fitted
+    on every spaxel), ``target_coverage``}
+    """
+    arrays = [np.asarray(a, np.float64).ravel() for a in (predicted, truth, sigma, fiber_distance_arcsec)]
+    if len({a.size for a in arrays}) != 1:
+        raise ValueError(f"predicted, truth, sigma and fiber_distance_arcsec must have one size, got "
+                         f"{[a.size for a in arrays]}")  # fmt: skip
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"`target` must lie between 0 and 1, got {target}")
+    predicted, truth, sigma, distance = arrays
+    usable = _positive(predicted) & np.isfinite(truth) & np.isfinite(distance)
+    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 0.0)
+    # the fraction each spaxel needs to be covered: |p - t| <= sqrt(sigma^2 + (f p)^2)  <=>  f >= needed
+    needed = np.sqrt(np.clip((predicted - truth) ** 2 - sigma**2, 0.0, None)) / np.where(usable, predicted, 1.0)
+    if not usable.any():
+        raise ValueError("fit_sigma_calibration: no spaxel with a positive prediction and a finite truth")
+    fraction_all = float(np.quantile(needed[usable], target))
+    fractions, counts = [], []
+    for low, high in zip(edges_arcsec[:-1], edges_arcsec[1:], strict=True):
+        in_bin = usable & (distance >= low) & (distance < high)
+        counts.append(int(in_bin.sum()))
+        fractions.append(float(np.quantile(needed[in_bin], target)) if in_bin.sum() >= min_spaxels else fraction_all)
+    return {"edges_arcsec": [float(e) for e in edges_arcsec], "fraction": fractions, "num_spaxels": counts,
+            "fraction_all": fraction_all, "target_coverage": float(target)}  # fmt: skip
+
+
+def apply_sigma_calibration(
+    sigma: np.ndarray, predicted: np.ndarray, fiber_distance_arcsec: np.ndarray, calibration: dict
+) -> np.ndarray:
+    """``sqrt(sigma**2 + (fraction(d) * |predicted|)**2)`` with the fractions of :func:`fit_sigma_calibration`;
+    same shape as `sigma` (a non-finite sigma counts as 0; NaN where `predicted` is not finite)."""
+    sigma = np.asarray(sigma, np.float64)
+    predicted = np.asarray(predicted, np.float64)
+    edges = np.asarray(calibration["edges_arcsec"], np.float64)
+    fractions = np.asarray(calibration["fraction"], np.float64)
+    # the distance's bin; beyond the last edge the last bin's fraction
+    index = np.clip(np.searchsorted(edges, np.asarray(fiber_distance_arcsec, np.float64), side="right") - 1, 0,
+                    fractions.size - 1)  # fmt: skip
+    base = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 0.0)
+    return np.sqrt(base**2 + (fractions[index] * np.abs(predicted)) ** 2)
 
 
 def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -654,6 +740,7 @@ def evaluate_set(
     wave,
     observed_fibers: dict | None = None,
     conditioning: str = "encoder",
+    sigma_calibration: dict | str | None = None,
 ) -> dict:
     """Maps, selections, scores and spectrum coverage of one evaluation set, every model on the same spaxels.
 
@@ -674,6 +761,11 @@ def evaluate_set(
     conditioning : one of :data:`CONDITIONING_MODES`. With ``"anchor"`` or ``"residual"`` the one_fiber map is made
         from the image-only map at the line-map level (its sigma: the image-only sigma, times the factor for
         ``"anchor"``); there is then no one_fiber spectrum (its spectrum coverage is None)
+    sigma_calibration : the calibration of one_fiber's line-flux sigma (:func:`fit_sigma_calibration`): ``"fit"``
+        fits it on this set (a validation set: its coverage is then the target by construction), ``{line:
+        calibration}`` applies one fitted on another set (a line missing or None: the model's own sigma), None scores
+        the model's own sigma. Either way the result's
+        ``sigma_calibration`` block holds, per line, the calibration used and the coverage before it
 
     For each galaxy, five maps per line of :data:`LINES` on its truth grid (:data:`MODELS`): ``one_fiber`` (the
     one-fiber model given the image and the galaxy's observed fiber) and ``image_only`` (the same model, image
@@ -690,6 +782,10 @@ def evaluate_set(
         raise ValueError(f"`conditioning` must be one of {CONDITIONING_MODES}, got {conditioning!r}")
     if conditioning != "encoder" and "predicted_ratio" not in null_inputs:
         raise ValueError(f"conditioning={conditioning!r} needs null_inputs['predicted_ratio']")
+    if not (sigma_calibration is None or sigma_calibration == "fit" or isinstance(sigma_calibration, dict)):
+        raise ValueError(
+            f"`sigma_calibration` must be None, 'fit' or {{line: calibration}}, got {sigma_calibration!r}"
+        )
     one_fiber, supervised = models["image_only"], models["supervised"]
     config = one_fiber.config
     observed_fibers = observed_fibers or {}
@@ -792,6 +888,28 @@ def evaluate_set(
                 spectra[name]["mean"].append(mean[chosen])
                 spectra[name]["sigma"].append(sigma[chosen])
 
+    calibration_used = {}
+    for line, data in per_line.items():
+        # one_fiber's sigma, calibrated by distance from the fiber on the common spaxels (fit_sigma_calibration)
+        common = common_spaxels(data["maps"], data["selection"])
+        flat = {key: np.concatenate([np.asarray(m, float)[c] for m, c in zip(values, common, strict=True)] or [[]])
+                for key, values in (("predicted", data["maps"]["one_fiber"]), ("truth", data["truth"]),
+                                    ("sigma", data["sigma"]["one_fiber"]), ("distance", distances))}  # fmt: skip
+        before = line_flux_coverage(flat["predicted"], flat["truth"], flat["sigma"])
+        if sigma_calibration == "fit" and flat["predicted"].size:
+            calibration = fit_sigma_calibration(flat["predicted"], flat["truth"], flat["sigma"], flat["distance"])
+        elif isinstance(sigma_calibration, dict):
+            calibration = sigma_calibration.get(line)  # None: no calibration fitted for this line
+        else:
+            calibration = None
+        if calibration is not None:
+            data["sigma"]["one_fiber"] = [apply_sigma_calibration(sigma, flux_map, distance, calibration)
+                                          for sigma, flux_map, distance in zip(data["sigma"]["one_fiber"],
+                                                                               data["maps"]["one_fiber"], distances,
+                                                                               strict=True)]  # fmt: skip
+        calibration_used[line] = {"calibration": calibration, "fitted_on_this_set": sigma_calibration == "fit",
+                                  "coverage_1sigma_uncalibrated": before["coverage_1sigma"],
+                                  "coverage_2sigma_uncalibrated": before["coverage_2sigma"]}  # fmt: skip
     line_scores, weighted_scores = {}, {}
     for line, data in per_line.items():
         line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
@@ -814,6 +932,12 @@ def evaluate_set(
         result["models"][name].update(coverage)
         result["models"][name]["spectrum_coverage_on"] = "the set's truth-cube spaxels with H-alpha truth S/N > 3"
         curves[MODEL_TITLES[name]] = coverage["spectrum_coverage_curve"]
+    result["sigma_calibration"] = {
+        "model": "one_fiber",
+        "per_line": calibration_used,
+        "meaning": "one_fiber's line-flux sigma is sqrt(sigma_model^2 + (fraction(d) x predicted)^2), d the spaxel's "
+        "distance from the observed fiber (scoreboard.fit_sigma_calibration); coverage_* in models is after it",
+    }
     result["galaxies"] = records
     result["n_galaxies"] = len(galaxies)
     result["classes"] = {c: classes.count(c) for c in ("star_forming", "quiescent")}

@@ -56,6 +56,34 @@ def test_predict_cube_with_spectrum_reads_the_coadd_once(tmp_path, fiber_inputs,
     assert header["GSCOND"] is True
     comment = "".join(header["COMMENT"])  # a long COMMENT spans several cards
     assert f"TARGETID {targets[1].targetid} in {coadd_path.name}" in comment
+    assert header["GSCONDM"] == "residual"  # the default: the design chosen on the validation set
+
+
+def test_predict_cube_conditioning_option(tmp_path, fiber_inputs, capsys):
+    """--conditioning encoder writes another cube than the default residual; the CLI's choices are the library's."""
+    from galspec_hf.commands import predict_cube as command
+    from galspec_hf.cube import CUBE_CONDITIONING_MODES
+    from galspec_hf.io.manga import read_manga_cube
+
+    assert command.CUBE_CONDITIONING_MODES == CUBE_CONDITIONING_MODES
+    targets, coadd_path, cutout_path, config = fiber_inputs
+    torch.manual_seed(0)
+    GalSpecForMaskedSpectra(config).save_pretrained(tmp_path / "model")
+    arguments = ["predict-cube", "--model", str(tmp_path / "model"), "--image", str(cutout_path),
+                 "--redshift", f"{targets[1].z}", "--bundle-diameter", "5",
+                 "--spectrum", str(coadd_path), "--targetid", str(targets[1].targetid)]  # fmt: skip
+    cubes = {}
+    for mode in CUBE_CONDITIONING_MODES:
+        out = tmp_path / f"{mode}.fits"
+        assert main([*arguments, "--out", str(out), "--conditioning", mode]) == 0
+        assert f"({mode})" in capsys.readouterr().out
+        assert fits.getheader(out, 0)["GSCONDM"] == mode
+        cubes[mode] = read_manga_cube(out).flux
+    assert not np.allclose(cubes["residual"], cubes["encoder"])
+    with pytest.raises(SystemExit) as refused:  # argparse's own one-line usage error
+        main([*arguments, "--out", str(tmp_path / "x.fits"), "--conditioning", "anchor"])
+    assert refused.value.code == 2
+    assert "invalid choice: 'anchor'" in capsys.readouterr().err
 
 
 def test_predict_cube_targetid_not_in_the_coadd_is_one_line(tmp_path, fiber_inputs, capsys, monkeypatch):

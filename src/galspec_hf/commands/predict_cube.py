@@ -6,6 +6,10 @@ import argparse
 
 from . import _checks, add_command
 
+#: As galspec_hf.cube.CUBE_CONDITIONING_MODES (a test checks they agree); not imported, so that `galspec --help`
+#: stays fast (the cube module imports torch).
+CUBE_CONDITIONING_MODES = ("residual", "encoder")
+
 DESCRIPTION = """\
 Predict an IFU-like spectral cube for the galaxy at the centre of a Legacy Surveys cutout and write it as a
 MaNGA-like LOGCUBE FITS (HDUs FLUX, IVAR = 1/sigma_model^2, MASK, WAVE), which `galspec line-maps` reads.
@@ -17,7 +21,10 @@ before the model is loaded.
 
 With --spectrum (a DESI coadd) and --targetid, the prediction is conditioned on that galaxy's observed fiber
 spectrum (the flux that entered the fiber: the coadd's point-source-calibrated flux x MEAN_PSF_TO_FIBER_SPECFLUX,
-at its fiber's sky position); without them, on the image alone.
+at its fiber's sky position); without them, on the image alone. --conditioning residual (the default) adds the
+fiber's residual spectrum (observed - the model's image-only prediction at the fiber) to the image-only cube in
+proportion to the image light under each spaxel; encoder lets the model's encoder see the spectrum (on the
+synthetic validation set its H-alpha maps fail on about half the spaxels; docs/RESULTS.md).
 
 examples:
   galspec predict-cube --model runs/pretrain --image cutout.fits --redshift 0.1 --out cube.fits.gz
@@ -58,6 +65,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--spectrum", default=None, help="DESI coadd FITS holding the galaxy's observed fiber (needs --targetid)"
     )
     parser.add_argument("--targetid", type=int, default=None, help="TARGETID of the galaxy in --spectrum")
+    parser.add_argument(
+        "--conditioning",
+        choices=CUBE_CONDITIONING_MODES,
+        default="residual",
+        help="how the observed fiber is used (default residual; see above)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         spectrum_path=coadd,
         targetid=args.targetid,
+        conditioning=args.conditioning,
     )
     mask = fits.getdata(path, "MASK")[0]
     header = fits.getheader(path, 0)
@@ -104,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         f'{header["FIBERDIA"]:.2f}" aperture, at z = {args.redshift:g}'
     )
     if args.spectrum is not None:
-        print(f"conditioned on the observed fiber of TARGETID {args.targetid} in {args.spectrum}")
+        print(f"conditioned on the observed fiber of TARGETID {args.targetid} in {args.spectrum} "
+              f"({args.conditioning})")  # fmt: skip
     print(f"wrote {path}")
     return 0

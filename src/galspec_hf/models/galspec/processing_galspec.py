@@ -149,6 +149,22 @@ def fiber_aperture_weights(
     return ((radius - distance) / pixel_scale + 0.5).clamp(0.0, 1.0)
 
 
+def aperture_light(
+    band_image: torch.Tensor, offsets_arcsec: torch.Tensor, diameter_arcsec: float, pixel_scale: float,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Light of one (H, H) band image in circular apertures of `diameter_arcsec` at (N, 2) offsets (arcsec east/north
+    of the image centre): (N,) float64, in the image's unit (nanomaggies). No floor: a faint aperture stays faint.
+    The pixel weights are :func:`fiber_aperture_weights`'; apertures are summed `batch_size` at a time."""
+    flat = offsets_arcsec.reshape(-1, 2)
+    light = [
+        (band_image[None] * fiber_aperture_weights(chunk, torch.full((chunk.shape[0],), float(diameter_arcsec)),
+                                                   band_image.shape[-1], pixel_scale)).sum(dim=(-2, -1)).double()
+        for chunk in flat.split(batch_size)
+    ]  # fmt: skip
+    return torch.cat(light) if light else torch.zeros(0, dtype=torch.float64)
+
+
 def spectrum_scales(
     pixel_values: torch.Tensor,
     flux_scale: torch.Tensor,
