@@ -294,14 +294,21 @@ def reused_run(reuse_from: Path, setting: dict, seed: int) -> dict:
     return earlier
 
 
-def validation_sigma_calibration(metrics: dict, source: str = "this run") -> dict:
-    """{line: calibration} of one_fiber's sigma fitted on the validation set of `metrics` (a metrics.json dict); None
-    for a line that had no common spaxels there (its sigma is then the model's own)."""
+#: Where one_fiber's line-flux sigma is calibrated (:func:`galspec_hf.scoreboard.fit_sigma_calibration`):
+#: ``validation`` fits on the validation set (its own coverage is then the target by construction) and applies that
+#: to the test set; ``train_cubes`` fits on the supervised baseline's training cubes (IFU galaxies the one-fiber
+#: model never saw a map of; their fibers are among its training fibers) and applies it to both sets.
+SIGMA_CALIBRATION_SETS = ("validation", "train_cubes")
+
+
+def fitted_sigma_calibration(metrics: dict, source: str = "this run") -> dict:
+    """{line: calibration} of one_fiber's sigma as fitted in `metrics` (a metrics.json dict, its
+    ``sigma_calibration_fit``); None for a line that had no common spaxels there (its sigma is the model's own)."""
     try:
-        per_line = metrics["validation"]["sigma_calibration"]["per_line"]
+        per_line = metrics["sigma_calibration_fit"]["per_line"]
         return {line: per_line[line]["calibration"] for line in LINES}
     except (KeyError, TypeError) as error:
-        raise ValueError(f"{source}: no validation-set sigma calibration (missing key {error})") from None
+        raise ValueError(f"{source}: no fitted sigma calibration (missing key {error})") from None
 
 
 def run(
@@ -314,14 +321,21 @@ def run(
     one_fiber_model: Path | None = None,
     conditioning: str = "residual",
     sigma_calibration_from: Path | None = None,
+    sigma_calibration_set: str = "validation",
 ) -> dict:
-    """The experiment. `sigma_calibration_from`: an earlier run's metrics.json whose validation-set calibration of
-    one_fiber's sigma (:func:`validation_sigma_calibration`) a test set scored without the validation set uses."""
+    """The experiment. `sigma_calibration_set`: one of :data:`SIGMA_CALIBRATION_SETS`. `sigma_calibration_from`: an
+    earlier run's metrics.json whose fitted calibration of one_fiber's sigma (:func:`fitted_sigma_calibration`) is
+    applied instead of fitting one."""
     start = time.time()
-    calibration_from = None
+    if sigma_calibration_set not in SIGMA_CALIBRATION_SETS:
+        raise ValueError(
+            f"`sigma_calibration_set` must be one of {SIGMA_CALIBRATION_SETS}, got {sigma_calibration_set!r}"
+        )
+    calibration_fit = None  # {"set", "n_galaxies", "per_line": {line: {"calibration": ...}}}
     if sigma_calibration_from is not None:
-        calibration_from = validation_sigma_calibration(json.loads(Path(sigma_calibration_from).read_text()),
-                                                        str(sigma_calibration_from))  # fmt: skip
+        earlier = json.loads(Path(sigma_calibration_from).read_text())
+        fitted_sigma_calibration(earlier, str(sigma_calibration_from))
+        calibration_fit = {**earlier["sigma_calibration_fit"], "from": str(sigma_calibration_from)}
     output_dir.mkdir(parents=True, exist_ok=True)
     source = reuse_from if reuse_from is not None else output_dir
     survey = source / "survey"
@@ -381,7 +395,10 @@ def run(
     )
     survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
                     for line, r in survey_ratios.items()}  # fmt: skip
-    heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in heldout_ids]
+    # the fibers of every galaxy scored: the held-out ones, and the training cubes' when they calibrate sigma
+    calibrate_on_train = sigma_calibration_set == "train_cubes" and calibration_fit is None
+    scored_ids = heldout_ids | ({int(g["targetid"]) for g in sets_drawn["train"]} if calibrate_on_train else set())
+    heldout_rows = [row for row in all_fibers.with_format("numpy") if int(row["targetid"]) in scored_ids]
     own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"]) if heldout_rows else {}
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
@@ -404,26 +421,35 @@ def run(
             str(int(row["targetid"])): {line: {"observed_ratio": own_ratio[int(row["targetid"])][line],
                                                "predicted_ratio": float(predicted_ratio[line][i]),
                                                "anchor_factor": float(factors[line][i])} for line in LINES}
-            for i, row in enumerate(heldout_rows)
+            for i, row in enumerate(heldout_rows) if int(row["targetid"]) in heldout_ids
         }  # fmt: skip
 
     models = {"image_only": one_fiber, "supervised": supervised}
     results: dict[str, dict] = {"central_fiber_check": {
         "set": f"validation fibers ({len(validation_rows)}: pretrain.py's held-out {VALIDATION_FRACTION:.0%})",
         "lines": central_check}}  # fmt: skip
+    if calibrate_on_train:
+        log(f"sigma calibration: one_fiber's maps of the {len(sets_drawn['train'])} training cubes")
+        block = evaluate_set(survey, sets_drawn["train"], models, null_inputs, wave, observed_fibers=observed_fibers,
+                             conditioning=conditioning, sigma_calibration="fit")[0]  # fmt: skip
+        calibration_fit = {"set": "train_cubes", "n_galaxies": len(sets_drawn["train"]),
+                           "per_line": block["sigma_calibration"]["per_line"]}  # fmt: skip
     for set_name in sets:
         log(f"{set_name} set: predicting cubes for {len(sets_drawn[set_name])} galaxies and fitting emission lines")
-        # one_fiber's line-flux sigma is calibrated on the validation set and applied, as fitted there, to the test set
-        if set_name == "validation":
+        # one_fiber's line-flux sigma: fitted here on the validation set, or applied as fitted elsewhere
+        if calibration_fit is None and set_name == "validation":
             sigma_calibration = "fit"
-        elif "validation" in results:
-            sigma_calibration = validation_sigma_calibration(results)
+        elif calibration_fit is not None:
+            sigma_calibration = {line: calibration_fit["per_line"][line]["calibration"] for line in LINES}
         else:
-            sigma_calibration = calibration_from
+            sigma_calibration = None  # a test set alone, validation-set calibration and no earlier fit: own sigma
         results[set_name], panels, curves = evaluate_set(survey, sets_drawn[set_name], models, null_inputs, wave,
                                                          observed_fibers=observed_fibers, conditioning=conditioning,
                                                          sigma_calibration=sigma_calibration)  # fmt: skip
         results[set_name]["set"] = set_name
+        if calibration_fit is None and set_name == "validation":
+            calibration_fit = {"set": "validation", "n_galaxies": len(sets_drawn["validation"]),
+                               "per_line": results["validation"]["sigma_calibration"]["per_line"]}  # fmt: skip
         if set_name == sets[-1]:
             for line in LINES:
                 plot_maps(output_dir / f"maps_{line}.png", line, panels[line], note=setting.get("note", ""),
@@ -443,10 +469,13 @@ def run(
         "reused_from": str(reuse_from) if reuse_from is not None else None,
         "one_fiber_model": str(one_fiber_model) if one_fiber_model is not None else None,
         "sigma_calibration_from": str(sigma_calibration_from) if sigma_calibration_from is not None else None,
+        "sigma_calibration_set": sigma_calibration_set,
         "n_training_fibers": len(training_fibers),
         "n_supervised_rows": n_rows,
         "train_cubes": [g["plateifu"] for g in sets_drawn["train"]],
     }
+    if calibration_fit is not None:
+        results["sigma_calibration_fit"] = calibration_fit
     if fiber_conditioning is not None:
         results["fiber_conditioning"] = {
             "per_galaxy": fiber_conditioning,
@@ -479,9 +508,14 @@ def run(
                 f"; line-flux coverage {_format(r['coverage_1sigma'], '.3f')} / {_format(r['coverage_2sigma'], '.3f')}"
             )
         before = results[set_name]["sigma_calibration"]["per_line"]["Halpha"]
-        how = ("fitted on this set" if before["fitted_on_this_set"]
-               else "none: the model's own sigma" if before["calibration"] is None
-               else "from a validation set")  # fmt: skip
+        fit = results.get("sigma_calibration_fit")
+        if before["fitted_on_this_set"]:
+            how = "fitted on this set"
+        elif fit is not None:
+            how = f"fitted on {fit['set']}" + (", none for H-alpha: no common spaxels there"
+                                              if before["calibration"] is None else "")  # fmt: skip
+        else:
+            how = "none: the model's own sigma"
         lines.append(
             f"  one_fiber's H-alpha coverage with its own sigma, before the calibration ({how}): "
             f"{_format(before['coverage_1sigma_uncalibrated'], '.3f')} / "
@@ -533,9 +567,12 @@ def main(argv: list[str] | None = None) -> int:
                              "image-only maps times the fiber's observed / predicted line flux (anchor); the "
                              "image-only maps plus the fiber's line-to-light residual times the light (residual, the "
                              "default: chosen on the validation set, docs/RESULTS.md)")
+    parser.add_argument("--sigma_calibration_set", choices=SIGMA_CALIBRATION_SETS, default="validation",
+                        help="where one_fiber's line-flux sigma is calibrated: the validation set (default) or the "
+                             "supervised baseline's training cubes")  # fmt: skip
     parser.add_argument("--sigma_calibration_from", default=None,
-                        help="an earlier run's metrics.json: the test set uses the sigma calibration fitted on its "
-                             "validation set (for --sets test; a run scoring validation fits its own)")  # fmt: skip
+                        help="an earlier run's metrics.json: apply the sigma calibration fitted there instead of "
+                             "fitting one (e.g. for --sets test)")  # fmt: skip
     args = parser.parse_args(argv)
     setting = dict(SETTINGS["quick" if args.quick else "default"])
     if args.steps is not None:
@@ -559,12 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     calibration_path = Path(args.sigma_calibration_from) if args.sigma_calibration_from else None
     if calibration_path is not None:
         try:  # checked before any work
-            validation_sigma_calibration(json.loads(calibration_path.read_text()), str(calibration_path))
+            fitted_sigma_calibration(json.loads(calibration_path.read_text()), str(calibration_path))
         except (OSError, ValueError) as error:
             parser.error(f"--sigma_calibration_from: {error}")
     run(Path(args.output_dir), setting, args.seed, design=design, sets=tuple(args.sets), reuse_from=reuse_from,
         one_fiber_model=one_fiber_model, conditioning=args.conditioning,
-        sigma_calibration_from=calibration_path)  # fmt: skip
+        sigma_calibration_from=calibration_path, sigma_calibration_set=args.sigma_calibration_set)  # fmt: skip
     return 0
 
 

@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "ifu_from_one_fiber.py"
 
 
+def _same_scores(first, second, rel: float = 1e-9) -> bool:
+    """Nested metrics equal, floats to `rel`."""
+    if isinstance(first, dict):
+        return isinstance(second, dict) and first.keys() == second.keys() and all(
+            _same_scores(first[k], second[k], rel) for k in first)
+    if isinstance(first, list):
+        return isinstance(second, list) and len(first) == len(second) and all(
+            _same_scores(a, b, rel) for a, b in zip(first, second, strict=True))
+    if isinstance(first, float) and isinstance(second, float):
+        return first == pytest.approx(second, rel=rel, abs=1e-12)
+    return first == second
+
+
 @pytest.mark.slow
 def test_quick_run_writes_metrics_and_figures(tmp_path):
     result = subprocess.run(
@@ -96,15 +109,22 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
     command = [sys.executable, str(SCRIPT), "--output_dir", str(anchored), "--quick", "--steps", "60",
                "--baseline_steps", "60", "--reuse_from", str(tmp_path), "--one_fiber_model",
                str(tmp_path / "one_fiber_model"), "--sets", "validation"]  # fmt: skip
-    third = subprocess.run([*command, "--conditioning", "anchor"], capture_output=True, text=True, timeout=900)
+    third = subprocess.run([*command, "--conditioning", "anchor", "--sigma_calibration_set", "train_cubes"],
+                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert third.returncode == 0, third.stderr[-3000:]
     metrics_anchor = json.loads((anchored / "metrics.json").read_text())
     assert "test" not in metrics_anchor and metrics_anchor["setting"]["reused_from"] == str(tmp_path)
     assert metrics_anchor["setting"]["conditioning"] == "anchor"
     block = metrics_anchor["validation"]
-    # same survey, same models: every score but one_fiber's is the first run's
+    # same survey, same models: every score but one_fiber's is the first run's (to rounding: the fibers' line fits
+    # are batched with the training cubes' fibers here)
     for name in ("image_only", "supervised", "null_light", "null_fiber"):
-        assert block["models"][name] == metrics["validation"]["models"][name]
+        assert _same_scores(block["models"][name], metrics["validation"]["models"][name])
+    # one_fiber's sigma calibrated on the training cubes, then applied to the validation set
+    assert metrics_anchor["sigma_calibration_fit"]["set"] == "train_cubes"
+    assert metrics_anchor["sigma_calibration_fit"]["n_galaxies"] == len(metrics["setting"]["train_cubes"])
+    assert not block["sigma_calibration"]["per_line"]["Halpha"]["fitted_on_this_set"]
+    assert "fitted on train_cubes" in third.stdout
     per_galaxy = metrics_anchor["fiber_conditioning"]["per_galaxy"]
     factors = {t: {line: v["anchor_factor"] for line, v in lines.items()} for t, lines in per_galaxy.items()}
     assert set(factors) == {str(g["targetid"]) for g in block["galaxies"]} | {

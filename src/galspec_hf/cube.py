@@ -59,9 +59,11 @@ class GalSpecCubeOutput(ModelOutput):
 #: - ``"residual"`` (the default): the image-only cube plus the fiber's residual spectrum (observed - the model's
 #:   image-only prediction at the fiber) spread over the spaxels in proportion to the image light under each, so
 #:   the spectrum at the fiber's own position and aperture is the observed one and a spaxel where the image has no
-#:   light keeps its image-only spectrum. Fitting lines on such a cube gives, to first order, the line maps of the
-#:   experiment's ``residual`` conditioning (:func:`galspec_hf.scoreboard.fiber_conditioned_maps`), the design
-#:   chosen on the validation set (docs/RESULTS.md). The fiber's noise enters sigma, scaled the same way.
+#:   light keeps its image-only spectrum. A line flux fitted on such a cube is, to first order (the fitted flux is
+#:   linear in the spectrum when the line's kinematics stay put), the experiment's ``residual`` map
+#:   (:func:`galspec_hf.scoreboard.fiber_conditioned_maps`), the design chosen on the validation set
+#:   (docs/RESULTS.md); the scores there are of the line-map version, not of cubes made here. The fiber's noise
+#:   enters sigma, scaled the same way.
 #: - ``"encoder"``: the encoder sees the observed spectrum as in masked training
 #:   (:meth:`GalSpecForMaskedSpectra.predict_spectra`'s conditioning). On the synthetic validation set its
 #:   H-alpha maps fail on about half the spaxels: the training never shows the encoder a whole observed spectrum.
@@ -214,8 +216,10 @@ def predict_cube(
     spaxel_mean, spaxel_sigma = prediction.mean[:, :num_inside], prediction.sigma[:, :num_inside]  # (batch, K, L)
     if conditioned and conditioning == "residual":
         residual, noise_variance = fiber_residual(observed_spectrum, observed_ivar, prediction.mean[:, num_inside])
-        weights = fiber_residual_weights(pixel_values, config, inside, fiber_diameter, observed_offset[:, 0],
-                                         observed_diameter).to(spaxel_mean)[..., None]  # (batch, K, 1)  # fmt: skip
+        device = pixel_values.device
+        weights = fiber_residual_weights(pixel_values, config, inside.to(device), fiber_diameter,
+                                         observed_offset[:, 0].to(device), observed_diameter,
+                                         ).to(spaxel_mean)[..., None]  # (batch, K, 1)  # fmt: skip
         spaxel_mean = spaxel_mean + weights * residual[:, None]
         spaxel_sigma = torch.sqrt(spaxel_sigma**2 + weights**2 * noise_variance[:, None])
     scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
