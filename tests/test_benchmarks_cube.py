@@ -69,7 +69,8 @@ def test_bench_cube_reports_consistent_figures(tmp_path, monkeypatch, observed):
         assert conditioned["repeats"] == 2
         assert conditioned["speedup"] == pytest.approx(naive["best_seconds"] / conditioned["best_seconds"])
         assert conditioned["meets_target"] == (conditioned["speedup"] >= 20.0)
-        assert conditioned["conditioning"] == "residual"  # predict_cube's default
+        if "conditioning" in inspect.signature(bench_cube.predict_cube).parameters:  # not the stand-in's
+            assert conditioned["conditioning"] == "residual"  # predict_cube's default
     else:
         assert conditioned["note"].startswith("skipped")
     if observed:  # the stand-in saw a model-grid spectrum, ivar ones and the (0, 0) fiber, warm-up included
