@@ -108,6 +108,27 @@ def test_residual_conditioning_reproduces_the_fiber_and_keeps_dark_spaxels(model
                      observed_fiber_offset=dark_offsets, **arguments)  # fmt: skip
 
 
+def test_residual_conditioning_defaults_and_checks_like_predict_spectra(model):
+    """residual mode takes the fiber at the image centre and of the config's diameter by default (as
+    predict_spectra does), and its inputs are checked by the same function, with errors that name the argument."""
+    inputs = toy_galaxies(model.config, 1)
+    pixels, redshift = inputs["pixel_values"], inputs["redshift"]
+    observed, ivar = inputs["spectrum"] * 1.3, inputs["spectrum_ivar"]
+    arguments = dict(spaxel_size=1.0, num_spaxels=5, per_spaxel=False)
+    default = predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar, **arguments)
+    explicit = predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar,
+                            observed_fiber_offset=torch.zeros(1, 2),
+                            observed_fiber_diameter=model.config.fiber_diameter, **arguments)  # fmt: skip
+    assert torch.equal(default.mean, explicit.mean) and torch.equal(default.sigma, explicit.sigma)
+    with pytest.raises(ValueError, match="`observed_ivar` is required"):
+        predict_cube(model, pixels, redshift, observed_spectrum=observed, **arguments)
+    with pytest.raises(ValueError, match="`observed_ivar` must have shape"):
+        predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar[:, :10], **arguments)
+    with pytest.raises(ValueError, match="`observed_fiber_offset` must have shape"):
+        predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar,
+                     observed_fiber_offset=torch.zeros(3), **arguments)  # fmt: skip
+
+
 def test_cube_output_is_exported_from_the_package():
     import galspec_hf
     import galspec_hf.cube

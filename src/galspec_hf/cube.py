@@ -21,6 +21,7 @@ from .io.desi import DesiCoadd, fiber_spectrum, read_desi_coadd, target_row
 from .io.legacy import read_legacy_cutout
 from .io.manga import MANGA_DONOTUSE, write_manga_cube
 from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
+from .models.galspec.modeling_galspec import check_observed_fiber, noise_variance
 from .models.galspec.processing_galspec import resample_spectrum
 
 
@@ -187,22 +188,25 @@ def predict_cube(
     inside = offsets[footprint]  # (K, 2)
     batch = pixel_values.shape[0]
     num_inside = inside.shape[0]
-    fiber_offsets = inside[None].expand(batch, -1, -1).to(pixel_values.device)  # (batch, K, 2)
+    device = pixel_values.device
+    fiber_offsets = inside[None].expand(batch, -1, -1).to(device)  # (batch, K, 2)
     diameters: float | torch.Tensor = fiber_diameter
     observed = {}
     if conditioned and conditioning == "encoder":
         observed = {"observed_spectrum": observed_spectrum, "observed_ivar": observed_ivar,
                     "observed_fiber_offset": observed_fiber_offset, "observed_fiber_diameter": observed_fiber_diameter}
     elif conditioned:  # residual: the image-only prediction at the observed fiber too, from the same encoding
-        if observed_ivar is None or observed_fiber_offset is None:
-            raise ValueError("conditioning='residual' needs `observed_ivar` and `observed_fiber_offset` with the "
-                             "spectrum")  # fmt: skip
-        observed_diameter = config.fiber_diameter if observed_fiber_diameter is None else observed_fiber_diameter
-        observed_diameter = torch.as_tensor(observed_diameter, dtype=torch.float32).reshape(-1).expand(batch)
-        observed_offset = torch.as_tensor(observed_fiber_offset, dtype=torch.float32).reshape(batch, 1, 2)
+        observed_spectrum, observed_ivar, observed_offset, observed_diameter = check_observed_fiber(
+            config, batch, device, observed_spectrum, observed_ivar, observed_fiber_offset, observed_fiber_diameter
+        )
+        if observed_offset is None:  # the image centre, as in predict_spectra
+            observed_offset = torch.zeros(batch, 2, device=device)
+        observed_offset = observed_offset[:, None]  # (batch, 1, 2)
+        if observed_diameter is None:
+            observed_diameter = torch.full((batch,), float(config.fiber_diameter), device=device)
         fiber_offsets = torch.cat([fiber_offsets, observed_offset.to(fiber_offsets)], dim=1)  # (batch, K + 1, 2)
-        diameters = torch.cat([torch.full((batch, num_inside), float(fiber_diameter)), observed_diameter[:, None]],
-                              dim=1)  # (batch, K + 1)  # fmt: skip
+        diameters = torch.cat([torch.full((batch, num_inside), float(fiber_diameter), device=device),
+                               observed_diameter[:, None]], dim=1)  # (batch, K + 1)  # fmt: skip
     prediction = model.predict_spectra(
         pixel_values,
         redshift,
@@ -215,13 +219,12 @@ def predict_cube(
     )
     spaxel_mean, spaxel_sigma = prediction.mean[:, :num_inside], prediction.sigma[:, :num_inside]  # (batch, K, L)
     if conditioned and conditioning == "residual":
-        residual, noise_variance = fiber_residual(observed_spectrum, observed_ivar, prediction.mean[:, num_inside])
-        device = pixel_values.device
+        residual, variance = fiber_residual(observed_spectrum, observed_ivar, prediction.mean[:, num_inside])
         weights = fiber_residual_weights(pixel_values, config, inside.to(device), fiber_diameter,
-                                         observed_offset[:, 0].to(device), observed_diameter,
+                                         observed_offset[:, 0], observed_diameter,
                                          ).to(spaxel_mean)[..., None]  # (batch, K, 1)  # fmt: skip
         spaxel_mean = spaxel_mean + weights * residual[:, None]
-        spaxel_sigma = torch.sqrt(spaxel_sigma**2 + weights**2 * noise_variance[:, None])
+        spaxel_sigma = torch.sqrt(spaxel_sigma**2 + weights**2 * variance[:, None])
     scale = (spaxel_size**2) / (math.pi * fiber_diameter**2 / 4) if per_spaxel else 1.0
     length = prediction.wavelength.shape[0]
     mean = prediction.mean.new_zeros(batch, num_spaxels, num_spaxels, length)
@@ -251,10 +254,8 @@ def fiber_residual(observed_spectrum: torch.Tensor, observed_ivar: torch.Tensor,
             f"`observed_spectrum` / `observed_ivar` must be (batch, L) = {tuple(predicted.shape)} on the model grid, "
             f"got {tuple(observed_spectrum.shape)} / {tuple(observed_ivar.shape)}"
         )
-    usable = observed_ivar > 0
-    residual = torch.where(usable, observed_spectrum - predicted, 0.0)
-    noise_variance = torch.where(usable, 1.0 / observed_ivar.clamp(min=1e-30), 0.0)
-    return residual, noise_variance
+    residual = torch.where(observed_ivar > 0, observed_spectrum - predicted, 0.0)
+    return residual, noise_variance(observed_ivar)
 
 
 def observed_fiber_from_coadd(coadd_path: str | Path | DesiCoadd, targetid: int, cutout, config) -> dict:

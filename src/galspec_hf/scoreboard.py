@@ -249,6 +249,13 @@ def common_spaxels(predictions: dict[str, list[np.ndarray]], selections: list[np
     return common
 
 
+def stack_spaxels(maps: list[np.ndarray], masks: list[np.ndarray], galaxies=None) -> np.ndarray:
+    """One flat float64 array of the per-galaxy `maps` where their `masks` are True, over `galaxies` (all by
+    default), in galaxy order; empty when nothing is selected."""
+    galaxies = range(len(maps)) if galaxies is None else galaxies
+    return np.concatenate([np.asarray(maps[g], np.float64)[masks[g]] for g in galaxies] or [np.empty(0)])
+
+
 def line_flux_coverage(predicted: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> dict:
     """``coverage_1sigma`` / ``coverage_2sigma``: the fraction of spaxels with |predicted - truth| <= 1 / 2 sigma,
     over the (N,) spaxels with a finite positive sigma (``num_sigma_spaxels``); None where there is none."""
@@ -306,13 +313,13 @@ def score_line(
             int((np.asarray(selections[g], dtype=bool) & ~_positive(np.asarray(predictions[name][g], float))).sum())
             for g in galaxies
         )
-        predicted = np.concatenate([np.asarray(predictions[name][g], float)[common[g]] for g in galaxies] or [[]])
-        truth = np.concatenate([np.asarray(truth_maps[g], float)[common[g]] for g in galaxies] or [[]])
+        predicted = stack_spaxels(predictions[name], common, galaxies)
+        truth = stack_spaxels(truth_maps, common, galaxies)
         out = log_ratio_statistics(predicted, truth)
         out.update(num_spaxels=int(predicted.size), num_selected=selected,
                    failed_fraction=failed / selected if selected else None)  # fmt: skip
         if name in sigmas:
-            sigma = np.concatenate([np.asarray(sigmas[name][g], float)[common[g]] for g in galaxies] or [[]])
+            sigma = stack_spaxels(sigmas[name], common, galaxies)
             out.update(line_flux_coverage(predicted, truth, sigma))
         else:
             out["coverage_1sigma"] = out["coverage_2sigma"] = None
@@ -335,9 +342,8 @@ def score_line(
             for low, high in zip(FIBER_DISTANCE_BINS_ARCSEC[:-1], FIBER_DISTANCE_BINS_ARCSEC[1:], strict=True):
                 in_bin = [common[g] & (fiber_distances[g] >= low) & (fiber_distances[g] < high)
                           for g in range(n_galaxies)]  # fmt: skip
-                galaxies = range(n_galaxies)
-                predicted = np.concatenate([np.asarray(predictions[name][g], float)[in_bin[g]] for g in galaxies])
-                truth = np.concatenate([np.asarray(truth_maps[g], float)[in_bin[g]] for g in galaxies])
+                predicted = stack_spaxels(predictions[name], in_bin)
+                truth = stack_spaxels(truth_maps, in_bin)
                 stats = log_ratio_statistics(predicted, truth)
                 result["by_fiber_distance"].append({"min_arcsec": low, "max_arcsec": high,
                                                     "num_spaxels": int(predicted.size), **stats})  # fmt: skip
@@ -892,9 +898,10 @@ def evaluate_set(
     for line, data in per_line.items():
         # one_fiber's sigma, calibrated by distance from the fiber on the common spaxels (fit_sigma_calibration)
         common = common_spaxels(data["maps"], data["selection"])
-        flat = {key: np.concatenate([np.asarray(m, float)[c] for m, c in zip(values, common, strict=True)] or [[]])
-                for key, values in (("predicted", data["maps"]["one_fiber"]), ("truth", data["truth"]),
-                                    ("sigma", data["sigma"]["one_fiber"]), ("distance", distances))}  # fmt: skip
+        flat = {"predicted": stack_spaxels(data["maps"]["one_fiber"], common),
+                "truth": stack_spaxels(data["truth"], common),
+                "sigma": stack_spaxels(data["sigma"]["one_fiber"], common),
+                "distance": stack_spaxels(distances, common)}  # fmt: skip
         before = line_flux_coverage(flat["predicted"], flat["truth"], flat["sigma"])
         if sigma_calibration == "fit" and flat["predicted"].size:
             calibration = fit_sigma_calibration(flat["predicted"], flat["truth"], flat["sigma"], flat["distance"])

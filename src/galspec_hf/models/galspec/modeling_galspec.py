@@ -730,6 +730,34 @@ def broadcast_fiber_diameter(fiber_diameter, batch: int, num_fibers: int, config
     return diameter
 
 
+def check_observed_fiber(
+    config: GalSpecConfig, batch: int, device, observed_spectrum, observed_ivar, observed_fiber_offset=None,
+    observed_fiber_diameter=None,
+):
+    """One observed fiber per galaxy, checked and made tensors on `device`: the spectrum and ivar (batch, L) on the
+    model grid, the offset (batch, 2) arcsec east/north (None stays None: the image centre) and the diameter
+    (batch,) arcsec (None stays None: ``config.fiber_diameter``). Raises ValueError naming the argument."""
+    if observed_ivar is None:
+        raise ValueError("`observed_ivar` is required with `observed_spectrum`")
+    observed = torch.as_tensor(observed_spectrum, dtype=torch.float32, device=device)
+    observed_ivar = torch.as_tensor(observed_ivar, dtype=torch.float32, device=device)
+    for name, value in (("observed_spectrum", observed), ("observed_ivar", observed_ivar)):
+        if tuple(value.shape) != (batch, config.num_wavelengths):
+            raise ValueError(
+                f"`{name}` must have shape ({batch}, {config.num_wavelengths}) (the model grid), "
+                f"got {tuple(value.shape)}"
+            )
+    if observed_fiber_offset is not None:
+        observed_fiber_offset = torch.as_tensor(observed_fiber_offset, dtype=torch.float32, device=device)
+        if tuple(observed_fiber_offset.shape) != (batch, 2):
+            raise ValueError(
+                f"`observed_fiber_offset` must have shape ({batch}, 2), got {tuple(observed_fiber_offset.shape)}"
+            )
+    if observed_fiber_diameter is not None:
+        observed_fiber_diameter = broadcast_fiber_diameter(observed_fiber_diameter, batch, 1, config, device)
+    return observed, observed_ivar, observed_fiber_offset, observed_fiber_diameter
+
+
 def _check_inputs(config: GalSpecConfig, pixel_values, redshift, fiber_offset=None, spectrum=None, spectrum_ivar=None):
     """Shape checks with errors that name the argument."""
     expected_image = (len(config.bands), config.image_size, config.image_size)
@@ -1373,23 +1401,9 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
                 pixel_values, redshift, image_mask=no_image_mask, spectrum_mask=full_spectrum_mask
             )
         else:
-            if observed_ivar is None:
-                raise ValueError("`observed_ivar` is required with `observed_spectrum`")
-            observed = torch.as_tensor(observed_spectrum, dtype=torch.float32, device=device)
-            observed_ivar = torch.as_tensor(observed_ivar, dtype=torch.float32, device=device)
-            for name, value in (("observed_spectrum", observed), ("observed_ivar", observed_ivar)):
-                if tuple(value.shape) != (batch, config.num_wavelengths):
-                    raise ValueError(
-                        f"`{name}` must have shape ({batch}, {config.num_wavelengths}) (the model grid), "
-                        f"got {tuple(value.shape)}"
-                    )
-            if observed_fiber_offset is not None:
-                observed_fiber_offset = torch.as_tensor(observed_fiber_offset, dtype=torch.float32, device=device)
-                if tuple(observed_fiber_offset.shape) != (batch, 2):
-                    got = tuple(observed_fiber_offset.shape)
-                    raise ValueError(f"`observed_fiber_offset` must have shape ({batch}, 2), got {got}")
-            if observed_fiber_diameter is not None:
-                observed_fiber_diameter = broadcast_fiber_diameter(observed_fiber_diameter, batch, 1, config, device)
+            observed, observed_ivar, observed_fiber_offset, observed_fiber_diameter = check_observed_fiber(
+                config, batch, device, observed_spectrum, observed_ivar, observed_fiber_offset, observed_fiber_diameter
+            )
             no_spectrum_mask = torch.zeros(batch, config.num_spectrum_patches, dtype=torch.bool, device=device)
             encoder_output = self.galspec(
                 pixel_values, redshift, spectrum=observed, spectrum_ivar=observed_ivar,
