@@ -140,22 +140,22 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
             assert one["bias_dex"] - image["bias_dex"] == pytest.approx(math.log10(factor), abs=1e-9)
             compared += 1
     print(f"anchored galaxies compared: {compared}")
-    # the encoder conditioning: the cube predicted with the observed spectrum visible to the encoder, so one_fiber has
-    # spectra of its own (their coverage is scored) and maps that differ from image_only's
+    # the test set alone, with the encoder conditioning (the cube predicted with the observed spectrum visible to the
+    # encoder, so one_fiber has spectra of its own, scored for coverage, and maps that differ from image_only's) and
+    # one_fiber's sigma calibration taken from the first run's validation set
     encoded = tmp_path / "encoded"
-    fourth = subprocess.run([*command[:3], str(encoded), *command[4:], "--conditioning", "encoder"],
+    fourth = subprocess.run([*command[:3], str(encoded), *command[4:-1], "test", "--conditioning", "encoder",
+                             "--sigma_calibration_from", str(tmp_path / "metrics.json")],
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert fourth.returncode == 0, fourth.stderr[-3000:]
-    block = json.loads((encoded / "metrics.json").read_text())["validation"]["models"]
-    assert 0.0 <= block["one_fiber"]["spectrum_coverage_1sigma"] <= block["one_fiber"]["spectrum_coverage_2sigma"]
-    assert block["one_fiber"]["ha_per_galaxy"] != block["image_only"]["ha_per_galaxy"]
-    # the test set alone takes its sigma calibration from an earlier run's validation set
-    calibrated = tmp_path / "calibrated"
-    fifth = subprocess.run([*command[:3], str(calibrated), *command[4:-1], "test", "--sigma_calibration_from",
-                            str(tmp_path / "metrics.json")], capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert fifth.returncode == 0, fifth.stderr[-3000:]
-    test_block = json.loads((calibrated / "metrics.json").read_text())["test"]
-    assert test_block["models"] == metrics["test"]["models"]  # same models, same calibration: the same scores
+    test_block = json.loads((encoded / "metrics.json").read_text())["test"]
+    models = test_block["models"]
+    assert 0.0 <= models["one_fiber"]["spectrum_coverage_1sigma"] <= models["one_fiber"]["spectrum_coverage_2sigma"]
+    assert models["one_fiber"]["ha_per_galaxy"] != models["image_only"]["ha_per_galaxy"]
+    for name in ("image_only", "supervised", "null_light", "null_fiber"):  # same models, same galaxies
+        assert _same_scores(models[name], metrics["test"]["models"][name])
+    applied = test_block["sigma_calibration"]["per_line"]["Halpha"]
+    assert applied["calibration"] == fitted["calibration"] and not applied["fitted_on_this_set"]
     # a metrics.json without a validation calibration is refused before any work: one line, exit 2
     bad = subprocess.run([*command[:3], str(tmp_path / "refused"), *command[4:-1], "test",
                           "--sigma_calibration_from", str(anchored / "summary.txt")],

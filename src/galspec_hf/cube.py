@@ -16,8 +16,7 @@ from astropy.io import fits
 from transformers.utils import ModelOutput
 
 from .constants import DESI_FIBER_DIAMETER_ARCSEC
-from .errors import GalSpecFormatError
-from .io.desi import DesiCoadd, fiber_spectrum, read_desi_coadd, target_row
+from .io.desi import DesiCoadd, fiber_spectrum, missing_fibermap_error, read_desi_coadd, target_row
 from .io.legacy import read_legacy_cutout
 from .io.manga import MANGA_DONOTUSE, write_manga_cube
 from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
@@ -258,10 +257,10 @@ def fiber_residual(observed_spectrum: torch.Tensor, observed_ivar: torch.Tensor,
     return residual, noise_variance(observed_ivar)
 
 
-def observed_fiber_from_coadd(coadd_path: str | Path | DesiCoadd, targetid: int, cutout, config) -> dict:
+def observed_fiber_from_coadd(coadd: str | Path | DesiCoadd, targetid: int, cutout, config) -> dict:
     """The observed fiber of TARGETID in a DESI coadd, ready for :func:`predict_cube`'s conditioning keywords.
 
-    `coadd_path` is the coadd file, or the coadd already read from it
+    `coadd` is the coadd file, or the coadd already read from it
     (:func:`~galspec_hf.io.desi.read_desi_coadd`, with its FIBERMAP), which is then not read again.
 
     The flux is the flux that entered the fiber (:func:`galspec_hf.io.desi.fiber_spectrum`: DESI's point-source
@@ -272,15 +271,10 @@ def observed_fiber_from_coadd(coadd_path: str | Path | DesiCoadd, targetid: int,
     TARGETID that is not in the file (:func:`~galspec_hf.io.desi.target_row`), a coadd read without its FIBERMAP
     or a spectrum without a usable fiber factor.
     """
-    if isinstance(coadd_path, DesiCoadd):
-        coadd = coadd_path
-        if coadd.fibermap is None:
-            raise GalSpecFormatError(
-                f"{coadd.path}: missing HDU FIBERMAP (expected target IDs and fiber positions; the coadd given was "
-                "read without it)"
-            )
-    else:
-        coadd = read_desi_coadd(coadd_path, require_fibermap=True)
+    if not isinstance(coadd, DesiCoadd):
+        coadd = read_desi_coadd(coadd, require_fibermap=True)
+    elif coadd.fibermap is None:
+        raise missing_fibermap_error(coadd.path, "; the coadd given was read without it")
     index = target_row(coadd, targetid)
     flux, ivar, _ = fiber_spectrum(coadd, index)
     ivar = np.where(coadd.mask[index] == 0, ivar, 0.0)
@@ -305,13 +299,13 @@ def predict_cube_for_cutout(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     progress: bool = True,
-    spectrum_path: str | Path | DesiCoadd | None = None,
+    coadd: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
     conditioning: str = "residual",
 ) -> tuple[GalSpecCubeOutput, object]:
     """Read a cutout, bring it to the standard orientation through its WCS, and predict its cube.
 
-    With `spectrum_path` (a DESI coadd file, or the :class:`~galspec_hf.io.desi.DesiCoadd` already read from it)
+    With `coadd` (a DESI coadd file, or the :class:`~galspec_hf.io.desi.DesiCoadd` already read from it)
     and `targetid`, the cube is conditioned on that galaxy's observed fiber (:func:`observed_fiber_from_coadd`, the
     way `conditioning` says: :data:`CUBE_CONDITIONING_MODES`); without them, on the image alone. Returns the cube
     output and the cutout (with its WCS and centre).
@@ -321,9 +315,9 @@ def predict_cube_for_cutout(
     processor = GalSpecProcessor.from_config(config)
     image = processor.orient_cutout(cutout)
     batch = processor([image], [redshift])
-    if (spectrum_path is None) != (targetid is None):
-        raise ValueError("`spectrum_path` and `targetid` go together: give both or neither")
-    observed = observed_fiber_from_coadd(spectrum_path, targetid, cutout, config) if spectrum_path is not None else {}
+    if (coadd is None) != (targetid is None):
+        raise ValueError("`coadd` and `targetid` go together: give both or neither")
+    observed = observed_fiber_from_coadd(coadd, targetid, cutout, config) if coadd is not None else {}
     output = predict_cube(
         model,
         batch["pixel_values"],
@@ -399,7 +393,7 @@ def predict_cube_file(
     bundle_diameter: float | None = None,
     fiber_diameter: float | None = None,
     overwrite: bool = False,
-    spectrum_path: str | Path | DesiCoadd | None = None,
+    coadd: str | Path | DesiCoadd | None = None,
     targetid: int | None = None,
     conditioning: str = "residual",
 ) -> Path:
@@ -407,7 +401,7 @@ def predict_cube_file(
     condition on its observed fiber, the way `conditioning` says: :data:`CUBE_CONDITIONING_MODES`) -> LOGCUBE-like
     FITS.
 
-    ``spectrum_path`` may also be the :class:`~galspec_hf.io.desi.DesiCoadd` already read from the coadd file
+    ``coadd`` may also be the :class:`~galspec_hf.io.desi.DesiCoadd` already read from the coadd file
     (as ``galspec predict-cube`` passes it after its input check), which is then not read again.
 
     Raises FileExistsError, before the model is loaded, when ``out_path`` exists and ``overwrite`` is False.
@@ -418,12 +412,12 @@ def predict_cube_file(
     with torch.no_grad():
         output, cutout = predict_cube_for_cutout(
             model, cutout_path, redshift, spaxel_size, bundle_diameter, fiber_diameter,
-            spectrum_path=spectrum_path, targetid=targetid, conditioning=conditioning,
+            coadd=coadd, targetid=targetid, conditioning=conditioning,
         )  # fmt: skip
     centre = cutout.wcs.celestial.pixel_to_world((cutout.image.shape[-1] - 1) / 2, (cutout.image.shape[-2] - 1) / 2)
     conditioned = ""
-    if spectrum_path is not None:
-        coadd_file = spectrum_path.path if isinstance(spectrum_path, DesiCoadd) else spectrum_path
+    if coadd is not None:
+        coadd_file = coadd.path if isinstance(coadd, DesiCoadd) else coadd
         conditioned = f"the observed fiber of TARGETID {targetid} in {Path(coadd_file).name}"
     return write_predicted_cube(out_path, output, centre.ra.deg, centre.dec.deg, redshift, model_name=model_path,
                                 conditioned_on=conditioned)  # fmt: skip

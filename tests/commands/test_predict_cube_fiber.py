@@ -124,5 +124,9 @@ def test_observed_fiber_refuses_a_coadd_read_without_fibermap(tmp_path, fiber_in
     with pytest.warns(GalSpecFormatWarning, match="FIBERMAP"):
         coadd = desi.read_desi_coadd(path)
     cutout = read_legacy_cutout(cutout_path, bands=tuple(config.bands))
-    with pytest.raises(GalSpecFormatError, match=r"coadd-nofibermap\.fits: missing HDU FIBERMAP"):
+    with pytest.raises(GalSpecFormatError, match=r"coadd-nofibermap\.fits: missing HDU FIBERMAP .*read without it\)"):
         observed_fiber_from_coadd(coadd, targets[1].targetid, cutout, config)
+    # the file itself: the reader's own error, the same words
+    with pytest.raises(GalSpecFormatError, match=r"coadd-nofibermap\.fits: missing HDU FIBERMAP \(expected target "
+                                                 r"IDs and fiber positions\)$"):  # fmt: skip
+        observed_fiber_from_coadd(path, targets[1].targetid, cutout, config)

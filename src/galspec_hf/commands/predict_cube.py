@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         args.bundle_diameter,
         args.fiber_diameter,
         overwrite=args.overwrite,
-        spectrum_path=coadd,
+        coadd=coadd,
         targetid=args.targetid,
         conditioning=args.conditioning,
     )

@@ -191,6 +191,12 @@ def fiber_spectrum(coadd: DesiCoadd, index: int) -> tuple[np.ndarray, np.ndarray
     return flux, ivar, factor
 
 
+def missing_fibermap_error(path: str | Path, why: str = "") -> GalSpecFormatError:
+    """The error for a coadd without the FIBERMAP a caller needs (target IDs and fiber positions); `why` ends the
+    parenthesis (e.g. "; the coadd given was read without it")."""
+    return GalSpecFormatError(f"{path}: missing HDU FIBERMAP (expected target IDs and fiber positions{why})")
+
+
 def target_row(coadd: DesiCoadd, targetid: int, path: str | Path | None = None) -> int:
     """The row (spectrum index) of `targetid` in `coadd`, as a Python int; the first such row if it repeats.
 
@@ -330,7 +336,7 @@ def read_desi_coadd(path: str | Path, *, require_fibermap: bool = False, keep_ar
             )
         else:
             if require_fibermap:
-                raise GalSpecFormatError(f"{path}: missing HDU FIBERMAP (expected target IDs and fiber positions)")
+                raise missing_fibermap_error(path)
             warnings.warn(
                 f"{path}: no FIBERMAP HDU; spectra read without target IDs or fiber positions",
                 GalSpecFormatWarning,
