@@ -129,6 +129,41 @@ def test_residual_conditioning_defaults_and_checks_like_predict_spectra(model):
                      observed_fiber_offset=torch.zeros(3), **arguments)  # fmt: skip
 
 
+def test_residual_cube_line_fits_match_the_line_map_residual(model):
+    """Fitting lines on a residual-conditioned cube gives, to first order, the experiment's residual conditioning
+    at the line-map level (scoreboard.fiber_conditioned_maps): the image-only map plus the fiber's (observed -
+    predicted) line flux times the spaxel's light over the fiber's. Checked on H-alpha, the toy spectra's line."""
+    from galspec_hf.cube import fiber_residual_weights
+    from galspec_hf.scoreboard import fit_maps
+
+    config = model.config
+    inputs = toy_galaxies(config, 1, seed=3)
+    pixels, redshift = inputs["pixel_values"], inputs["redshift"]
+    observed, ivar = inputs["spectrum"] * 3.0, inputs["spectrum_ivar"]  # a galaxy with 3x the model's guess
+    arguments = dict(spaxel_size=1.0, num_spaxels=7, per_spaxel=False, fiber_diameter=config.fiber_diameter)
+    cube = predict_cube(model, pixels, redshift, observed_spectrum=observed, observed_ivar=ivar, **arguments)
+    image_only = predict_cube(model, pixels, redshift, **arguments)
+    wave, z = np.asarray(config.wavelength_grid()), float(redshift[0])
+    where = cube.footprint.numpy()
+
+    def halpha(output):  # (ny, nx) line fluxes of an output's spaxels
+        flux, _ = fit_maps(wave, output.mean[0].numpy(), output.sigma[0].numpy(), z, weighted=False, where=where)
+        return flux["Halpha"]
+
+    at_fiber = model.predict_spectra(pixels, redshift, torch.zeros(1, 1, 2)).mean[:, 0]
+    fiber_flux, _ = fit_maps(wave, torch.cat([observed, at_fiber]).numpy()[None], np.ones((1, 2, wave.size)), z,
+                             weighted=False, where=np.ones((1, 2), bool))  # fmt: skip
+    observed_line, predicted_line = fiber_flux["Halpha"][0]
+    weights = np.zeros(where.shape)
+    weights[where] = fiber_residual_weights(pixels, config, cube.spaxel_offset[cube.footprint], config.fiber_diameter,
+                                            torch.zeros(1, 2), torch.full((1,), config.fiber_diameter))[0].numpy()
+    expected = halpha(image_only) + (observed_line - predicted_line) * weights  # fiber_conditioned_maps' residual
+    got = halpha(cube)
+    bright = where & (weights > 0.1)  # spaxels that carry a tenth of the fiber's light or more
+    assert bright.sum() >= 5 and abs(observed_line - predicted_line) > 0.5 * observed_line
+    np.testing.assert_allclose(got[bright], expected[bright], rtol=0.05)
+
+
 def test_cube_output_is_exported_from_the_package():
     import galspec_hf
     import galspec_hf.cube
