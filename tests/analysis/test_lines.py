@@ -600,3 +600,29 @@ _OLD_XFAIL = pytest.mark.xfail(
 def test_template_continuum_recovers_old_population_lines(instrument, kind, shared_file):
     """Template mode on LIER-like (EW(Ha) 3 A) and quiescent (no lines) FSPS continua: the issue's target."""
     _check_recovery(instrument, kind, shared_file(_SSP_FILE))
+
+
+def test_grid_solve_by_complex_equals_the_full_weighted_least_squares():
+    """The grid search solves the amplitudes one line complex at a time; at any kinematics that equals weighted
+    least squares on the whole design matrix (columns of different complexes never share a pixel)."""
+    from galspec_hf.analysis.lines import _N_NONLIN, _Chunk
+    from galspec_hf.data.testing import fake_spectrum
+    from galspec_hf.spectral import pixel_edges
+
+    rng = np.random.default_rng(4)
+    wavelength = np.arange(3600.0, 9824.0, 0.8)
+    redshift = np.array([0.05, 0.12, 0.3])
+    flux = np.stack([fake_spectrum(wavelength, z) for z in redshift]) + rng.normal(0.0, 0.2, (3, wavelength.size))
+    ivar = rng.uniform(5.0, 30.0, flux.shape) * (rng.random(flux.shape) > 0.03)  # some pixels masked
+    chunk = _Chunk(wavelength, pixel_edges(wavelength), np.full(wavelength.size, 30.0), flux, ivar, redshift)
+    theta = np.tile([60.0, 90.0**2], _N_NONLIN // 2)[None].repeat(3, axis=0)
+    alpha, chi2 = chunk.solve_linear_blocks(theta)
+    design, _ = chunk.design(theta, jacobian=False)
+    for n in range(3):
+        root_w = np.sqrt(chunk.w[n])
+        used = np.abs(design[n]).sum(axis=0) > 0  # a complex off the spectrum has no column
+        expected, *_ = np.linalg.lstsq(design[n][:, used] * root_w[:, None], chunk.y[n] * root_w, rcond=None)
+        np.testing.assert_allclose(alpha[n, used], expected, rtol=1e-7, atol=1e-9)
+        assert np.all(alpha[n, ~used] == 0.0)
+        residual = chunk.y[n] - design[n] @ alpha[n]
+        assert chi2[n] == pytest.approx(np.sum(chunk.w[n] * residual**2), rel=1e-9)

@@ -97,6 +97,15 @@ _N_ABS = len(_ABSORPTION)
 _I_CONT = _N_COMP + _N_ABS
 _N_LIN = _I_CONT + 2 * len(_COMPLEXES)  # line fluxes, absorption depths, (offset, slope) per complex
 _N_NONLIN = 2 * len(KINEMATIC_GROUPS)  # (v, sigma^2) per group
+#: The linear parameters (columns of the design matrix) of each complex: its line components, its Balmer
+#: absorption, its continuum offset and slope. A column is non-zero only on its complex's pixels, so at fixed
+#: kinematics the normal equations split into one small system per complex.
+_COMPLEX_COLUMNS = {
+    name: np.array([k for k, comp in enumerate(_COMPONENTS) if comp[1] == name]
+                   + [_N_COMP + j for j, (_, cplx) in enumerate(_ABSORPTION) if cplx == name]
+                   + [_I_CONT + 2 * c, _I_CONT + 2 * c + 1])
+    for c, name in enumerate(_COMPLEXES)
+}  # fmt: skip
 _CONT_SLOPE_SCALE_A = 100.0  # continuum slope parameter per 100 A (conditioning)
 
 #: Search range of the fit: |v| <= VELOCITY_LIMIT_KMS, intrinsic sigma <= SIGMA_LIMIT_KMS.
@@ -338,6 +347,9 @@ class _Chunk:
         self.redshift = redshift
         one_plus_z = 1.0 + redshift
         blocks, index_list, valid_list = {}, [], []
+        # each block's pixel edges, (n, width + 1): pixel j spans block_edges[:, j] .. block_edges[:, j + 1] (exact
+        # for every valid pixel), so a profile's cumulative integral is evaluated once per edge, not twice
+        self.block_edges = {}
         start_col = 0
         for name in _COMPLEXES:
             lo, hi = COMPLEX_WINDOWS_REST_A[name]
@@ -346,6 +358,7 @@ class _Chunk:
             width = max(int((stop - first).max()), 1)
             idx = first[:, None] + np.arange(width)[None]
             valid = idx < stop[:, None]
+            self.block_edges[name] = edges[np.clip(first[:, None] + np.arange(width + 1)[None], 0, wavelength.size)]
             idx = np.clip(idx, 0, wavelength.size - 1)
             blocks[name] = slice(start_col, start_col + width)
             index_list.append(idx)
@@ -401,6 +414,42 @@ class _Chunk:
                 self.line_ok[line] = core & self.window_ok[cplx]
         # a fitted component is constrained when its main line (the first member) is covered
         self.comp_ok = np.stack([self.line_ok[members[0][0]] for _, _, members in _COMPONENTS], axis=1)
+        # the fixed columns of each complex on its own pixels, (n, P_block, K_block), for solve_linear_blocks
+        self.base_blocks = {name: self.base[:, blocks[name]][:, :, _COMPLEX_COLUMNS[name]] for name in _COMPLEXES}
+
+    def component_column(self, k: int, theta: np.ndarray, jacobian: bool):
+        """Column of line component k on its complex's pixels, (n, P_block), at kinematics ``theta`` (n, 4), zero
+        at unused pixels; with `jacobian`, also its derivatives in v (km/s) and q = sigma^2 ((km/s)^2)."""
+        _, cplx, members = _COMPONENTS[k]
+        inv_c = 1.0 / _C_KMS
+        sl = self.blocks[cplx]
+        block_edges, dlam = self.block_edges[cplx], self.dlam[:, sl]
+        col = np.zeros_like(dlam)
+        d_v = np.zeros_like(dlam) if jacobian else None
+        d_q = np.zeros_like(dlam) if jacobian else None
+        group = _GROUP_INDEX[members[0][0]]
+        v = theta[:, 2 * group]
+        q = theta[:, 2 * group + 1]
+        for line, ratio in members:
+            mu0 = self.centre0[line]
+            mu = mu0 * (1.0 + v * inv_c)
+            s2_kms = np.maximum(q + self.sigma_inst[line] ** 2, 1.0)
+            s_kms = np.sqrt(s2_kms)
+            s = mu * s_kms * inv_c
+            z = (block_edges - mu[:, None]) / s[:, None]  # (n, P_block + 1), the pixel edges in sigma
+            cdf = ndtr(z)
+            col += ratio * (cdf[:, 1:] - cdf[:, :-1]) / dlam
+            if jacobian:
+                pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+                a, b, pa, pb = z[:, :-1], z[:, 1:], pdf[:, :-1], pdf[:, 1:]
+                dp_dmu = -(pb - pa) / (s[:, None] * dlam)
+                dp_ds = -(b * pb - a * pa) / (s[:, None] * dlam)
+                dmu_dv = mu0 * inv_c
+                ds_dv = s / mu * dmu_dv
+                ds_dq = mu * inv_c / (2.0 * s_kms)
+                d_v += ratio * (dp_dmu * dmu_dv[:, None] + dp_ds * ds_dv[:, None])
+                d_q += ratio * dp_ds * ds_dq[:, None]
+        return col * (self.w[:, sl] > 0), group, d_v, d_q
 
     def design(self, theta: np.ndarray, jacobian: bool):
         """Design matrix B (n, P, K) at ``theta`` (n, 4) and, if asked, dB/dtheta of the line columns.
@@ -410,46 +459,33 @@ class _Chunk:
         """
         design = self.base.copy()
         derivs = []
-        inv_c = 1.0 / _C_KMS
-        for k, (_, cplx, members) in enumerate(_COMPONENTS):
+        for k, (_, cplx, _) in enumerate(_COMPONENTS):
             sl = self.blocks[cplx]
-            lo, hi, dlam = self.edge_lo[:, sl], self.edge_hi[:, sl], self.dlam[:, sl]
-            col = np.zeros_like(lo)
-            d_v = np.zeros_like(lo) if jacobian else None
-            d_q = np.zeros_like(lo) if jacobian else None
-            group = _GROUP_INDEX[members[0][0]]
-            v = theta[:, 2 * group]
-            q = theta[:, 2 * group + 1]
-            for line, ratio in members:
-                mu0 = self.centre0[line]
-                mu = mu0 * (1.0 + v * inv_c)
-                s2_kms = np.maximum(q + self.sigma_inst[line] ** 2, 1.0)
-                s_kms = np.sqrt(s2_kms)
-                s = mu * s_kms * inv_c
-                a = (lo - mu[:, None]) / s[:, None]
-                b = (hi - mu[:, None]) / s[:, None]
-                col += ratio * (ndtr(b) - ndtr(a)) / dlam
-                if jacobian:
-                    pa = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-                    pb = np.exp(-0.5 * b * b) / math.sqrt(2 * math.pi)
-                    dp_dmu = -(pb - pa) / (s[:, None] * dlam)
-                    dp_ds = -(b * pb - a * pa) / (s[:, None] * dlam)
-                    dmu_dv = mu0 * inv_c
-                    ds_dv = s / mu * dmu_dv
-                    ds_dq = mu * inv_c / (2.0 * s_kms)
-                    d_v += ratio * (dp_dmu * dmu_dv[:, None] + dp_ds * ds_dv[:, None])
-                    d_q += ratio * dp_ds * ds_dq[:, None]
-            design[:, sl, k] = col * (self.w[:, sl] > 0)
+            design[:, sl, k], group, d_v, d_q = self.component_column(k, theta, jacobian)
             if jacobian:
                 derivs.append((k, group, sl, d_v, d_q))
         return design, derivs
 
-    def solve_linear(self, design: np.ndarray):
-        """Weighted least squares for the amplitudes at fixed kinematics: (alpha (n, K), chi2 (n,))."""
-        aw = (design * self.w[..., None]).transpose(0, 2, 1)
-        alpha = _solve_scaled(aw @ design, (aw @ self.y[..., None])[..., 0])
-        resid = self.y - (design @ alpha[..., None])[..., 0]
-        return alpha, (self.w * resid**2).sum(axis=1)
+    def solve_linear_blocks(self, theta: np.ndarray):
+        """Weighted least squares for the amplitudes at fixed kinematics ``theta`` (n, 4): (alpha (n, K), chi2 (n,)).
+
+        Solved one complex at a time (at fixed kinematics its normal equations are independent of the others'),
+        without building the whole design matrix."""
+        alpha = np.zeros((self.n, _N_LIN))
+        chi2 = np.zeros(self.n)
+        for name in _COMPLEXES:
+            sl, columns = self.blocks[name], _COMPLEX_COLUMNS[name]
+            block = self.base_blocks[name].copy()  # (n, P_block, K_block)
+            for position, k in enumerate(columns):
+                if k < _N_COMP:
+                    block[:, :, position] = self.component_column(k, theta, jacobian=False)[0]
+            w, y = self.w[:, sl], self.y[:, sl]
+            bw = (block * w[..., None]).transpose(0, 2, 1)
+            a = _solve_scaled(bw @ block, (bw @ y[..., None])[..., 0])
+            resid = y - (block @ a[..., None])[..., 0]
+            chi2 += (w * resid**2).sum(axis=1)
+            alpha[:, columns] = a
+        return alpha, chi2
 
     def full_jacobian(self, theta, alpha):
         design, derivs = self.design(theta, jacobian=True)
@@ -498,8 +534,7 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
     for sigma in _GRID_SIGMA_KMS:
         for v in _GRID_VELOCITY_KMS:
             trial = np.tile([v, sigma**2], len(KINEMATIC_GROUPS))[None].repeat(n, axis=0)
-            design, _ = chunk.design(trial, jacobian=False)
-            a, chi2 = chunk.solve_linear(design)
+            a, chi2 = chunk.solve_linear_blocks(trial)
             better = chi2 < best_chi2
             best_chi2 = np.where(better, chi2, best_chi2)
             theta[better] = trial[better]
@@ -538,11 +573,9 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
         factor = np.ones_like(params)
         factor[:, :_N_NONLIN] = np.sqrt(np.maximum(rchi2, 1.0))[:, None]
         resid2 = chunk.w * (chunk.y - model) ** 2
-        for c, cplx in enumerate(_COMPLEXES):
+        for cplx in _COMPLEXES:
             sl = chunk.blocks[cplx]
-            columns = [_N_NONLIN + k for k, comp in enumerate(_COMPONENTS) if comp[1] == cplx]
-            columns += [_N_NONLIN + _N_COMP + j for j, (_, ac) in enumerate(_ABSORPTION) if ac == cplx]
-            columns += [_N_NONLIN + _I_CONT + 2 * c, _N_NONLIN + _I_CONT + 2 * c + 1]
+            columns = list(_N_NONLIN + _COMPLEX_COLUMNS[cplx])
             dof_c = np.maximum((chunk.w[:, sl] > 0).sum(axis=1) - len(columns) - 2, 1)
             factor[:, columns] = np.sqrt(np.maximum(resid2[:, sl].sum(axis=1) / dof_c, 1.0))[:, None]
         cov = cov * factor[:, :, None] * factor[:, None, :]
