@@ -626,3 +626,24 @@ def test_grid_solve_by_complex_equals_the_full_weighted_least_squares():
         assert np.all(alpha[n, ~used] == 0.0)
         residual = chunk.y[n] - design[n] @ alpha[n]
         assert chi2[n] == pytest.approx(np.sum(chunk.w[n] * residual**2), rel=1e-9)
+
+
+def test_threads_do_not_change_the_fit():
+    """Chunks fitted in threads give exactly the one-thread result; a bad thread count is refused by name."""
+    from galspec_hf.data.testing import fake_spectrum
+
+    rng = np.random.default_rng(5)
+    wavelength = np.arange(3600.0, 9824.0, 0.8)
+    redshift = rng.uniform(0.02, 0.3, 12)
+    flux = np.stack([fake_spectrum(wavelength, z) for z in redshift]) + rng.normal(0.0, 0.3, (12, wavelength.size))
+    ivar = np.full_like(flux, 1 / 0.09)
+    kwargs = dict(instrumental_sigma_kms=30.0, continuum="local", chunk_size=4)
+    one = fit_emission_lines(wavelength, flux, ivar, redshift, num_threads=1, **kwargs)
+    three = fit_emission_lines(wavelength, flux, ivar, redshift, num_threads=3, **kwargs)
+    for line in LINE_NAMES:
+        np.testing.assert_array_equal(one.flux[line], three.flux[line])
+        np.testing.assert_array_equal(one.flux_err[line], three.flux_err[line])
+        np.testing.assert_array_equal(one.mask[line], three.mask[line])
+    assert np.isfinite(one.flux["Halpha"]).all()
+    with pytest.raises(ValueError, match="num_threads"):
+        fit_emission_lines(wavelength, flux, ivar, redshift, num_threads=0, **kwargs)

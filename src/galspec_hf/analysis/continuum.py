@@ -24,6 +24,7 @@ previous trial's set of positive weights. None of this changes the solution (rou
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +77,7 @@ def _broaden(flux: np.ndarray, sigma_pix: np.ndarray) -> np.ndarray:
 #: Broadened template libraries, keyed by (dispersion, instrument sigma on the template grid): a cube (one redshift)
 #: broadens each trial dispersion once for all its chunks. At most _BROADEN_CACHE_SIZE entries (~2 MB each).
 _BROADEN_CACHE: dict = {}
+_BROADEN_LOCK = threading.Lock()  # fit_emission_lines fits chunks in threads
 _BROADEN_CACHE_SIZE = 24
 
 
@@ -222,15 +224,19 @@ class _Problem:
     def broadened(self, sigma_star):
         """Broadened library at ``sigma_star``: (flat (K * T,), flat forward difference (K * T,), T)."""
         key = (float(sigma_star), self._inst_key)
-        if key not in _BROADEN_CACHE:
+        with _BROADEN_LOCK:
+            cached = _BROADEN_CACHE.get(key)
+        if cached is None:  # broadened outside the lock (another thread may do the same; both results are equal)
             s2 = sigma_star**2 + self.sigma_inst_t**2 - self.sigma_tpl_t**2
             sigma_pix = np.sqrt(np.maximum(s2, 0.0)) / (self.dlog * _C_KMS)
-            if len(_BROADEN_CACHE) >= _BROADEN_CACHE_SIZE:
-                _BROADEN_CACHE.pop(next(iter(_BROADEN_CACHE)))
             tb = _broaden(self.tflux, sigma_pix)
             diff = np.diff(tb, axis=1, append=tb[:, -1:])  # tb[:, i + 1] - tb[:, i]; 0 at the last pixel
-            _BROADEN_CACHE[key] = (tb.ravel(), diff.ravel(), tb.shape[1])
-        return _BROADEN_CACHE[key]
+            cached = (tb.ravel(), diff.ravel(), tb.shape[1])
+            with _BROADEN_LOCK:
+                if len(_BROADEN_CACHE) >= _BROADEN_CACHE_SIZE:
+                    _BROADEN_CACHE.pop(next(iter(_BROADEN_CACHE)))
+                _BROADEN_CACHE[key] = cached
+        return cached
 
     def sampling(self, velocity, pixels, rows=None) -> _Sampling:
         """Where each spectrum's pixels fall on the template grid at stellar ``velocity`` (n,).

@@ -23,6 +23,8 @@ complex unless ``rescale_errors=False``.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -600,6 +602,7 @@ def fit_emission_lines(
     n_iter: int = 25,
     progress: bool = False,
     meta: dict | None = None,
+    num_threads: int | None = None,
 ) -> LineMaps:
     """Fit emission lines and measure Dn4000 in every spectrum at once.
 
@@ -639,6 +642,9 @@ def fit_emission_lines(
         the pure ivar propagation.
     chunk_size : int
         Spectra fitted together (memory ~ chunk_size x 400 pixels x 24 parameters x 8 bytes x a few).
+    num_threads : int, optional
+        Chunks fitted at once, in threads (numpy and scipy release the GIL in the array work). Default: the CPU
+        cores this process may use, at most 4. The result does not depend on it.
     n_iter : int
         Levenberg-Marquardt iterations after the grid search.
     progress : bool
@@ -708,12 +714,12 @@ def fit_emission_lines(
     for name in LINE_NAMES:
         masks[name][~usable] = no_value
     fit_index = np.flatnonzero(usable)
-    starts = range(0, fit_index.size, chunk_size)
-    if progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415
+    if num_threads is None:
+        num_threads = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
+    if not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
 
-        starts = tqdm(starts, desc="line fit", unit="chunk")
-    for start in starts:
+    def fit_chunk_at(start: int) -> None:  # fits spectra fit_index[start : start + chunk_size], writes their rows
         sl = fit_index[start : start + chunk_size]
         flux_c = np.asarray(flux2[sl], np.float64)
         ivar_c = np.asarray(ivar2[sl], np.float64)
@@ -747,6 +753,16 @@ def fit_emission_lines(
         has_data = (chunk.w > 0).sum(axis=1) > 0
         chi2_reduced[sl] = np.where(has_data, rchi2, np.nan)
         _collect(chunk, params, cov, per_line, masks, sl, no_value, cont_at_line)
+
+    starts = range(0, fit_index.size, chunk_size)
+    with ThreadPoolExecutor(max(1, min(num_threads, len(starts)))) as pool:
+        done = pool.map(fit_chunk_at, starts)
+        if progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+
+            done = tqdm(done, total=len(starts), desc="line fit", unit="chunk")
+        for _ in done:  # the chunks write disjoint rows; an error in one is raised here
+            pass
 
     def shaped(a):
         return a.reshape(lead)
