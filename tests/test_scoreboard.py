@@ -233,7 +233,7 @@ def test_fiber_line_check_compares_each_fibers_prediction_with_its_truth():
     import torch
 
     from galspec_hf import GalSpecConfig
-    from galspec_hf.data.testing import LINE_FLUX, fake_spectrum
+    from galspec_hf.data.testing import CONTINUUM, LINE_FLUX, fake_spectrum
     from galspec_hf.scoreboard import fiber_line_check
 
     config = GalSpecConfig.from_preset("tiny")
@@ -252,7 +252,8 @@ def test_fiber_line_check_compares_each_fibers_prediction_with_its_truth():
         def predict_spectra(self, pixel_values, redshift, fiber_offset, fiber_diameter=None):
             calls.append((pixel_values.shape, fiber_offset.clone(), fiber_diameter.clone()))
             spectra = [2.0 * fake_spectrum(wave, float(z)) for z in redshift]  # twice the truth
-            spectra[-1] = np.ones_like(wave) if len(spectra) == 2 else spectra[-1]  # last fiber: no line at all
+            if len(spectra) == 2:  # the last fiber: its lines in absorption, so no H-alpha emission predicted
+                spectra[-1] = 4.0 * CONTINUUM - spectra[-1]
             return SimpleNamespace(mean=torch.tensor(np.stack(spectra))[:, None])
 
     truth = {100 + i: {f"line_flux_fiber_{line}": (LINE_FLUX if line == "Halpha" else 0.0) for line in
