@@ -371,9 +371,7 @@ class _Chunk:
         valid = np.concatenate(valid_list, axis=1)
         rows = np.arange(n)[:, None]
         self.wave = wavelength[idx]
-        self.edge_lo = edges[idx]
-        self.edge_hi = edges[idx + 1]
-        self.dlam = self.edge_hi - self.edge_lo
+        self.dlam = edges[idx + 1] - edges[idx]
         self.y = np.where(valid, flux[rows, idx], 0.0)
         self.w = np.where(valid, weight[rows, idx], 0.0)
         # expected observed centres (v = 0) and instrumental sigma of every line
@@ -396,10 +394,8 @@ class _Chunk:
                 sl = blocks[cplx]
                 mu = _LINES[line] * one_plus_z
                 s_kms = np.hypot(BALMER_ABSORPTION_SIGMA_KMS, np.interp(mu, wavelength, sigma_inst_pix))
-                s = (mu * s_kms / _C_KMS)[:, None]
-                a = (self.edge_lo[:, sl] - mu[:, None]) / s
-                b = (self.edge_hi[:, sl] - mu[:, None]) / s
-                self.base[:, sl, _N_COMP + j] = -(ndtr(b) - ndtr(a)) / self.dlam[:, sl]  # positive = absorption
+                integral, _ = self.pixel_integral(cplx, mu, mu * s_kms / _C_KMS)
+                self.base[:, sl, _N_COMP + j] = -integral / self.dlam[:, sl]  # positive = absorption
         if not baseline:  # template continuum already subtracted: no local baseline (dead columns, zero step)
             self.base[..., _I_CONT:] = 0.0
         self.base *= (self.w > 0)[..., None]
@@ -419,13 +415,21 @@ class _Chunk:
         # the fixed columns of each complex on its own pixels, (n, P_block, K_block), for solve_linear_blocks
         self.base_blocks = {name: self.base[:, blocks[name]][:, :, _COMPLEX_COLUMNS[name]] for name in _COMPLEXES}
 
+    def pixel_integral(self, cplx: str, mu: np.ndarray, s: np.ndarray):
+        """A unit-flux Gaussian of centre `mu` and sigma `s` (n,) Angstrom, integrated over each pixel of complex
+        `cplx`'s block (divide by ``dlam`` for the flux density): (integral (n, P_block), z (n, P_block + 1): the
+        pixel edges in sigma)."""
+        z = (self.block_edges[cplx] - mu[:, None]) / s[:, None]
+        cdf = ndtr(z)
+        return cdf[:, 1:] - cdf[:, :-1], z
+
     def component_column(self, k: int, theta: np.ndarray, jacobian: bool):
         """Column of line component k on its complex's pixels, (n, P_block), at kinematics ``theta`` (n, 4), zero
         at unused pixels; with `jacobian`, also its derivatives in v (km/s) and q = sigma^2 ((km/s)^2)."""
         _, cplx, members = _COMPONENTS[k]
         inv_c = 1.0 / _C_KMS
         sl = self.blocks[cplx]
-        block_edges, dlam = self.block_edges[cplx], self.dlam[:, sl]
+        dlam = self.dlam[:, sl]
         col = np.zeros_like(dlam)
         d_v = np.zeros_like(dlam) if jacobian else None
         d_q = np.zeros_like(dlam) if jacobian else None
@@ -438,9 +442,8 @@ class _Chunk:
             s2_kms = np.maximum(q + self.sigma_inst[line] ** 2, 1.0)
             s_kms = np.sqrt(s2_kms)
             s = mu * s_kms * inv_c
-            z = (block_edges - mu[:, None]) / s[:, None]  # (n, P_block + 1), the pixel edges in sigma
-            cdf = ndtr(z)
-            col += ratio * (cdf[:, 1:] - cdf[:, :-1]) / dlam
+            integral, z = self.pixel_integral(cplx, mu, s)
+            col += ratio * integral / dlam
             if jacobian:
                 pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
                 a, b, pa, pb = z[:, :-1], z[:, 1:], pdf[:, :-1], pdf[:, 1:]
