@@ -289,6 +289,17 @@ NOISE_BIN_BLOCK_PIX = 4
 #: r band, sources masked by 3-sigma clipping (g 1.48, r 1.73, z 1.49 with simulate.realism.binned_noise_ratio).
 #: Legacy Surveys coadds resample every exposure with Lanczos-3 (Dey et al. 2019, AJ 157, 168), which correlates noise.
 LEGACY_BINNED_NOISE_RATIO = 1.73
+#: Exposures per band of the coadd whose noise LEGACY_PIXEL_NOISE_NMGY is taken to be: the DECaLS design of 3 passes
+#: per band (Dey et al. 2019, AJ 157, 168; legacysurvey.org/decamls: 87, 67, 100 s per pass in g, r, z). The real
+#: cutout lies at Dec -54.9, inside the DES footprint, where DR9 stacks more exposures: the reference depth is, if
+#: anything, deeper than a DECaLS 3-pass coadd (no exposure count is in the cutout's header to say).
+LEGACY_REFERENCE_EXPOSURES = 3
+#: Probability that one DECaLS pass covers a given sky position. DECam's focal plane has gaps between its 62 CCDs
+#: (Flaugher et al. 2015, AJ 150, 150), so the survey was designed to reach its depth with 2 of its 3 passes
+#: (legacysurvey.org/decamls). Each band of a simulated cutout gets Binomial(3, p) exposures (at least 1: a target
+#: outside every pass is not in the catalogue). ASSUMPTION, not measured: p = 0.9 gives 73% of targets 3 exposures,
+#: 24% 2 and 3% 1; the real distribution is in DR9's survey-bricks-dr9-*.fits (NEXPHIST_*), not in ../shared/data.
+DECAM_PASS_COVERAGE_PROBABILITY = 0.9
 
 # ------------------------------------------------------------------------------------------------
 # Stellar-continuum templates for the line fit (issue 13; galspec_hf.analysis.continuum)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
+from galspec_hf import constants as C
 from galspec_hf.simulate import realism as R
 from galspec_hf.simulate import spectra as S
 from galspec_hf.simulate.survey import simulate_survey
@@ -81,10 +84,13 @@ def test_continuum_colour_of_the_real_galaxy_lies_inside_the_simulated_populatio
 def test_cutout_pixel_noise_matches_the_real_legacy_cutout(shared_file, synthetic_survey):
     real = fits.getdata(shared_file(CUTOUT)).astype(np.float64)
     sims = np.stack([fits.getdata(p).astype(np.float64) for p in synthetic_survey["cutouts"]])
-    for i in range(3):
-        # background: robust per-pixel scatter of the source-clipped pixels, within 20%
+    truth = pq.read_table(synthetic_survey["truth"]).to_pylist()
+    for i, band in enumerate(C.LEGACY_BANDS):
+        # background: robust per-pixel scatter of the source-clipped pixels, brought to the reference depth
+        # (each cutout's drawn exposures), within 20% of the real cutout's
         real_noise = R.sky_pixel_noise(real[i])
-        sim_noise = R.sky_pixel_noise(sims[:, i])
+        scale = [math.sqrt(row[f"image_exposures_{band}"] / C.LEGACY_REFERENCE_EXPOSURES) for row in truth]
+        sim_noise = np.median([R.sky_pixel_noise(cutout[i]) * k for cutout, k in zip(sims, scale, strict=True)])
         assert sim_noise == pytest.approx(real_noise, rel=0.2)
         # correlated like the real coadd: sigma of 4x4 block means x 4 over the per-pixel sigma, within 20%
         # (white noise gives 1.0; the real cutout 1.48, 1.73, 1.49 in g, r, z)

@@ -14,7 +14,7 @@ from galspec_hf.simulate import galaxy as G
 from galspec_hf.simulate import imaging as I
 from galspec_hf.simulate import spectra as S
 from galspec_hf.simulate.ifu import DAP_EMLINE_CHANNELS, simulate_cube, write_maps
-from galspec_hf.simulate.survey import simulate_galaxy, simulate_survey
+from galspec_hf.simulate.survey import DEPTH_STREAM, simulate_galaxy, simulate_survey
 from galspec_hf.simulate.templates import load_templates
 
 HALPHA = G.LINE_NAMES.index("Halpha")
@@ -281,6 +281,45 @@ def test_noise_actually_added_matches_the_written_ivar(templates, tmp_path):
     ivar_b = observed[0]["b"][1]
     at_line = ivar_b[np.argmin(np.abs(wave_b - 5578.9))]
     assert at_line < 0.3 * np.median(ivar_b[(wave_b > 5400) & (wave_b < 5500)])
+
+
+def test_imaging_depth_is_drawn_per_band_and_sets_the_cutout_noise():
+    # exposures per band: Binomial(3 passes, p) without zeros; p = 0.9 -> 3: 0.729, 2: 0.243, 1: 0.027 (/ 0.999)
+    rng = np.random.default_rng(3)
+    draws = np.array([list(I.draw_image_exposures(rng).values()) for _ in range(4000)])  # (4000, 3 bands)
+    assert draws.min() == 1 and draws.max() == C.LEGACY_REFERENCE_EXPOSURES
+    p = C.DECAM_PASS_COVERAGE_PROBABILITY
+    assert np.mean(draws == 3) == pytest.approx(p**3 / (1 - (1 - p) ** 3), abs=0.015)
+    assert np.mean(draws == 1) == pytest.approx(3 * p * (1 - p) ** 2 / (1 - (1 - p) ** 3), abs=0.006)
+    assert set(I.draw_image_exposures(rng, pass_coverage=1.0).values()) == {3}
+    with pytest.raises(ValueError, match="pass_coverage"):
+        I.draw_image_exposures(rng, pass_coverage=0.0)
+    # a blank sky: the background sigma grows as sqrt(reference / exposures), band by band; ivar says the same
+    blank = np.zeros((3, 256, 256))
+    noisy, ivar = I.add_image_noise(blank, np.random.default_rng(4), {"g": 1, "r": 3, "z": 2})
+    for i, (band, n) in enumerate({"g": 1, "r": 3, "z": 2}.items()):
+        expected = C.LEGACY_PIXEL_NOISE_NMGY[band] * math.sqrt(C.LEGACY_REFERENCE_EXPOSURES / n)
+        assert noisy[i].std() == pytest.approx(expected, rel=0.05)
+        np.testing.assert_allclose(1 / np.sqrt(ivar[i]), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="exposures"):
+        I.background_pixel_noise_nmgy("r", 0)
+
+
+def test_survey_records_each_cutouts_depth_and_uses_it(templates):
+    # the depth has its own random stream: the galaxy's other draws do not move with it
+    sims = [simulate_galaxy(i, 5, templates, cutout_size=64) for i in range(12)]
+    for index, sim in enumerate(sims):
+        exposures = {band: sim.truth[f"image_exposures_{band}"] for band in C.LEGACY_BANDS}
+        assert exposures == I.draw_image_exposures(np.random.default_rng([5, index, DEPTH_STREAM]))
+    depths = {sim.truth["image_exposures_r"] for sim in sims}
+    assert C.LEGACY_REFERENCE_EXPOSURES in depths
+    # catalogue flux errors follow the depth: ivar x sigma_background^2 is the same for every depth
+    for sim in sims:
+        sigma = I.background_pixel_noise_nmgy("r", sim.truth["image_exposures_r"])
+        assert 1 / (sim.photometry["flux_ivar"]["r"] * sigma**2) == pytest.approx(
+            math.pi * (sim.galaxy.psf_fwhm_r_arcsec / C.LEGACY_PIXEL_SCALE_ARCSEC) ** 2
+            + math.pi * (2 * sim.galaxy.disk_re_arcsec / C.LEGACY_PIXEL_SCALE_ARCSEC) ** 2, rel=1e-9
+        )
 
 
 def test_line_fluxes_in_the_truth_maps_equal_the_injected_ones(templates, tmp_path):

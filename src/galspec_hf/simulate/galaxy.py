@@ -94,6 +94,10 @@ class Galaxy:
     lier_halpha_flux_disk: float = 0.0  # observed LIER/DIG H-alpha of the whole disk (follows the old disk light)
     lier_nii_halpha: float = 1.5  # [NII]6584 / H-alpha of the LIER gas
     dust_gradient_dex_per_re: float = 0.0  # E(B-V)_gas(r) = ebv_gas 10**(-g (r/re - 1)), capped at 3 ebv_gas
+    # Legacy imaging depth: exposures in the g, r, z coadds (default: the reference depth of the measured noise)
+    image_exposures_g: int = C.LEGACY_REFERENCE_EXPOSURES
+    image_exposures_r: int = C.LEGACY_REFERENCE_EXPOSURES
+    image_exposures_z: int = C.LEGACY_REFERENCE_EXPOSURES
 
     def to_dict(self) -> dict:
         """Every field by name (all are scalars, so a shallow copy equals dataclasses.asdict, ~20x faster)."""

@@ -24,14 +24,41 @@ from .galaxy import (
 from .templates import TemplateSet
 
 #: DECam photometric zero points, AB magnitude giving 1 e-/s (DECam instrument pages / Dey et al. 2019, AJ 157,
-#: 168: g 25.08, r 25.29, z 24.92), and the typical Legacy Surveys DR9 depth of 3 exposures of ~90 s per band.
+#: 168: g 25.08, r 25.29, z 24.92), and a typical DECaLS exposure of ~90 s per pass and band.
 DECAM_ZEROPOINT_AB = {"g": 25.08, "r": 25.29, "z": 24.92}
-LEGACY_TOTAL_EXPTIME_S = 270.0
+LEGACY_EXPOSURE_S = 90.0
 
 
-def counts_per_nanomaggy(band: str) -> float:
-    """Detected electrons per nanomaggy in a Legacy DR9 coadd (for the source shot noise)."""
-    return 10 ** (0.4 * (DECAM_ZEROPOINT_AB[band] - C.NANOMAGGY_AB_ZEROPOINT)) * LEGACY_TOTAL_EXPTIME_S
+def counts_per_nanomaggy(band: str, exposures: int = C.LEGACY_REFERENCE_EXPOSURES) -> float:
+    """Detected electrons per nanomaggy in a Legacy DR9 coadd of ``exposures`` exposures (the source shot noise)."""
+    return 10 ** (0.4 * (DECAM_ZEROPOINT_AB[band] - C.NANOMAGGY_AB_ZEROPOINT)) * LEGACY_EXPOSURE_S * exposures
+
+
+def draw_image_exposures(
+    rng: np.random.Generator, pass_coverage: float = C.DECAM_PASS_COVERAGE_PROBABILITY
+) -> dict[str, int]:
+    """Exposures per band of one cutout: Binomial(3 passes, ``pass_coverage``) drawn again until >= 1.
+
+    The depth of Legacy Surveys coadds varies with how many of the survey's passes covered a position
+    (constants.DECAM_PASS_COVERAGE_PROBABILITY). Returns {band: exposures}.
+    """
+    if not 0.0 < pass_coverage <= 1.0:
+        raise ValueError(f"pass_coverage must be in (0, 1], got {pass_coverage}")
+    exposures = {}
+    for band in C.LEGACY_BANDS:
+        n = 0
+        while n == 0:
+            n = int(rng.binomial(C.LEGACY_REFERENCE_EXPOSURES, pass_coverage))
+        exposures[band] = n
+    return exposures
+
+
+def background_pixel_noise_nmgy(band: str, exposures: int = C.LEGACY_REFERENCE_EXPOSURES) -> float:
+    """Per-pixel background sigma (nanomaggies) of a coadd of ``exposures`` exposures: the real cutout's measured
+    sigma (constants.LEGACY_PIXEL_NOISE_NMGY, taken as the reference depth) x sqrt(reference / exposures)."""
+    if exposures < 1:
+        raise ValueError(f"exposures must be >= 1, got {exposures} for band {band!r}")
+    return C.LEGACY_PIXEL_NOISE_NMGY[band] * math.sqrt(C.LEGACY_REFERENCE_EXPOSURES / exposures)
 
 
 def pixel_grid(size_pix: int, pixel_arcsec: float) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +169,16 @@ def render_image(
     return np.stack(images)
 
 
-def add_image_noise(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Legacy-like noise: measured DR9 background noise plus source shot noise.
+def add_image_noise(
+    image: np.ndarray, rng: np.random.Generator, exposures: dict[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Legacy-like noise: measured DR9 background noise plus source shot noise, at the depth of ``exposures``.
 
     Parameters
     ----------
     image : (3, H, W) noiseless nanomaggies (g, r, z).
+    exposures : {band: exposures in the coadd} (:func:`draw_image_exposures`); None: the reference depth
+        (constants.LEGACY_REFERENCE_EXPOSURES in every band).
 
     Returns
     -------
@@ -157,7 +188,9 @@ def add_image_noise(image: np.ndarray, rng: np.random.Generator) -> tuple[np.nda
         raise ValueError(f"image must have shape (3, H, W), got {image.shape}")
     sigma = np.empty_like(image)
     for i, band in enumerate(C.LEGACY_BANDS):
-        variance = C.LEGACY_PIXEL_NOISE_NMGY[band] ** 2 + np.maximum(image[i], 0.0) / counts_per_nanomaggy(band)
+        n = C.LEGACY_REFERENCE_EXPOSURES if exposures is None else exposures[band]
+        background = background_pixel_noise_nmgy(band, n)
+        variance = background**2 + np.maximum(image[i], 0.0) / counts_per_nanomaggy(band, n)
         sigma[i] = np.sqrt(variance)
     # correlated unit noise: white noise convolved with a kernel of unit sum of squares keeps a per-pixel sigma of 1,
     # so the ivar returned stays the per-pixel value while neighbouring pixels share noise as in resampled coadds

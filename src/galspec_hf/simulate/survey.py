@@ -10,8 +10,9 @@ Layout written under ``out_dir`` (mirrors the real archives)::
     truth.parquet                                     one row per galaxy, every true parameter; its schema
                                                       metadata holds the survey's settings (galspec:*)
 
-Every galaxy draws its randomness from ``numpy.random.default_rng([seed, index])``, so the survey is
-deterministic for a seed and galaxy ``i`` is the same whatever ``n_galaxies`` is.
+Every galaxy draws its randomness from ``numpy.random.default_rng([seed, index])`` (its imaging depth from
+``[seed, index, DEPTH_STREAM]``, its cube from ``[seed, index, 7]``), so the survey is deterministic for a seed and
+galaxy ``i`` is the same whatever ``n_galaxies`` is.
 """
 
 from __future__ import annotations
@@ -32,12 +33,22 @@ from .galaxy import (
     render_maps,
     sample_galaxy_and_lines,
 )
-from .imaging import add_image_noise, band_weights, pixel_grid, render_image, write_cutout
+from .imaging import (
+    add_image_noise,
+    background_pixel_noise_nmgy,
+    band_weights,
+    draw_image_exposures,
+    pixel_grid,
+    render_image,
+    write_cutout,
+)
 from .spectra import fiber_model, fiber_weights, fibermap_values, observe, write_coadd, write_redrock
 from .templates import TemplateSet, load_templates
 
 #: First TARGETID of a synthetic survey (DESI TARGETIDs are 64-bit; real BGS ones are ~3.96e16).
 TARGETID_BASE = 39_690_000_000_000_000
+#: Third element of the random stream that draws a galaxy's imaging depth (exposures per band).
+DEPTH_STREAM = 11
 #: Model pixels per Legacy pixel (profiles are themselves averaged over 3 x 3 sub-pixels), and Legacy pixels of
 #: margin around the cutout for the PSF wings.
 IMAGE_OVERSAMPLE = 1
@@ -102,7 +113,11 @@ def simulate_galaxy(
     clean = render_image(
         galaxy, templates, maps, fine, IMAGE_OVERSAMPLE, IMAGE_MARGIN_PIX * IMAGE_OVERSAMPLE, weights, lines
     )
-    image, image_ivar = add_image_noise(clean, rng)
+    # imaging depth from its own stream, so the rest of the galaxy's draws do not depend on it
+    exposures = draw_image_exposures(np.random.default_rng([seed, index, DEPTH_STREAM]))
+    for band, n in exposures.items():
+        setattr(galaxy, f"image_exposures_{band}", n)
+    image, image_ivar = add_image_noise(clean, rng, exposures)
     fiber = fiber_model(galaxy, templates, maps, east, north)
     observed = observe(fiber["flux"], galaxy.exptime_s, rng)
 
@@ -118,7 +133,7 @@ def simulate_galaxy(
     for band in C.LEGACY_BANDS:
         n_pix = math.pi * (getattr(galaxy, f"psf_fwhm_{band}_arcsec") / C.LEGACY_PIXEL_SCALE_ARCSEC) ** 2
         n_pix += math.pi * (2 * galaxy.disk_re_arcsec / C.LEGACY_PIXEL_SCALE_ARCSEC) ** 2
-        flux_ivar[band] = 1.0 / (C.LEGACY_PIXEL_NOISE_NMGY[band] ** 2 * n_pix)
+        flux_ivar[band] = 1.0 / (background_pixel_noise_nmgy(band, exposures[band]) ** 2 * n_pix)
     photometry = {"flux": total, "fiberflux": fiberflux, "flux_ivar": flux_ivar}
 
     truth = galaxy.to_dict()
@@ -265,6 +280,7 @@ def simulate_survey(
         "galspec:offcentre_fraction": repr(offcentre_fraction),
         "galspec:offcentre_draw_probability_eligible": repr(offcentre_draw_probability(offcentre_fraction)),
         "galspec:offcentre_min_re_arcsec": repr(C.SIMULATED_OFFCENTRE_MIN_RE_ARCSEC),
+        "galspec:image_pass_coverage": repr(C.DECAM_PASS_COVERAGE_PROBABILITY),
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **settings})
     truth_path = out_dir / "truth.parquet"
