@@ -20,7 +20,7 @@ from .io.desi import DesiCoadd, fiber_spectrum, missing_fibermap_error, read_des
 from .io.legacy import read_legacy_cutout
 from .io.manga import MANGA_DONOTUSE, write_manga_cube
 from .models.galspec import GalSpecForMaskedSpectra, GalSpecProcessor
-from .models.galspec.modeling_galspec import check_observed_fiber, noise_variance
+from .models.galspec.modeling_galspec import broadcast_fiber_diameter, check_observed_fiber, noise_variance
 from .models.galspec.processing_galspec import resample_spectrum
 
 
@@ -202,8 +202,8 @@ def predict_cube(
         if observed_offset is None:  # the image centre, as in predict_spectra
             observed_offset = torch.zeros(batch, 2, device=device)
         observed_offset = observed_offset[:, None]  # (batch, 1, 2)
-        if observed_diameter is None:
-            observed_diameter = torch.full((batch,), float(config.fiber_diameter), device=device)
+        if observed_diameter is None:  # the config's diameter, as in predict_spectra
+            observed_diameter = broadcast_fiber_diameter(None, batch, 1, config, device)  # (batch,)
         fiber_offsets = torch.cat([fiber_offsets, observed_offset.to(fiber_offsets)], dim=1)  # (batch, K + 1, 2)
         diameters = torch.cat([torch.full((batch, num_inside), float(fiber_diameter), device=device),
                                observed_diameter[:, None]], dim=1)  # (batch, K + 1)  # fmt: skip
