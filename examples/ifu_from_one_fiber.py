@@ -266,6 +266,15 @@ def plot_calibration(path: Path, curves: dict[str, list]) -> None:
 # ----------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------
+def _score_line_text(name: str, r: dict) -> str:
+    """One model's H-alpha scores as one line of the summary."""
+    return (
+        f"{name:11s}: r = {_format(r['ha_pearson_r'], '.3f')}, scatter {_format(r['ha_scatter_dex'], '.3f')}"
+        f" dex, bias {_format(r['ha_bias_dex'], '+.3f')} dex, failed {_format(r['ha_failed_fraction'], '.3f')}"
+        f"; line-flux coverage {_format(r['coverage_1sigma'], '.3f')} / {_format(r['coverage_2sigma'], '.3f')}"
+    )
+
+
 def _format(value, spec: str) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
@@ -498,15 +507,17 @@ def run(
         n, classes = results[set_name]["n_galaxies"], results[set_name]["classes"]
         lines.append(
             f"{set_name} set ({n} galaxies, {classes}): H-alpha over {models_out['one_fiber']['ha_num_spaxels']}"
-            " common spaxels (truth S/N > 3, footprint, image)"
+            f" common spaxels of {models_out['one_fiber']['ha_num_galaxies']} galaxies (truth S/N > 3, footprint,"
+            " image)"
         )
         for name in MODELS:
-            r = models_out[name]
-            lines.append(
-                f"  {name:11s}: r = {_format(r['ha_pearson_r'], '.3f')}, scatter {_format(r['ha_scatter_dex'], '.3f')}"
-                f" dex, bias {_format(r['ha_bias_dex'], '+.3f')} dex, failed {_format(r['ha_failed_fraction'], '.3f')}"
-                f"; line-flux coverage {_format(r['coverage_1sigma'], '.3f')} / {_format(r['coverage_2sigma'], '.3f')}"
-            )
+            lines.append("  " + _score_line_text(name, models_out[name]))
+        claim = results[set_name].get("fiber_claim")
+        if claim is not None:
+            first = claim["models"]["one_fiber"]
+            lines.append(f"  the one-fiber claim alone (one_fiber and the nulls positive): {first['ha_num_spaxels']}"
+                         f" spaxels of {first['ha_num_galaxies']} galaxies")  # fmt: skip
+            lines.extend("    " + _score_line_text(name, claim["models"][name]) for name in claim["models"])
         before = results[set_name]["sigma_calibration"]["per_line"]["Halpha"]
         fit = results.get("sigma_calibration_fit")
         if before["fitted_on_this_set"]:

@@ -72,9 +72,15 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         assert models["one_fiber"]["ha_failed_fraction"] != models["image_only"]["ha_failed_fraction"] or (
             models["one_fiber"]["ha_scatter_dex"] != models["image_only"]["ha_scatter_dex"]
         )
+        claim = block["fiber_claim"]["models"]
+        assert set(claim) == {"one_fiber", "null_fiber", "null_light"}
         for prefix in ("ha", "nii", "hb", "oiii"):
             counts = {models[m][f"{prefix}_num_spaxels"] for m in models}
             assert len(counts) == 1  # every model on the same spaxels
+            # the claim's three models on their own common spaxels: a superset of every model's
+            claim_counts = {claim[m][f"{prefix}_num_spaxels"] for m in claim}
+            assert len(claim_counts) == 1 and claim_counts.pop() >= counts.pop()
+            assert claim["one_fiber"][f"{prefix}_num_galaxies"] >= models["one_fiber"][f"{prefix}_num_galaxies"]
         for model in models.values():
             assert 0.0 <= model["ha_failed_fraction"] <= 1.0
             if model["ha_num_spaxels"] >= 3:

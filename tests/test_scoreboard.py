@@ -71,6 +71,12 @@ def test_per_class_and_per_galaxy_medians():
     assert scores["m"]["per_galaxy_median_bias_dex"] == pytest.approx(0.1)
     assert scores["m"]["per_class"]["quiescent"]["bias_dex"] == pytest.approx(0.3)
     assert scores["m"]["per_class"]["star_forming"]["num_spaxels"] == 20
+    assert scores["m"]["num_galaxies"] == 3
+    # a model that fails on a whole galaxy removes it from every model's common spaxels
+    failing = [predicted[0], -predicted[1], predicted[2]]
+    scores = score_line({"m": predicted, "failing": failing}, truth, selections)
+    assert scores["m"]["num_galaxies"] == scores["failing"]["num_galaxies"] == 2
+    assert scores["m"]["num_spaxels"] == 20 and scores["failing"]["failed_fraction"] == pytest.approx(1 / 3)
 
 
 def test_spaxel_selection_is_strict_snr_in_footprint_and_image():

@@ -291,7 +291,8 @@ def score_line(
     Returns
     -------
     dict model name -> {``pearson_r``, ``scatter_dex``, ``bias_dex`` over the common spaxels (where every model
-    is finite and positive), ``num_spaxels`` (their count, identical across models), ``failed_fraction``
+    is finite and positive), ``num_spaxels`` (their count, identical across models), ``num_galaxies`` (galaxies
+    with at least one common spaxel), ``failed_fraction``
     (selected spaxels where this model is not finite and positive), ``num_selected``, ``coverage_1sigma`` /
     ``coverage_2sigma`` (fraction of common spaxels with |predicted - truth| <= 1 / 2 predicted sigma; None
     without sigma), ``per_class`` {class: the same statistics}, ``per_galaxy_median_pearson_r`` /
@@ -317,6 +318,7 @@ def score_line(
         truth = stack_spaxels(truth_maps, common, galaxies)
         out = log_ratio_statistics(predicted, truth)
         out.update(num_spaxels=int(predicted.size), num_selected=selected,
+                   num_galaxies=sum(1 for g in galaxies if common[g].any()),
                    failed_fraction=failed / selected if selected else None)  # fmt: skip
         if name in sigmas:
             sigma = stack_spaxels(sigmas[name], common, galaxies)
@@ -437,16 +439,16 @@ def flatten_line_scores(line_scores: dict[str, dict[str, dict]]) -> dict[str, di
     """{line: {model: stats}} -> {model: {"<prefix>_pearson_r": ..., ...}} with the metrics.json keys.
 
     Keys per line prefix p (:data:`LINE_PREFIXES`): p_pearson_r, p_scatter_dex, p_bias_dex, p_failed_fraction,
-    p_num_spaxels, p_coverage_1sigma, p_coverage_2sigma, p_per_galaxy_median_pearson_r (and _scatter_dex,
-    _bias_dex), p_per_class, p_by_fiber_distance (when scored). H-alpha's line-flux coverage is also written as
-    ``coverage_1sigma`` / ``coverage_2sigma`` (None for a model without sigma).
+    p_num_spaxels, p_num_galaxies, p_coverage_1sigma, p_coverage_2sigma, p_per_galaxy_median_pearson_r (and
+    _scatter_dex, _bias_dex), p_per_class, p_by_fiber_distance (when scored). H-alpha's line-flux coverage is also
+    written as ``coverage_1sigma`` / ``coverage_2sigma`` (None for a model without sigma).
     """
     models: dict[str, dict] = {}
     for line, scores in line_scores.items():
         prefix = LINE_PREFIXES[line]
         for name, stats in scores.items():
             out = models.setdefault(name, {})
-            for key in ("pearson_r", "scatter_dex", "bias_dex", "failed_fraction", "num_spaxels",
+            for key in ("pearson_r", "scatter_dex", "bias_dex", "failed_fraction", "num_spaxels", "num_galaxies",
                         "coverage_1sigma", "coverage_2sigma", "per_galaxy_median_pearson_r",
                         "per_galaxy_median_scatter_dex", "per_galaxy_median_bias_dex"):  # fmt: skip
                 out[f"{prefix}_{key}"] = stats.get(key)
@@ -473,6 +475,10 @@ MODELS = ("one_fiber", "image_only", "supervised", "null_light", "null_fiber")
 #: The models that predict spectra (the rest are line-to-light maps); one_fiber and image_only are the same
 #: network, given the image and the galaxy's observed fiber spectrum, or the image alone.
 NETWORK_MODELS = ("one_fiber", "image_only", "supervised")
+#: The models of the one-fiber claim: ``one_fiber`` against the two nulls, scored (``fiber_claim`` in an evaluated
+#: set) on the spaxels where these three are positive. ``image_only`` and ``supervised`` fail (non-positive line flux)
+#: on whole galaxies, which removes those galaxies from the common spaxels of every model; this block keeps them.
+FIBER_CLAIM_MODELS = ("one_fiber", "null_fiber", "null_light")
 MODEL_TITLES = {"one_fiber": "one fiber", "image_only": "image only", "supervised": "supervised",
                 "null_light": "null light", "null_fiber": "null fiber"}  # fmt: skip
 
@@ -926,6 +932,19 @@ def evaluate_set(
             data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,
         )  # fmt: skip
     result = {"models": flatten_line_scores(line_scores)}
+    claim_scores = {}
+    for line, data in per_line.items():
+        if all(name in data["maps"] for name in FIBER_CLAIM_MODELS):
+            claim_sigmas = {name: data["sigma"][name] for name in FIBER_CLAIM_MODELS if name in data["sigma"]}
+            claim_scores[line] = score_line({name: data["maps"][name] for name in FIBER_CLAIM_MODELS}, data["truth"],
+                                            data["selection"], sigmas=claim_sigmas, classes=classes,
+                                            fiber_distances=distances)  # fmt: skip
+    if claim_scores:
+        result["fiber_claim"] = {
+            "models": flatten_line_scores(claim_scores),
+            "meaning": "one_fiber, null_fiber and null_light on the spaxels where these three are positive (the "
+            "common spaxels of `models` also need image_only and supervised, which fail on whole galaxies)",
+        }
     weighted_flat = flatten_line_scores(weighted_scores)
     result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in NETWORK_MODELS}
     curves = {}
