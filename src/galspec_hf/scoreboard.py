@@ -923,7 +923,7 @@ def evaluate_set(
         calibration_used[line] = {"calibration": calibration, "fitted_on_this_set": sigma_calibration == "fit",
                                   "coverage_1sigma_uncalibrated": before["coverage_1sigma"],
                                   "coverage_2sigma_uncalibrated": before["coverage_2sigma"]}  # fmt: skip
-    line_scores, weighted_scores = {}, {}
+    line_scores, weighted_scores, claim_scores = {}, {}, {}
     for line, data in per_line.items():
         line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
                                        classes=classes, fiber_distances=distances)  # fmt: skip
@@ -931,14 +931,11 @@ def evaluate_set(
             {**data["weighted"], "null_light": data["maps"]["null_light"], "null_fiber": data["maps"]["null_fiber"]},
             data["truth"], data["selection"], sigmas=data["sigma"], classes=classes,
         )  # fmt: skip
-    result = {"models": flatten_line_scores(line_scores)}
-    claim_scores = {}
-    for line, data in per_line.items():
         if all(name in data["maps"] for name in FIBER_CLAIM_MODELS):
-            claim_sigmas = {name: data["sigma"][name] for name in FIBER_CLAIM_MODELS if name in data["sigma"]}
             claim_scores[line] = score_line({name: data["maps"][name] for name in FIBER_CLAIM_MODELS}, data["truth"],
-                                            data["selection"], sigmas=claim_sigmas, classes=classes,
+                                            data["selection"], sigmas=data["sigma"], classes=classes,
                                             fiber_distances=distances)  # fmt: skip
+    result = {"models": flatten_line_scores(line_scores)}
     if claim_scores:
         result["fiber_claim"] = {
             "models": flatten_line_scores(claim_scores),
