@@ -305,14 +305,25 @@ def test_imaging_depth_is_drawn_per_band_and_sets_the_cutout_noise():
         I.background_pixel_noise_nmgy("r", 0)
 
 
-def test_survey_records_each_cutouts_depth_and_uses_it(templates):
+def test_survey_records_each_cutouts_depth_and_uses_it(templates, monkeypatch):
     # the depth has its own random stream: the galaxy's other draws do not move with it
     sims = [simulate_galaxy(i, 5, templates, cutout_size=64) for i in range(12)]
     for index, sim in enumerate(sims):
         exposures = {band: sim.truth[f"image_exposures_{band}"] for band in C.LEGACY_BANDS}
         assert exposures == I.draw_image_exposures(np.random.default_rng([5, index, DEPTH_STREAM]))
     depths = {sim.truth["image_exposures_r"] for sim in sims}
-    assert C.LEGACY_REFERENCE_EXPOSURES in depths
+    assert C.LEGACY_REFERENCE_EXPOSURES in depths and min(depths) < C.LEGACY_REFERENCE_EXPOSURES
+    # every galaxy at the reference depth instead: the same galaxies and the same fiber spectra, to the bit
+    monkeypatch.setattr("galspec_hf.simulate.survey.draw_image_exposures",
+                        lambda rng: dict.fromkeys(C.LEGACY_BANDS, C.LEGACY_REFERENCE_EXPOSURES))  # fmt: skip
+    for index, sim in enumerate(sims):
+        reference = simulate_galaxy(index, 5, templates, cutout_size=64)
+        depth_keys = {f"image_exposures_{band}" for band in C.LEGACY_BANDS}
+        assert {k: v for k, v in reference.truth.items() if k not in depth_keys} == {
+            k: v for k, v in sim.truth.items() if k not in depth_keys
+        }
+        for arm in S.ARMS:
+            np.testing.assert_array_equal(reference.observed[arm][0], sim.observed[arm][0])
     # catalogue flux errors follow the depth: ivar x sigma_background^2 is the same for every depth
     for sim in sims:
         sigma = I.background_pixel_noise_nmgy("r", sim.truth["image_exposures_r"])
