@@ -56,6 +56,7 @@ from galspec_hf.io import read_legacy_cutout, read_manga_cube
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum
 from galspec_hf.plotting import north_east_arrows
 from galspec_hf.scoreboard import (
+    COLOUR_BANDS,
     CONDITIONING_MODES,
     LINES,
     MODEL_TITLES,
@@ -65,8 +66,10 @@ from galspec_hf.scoreboard import (
     evaluate_set,
     exclude_targets,
     fiber_anchor_factors,
+    fiber_colours,
     fiber_line_check,
     fiber_ratios,
+    fit_colour_ratio_relation,
     predicted_fiber_line_fluxes,
     spaxel_offsets_from_cutout,
     write_metrics_json,
@@ -399,9 +402,11 @@ def run(
     log("null baselines: line-to-light ratios fitted on the training fibers and the held-out galaxies' fibers")
     numpy_fibers = training_fibers.with_format("numpy")
     picked = np.random.default_rng(seed).permutation(len(numpy_fibers))[: setting["n_null_fibers"]]
-    survey_ratios = fiber_ratios(
-        [numpy_fibers[int(i)] for i in sorted(picked)], wave, one_fiber.config, setting["fiber_continuum"]
-    )
+    picked_rows = [numpy_fibers[int(i)] for i in sorted(picked)]
+    survey_ratios = fiber_ratios(picked_rows, wave, one_fiber.config, setting["fiber_continuum"])
+    # the colour nulls' relation: the same fibers' ratios against their g - r colours (scoreboard.COLOUR_NULLS)
+    picked_colours = fiber_colours(picked_rows, one_fiber.config)
+    colour_relation = {line: fit_colour_ratio_relation(picked_colours, r) for line, r in survey_ratios.items()}
     survey_ratio = {line: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
                     for line, r in survey_ratios.items()}  # fmt: skip
     # the fibers of every galaxy scored: the held-out ones, and the training cubes' when they calibrate sigma
@@ -411,7 +416,10 @@ def run(
     own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"]) if heldout_rows else {}
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
-    null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio}
+    own_colours = fiber_colours(heldout_rows, one_fiber.config)
+    null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio, "colour_relation": colour_relation,
+                   "own_colour": {int(row["targetid"]): float(c) for row, c in zip(heldout_rows, own_colours,
+                                                                                   strict=True)}}  # fmt: skip
     # the observed fiber each held-out galaxy's one_fiber prediction is conditioned on (its DESI row)
     observed_fibers = {int(row["targetid"]): row for row in heldout_rows}
     fiber_conditioning = None
@@ -469,6 +477,14 @@ def run(
         "n_fibers": int(len(picked)),
         "unit": "line flux (1e-17 erg/s/cm2) per nanomaggy of r-band image light in the fiber aperture",
     }
+    results["null_colour_relation"] = {
+        "per_line": colour_relation,
+        "colour": "-".join(COLOUR_BANDS),
+        "n_fibers": int(len(picked)),
+        "meaning": "median line-to-light ratio of the null_light fibers in bins of equal counts of their colour "
+        "(AB mag, image light in the fiber aperture), linear between bin centres "
+        "(scoreboard.fit_colour_ratio_relation)",
+    }
     results["setting"] = {
         **setting,
         "seed": seed,
@@ -518,6 +534,12 @@ def run(
             lines.append(f"  the one-fiber claim alone (one_fiber and the nulls positive): {first['ha_num_spaxels']}"
                          f" spaxels of {first['ha_num_galaxies']} galaxies")  # fmt: skip
             lines.extend("    " + _score_line_text(name, claim["models"][name]) for name in claim["models"])
+        colour = results[set_name].get("colour_nulls")
+        if colour is not None:
+            first = colour["models"]["one_fiber"]
+            lines.append(f"  with the colour nulls (image colour too; all five positive): {first['ha_num_spaxels']}"
+                         f" spaxels of {first['ha_num_galaxies']} galaxies")  # fmt: skip
+            lines.extend("    " + _score_line_text(name, colour["models"][name]) for name in colour["models"])
         before = results[set_name]["sigma_calibration"]["per_line"]["Halpha"]
         fit = results.get("sigma_calibration_fit")
         if before["fitted_on_this_set"]:

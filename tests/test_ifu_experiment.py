@@ -74,6 +74,11 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         )
         claim = block["fiber_claim"]["models"]
         assert set(claim) == {"one_fiber", "null_fiber", "null_light"}
+        colour = block["colour_nulls"]["models"]
+        assert set(colour) == {"one_fiber", "null_fiber", "null_light", "null_colour", "null_fiber_colour"}
+        # the same maps on fewer or the same spaxels: where the claim's count is unchanged, the same scores
+        if colour["one_fiber"]["ha_num_spaxels"] == claim["one_fiber"]["ha_num_spaxels"]:
+            assert colour["null_fiber"]["ha_scatter_dex"] == claim["null_fiber"]["ha_scatter_dex"]
         for prefix in ("ha", "nii", "hb", "oiii"):
             counts = {models[m][f"{prefix}_num_spaxels"] for m in models}
             assert len(counts) == 1  # every model on the same spaxels
@@ -81,6 +86,9 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
             claim_counts = {claim[m][f"{prefix}_num_spaxels"] for m in claim}
             assert len(claim_counts) == 1 and claim_counts.pop() >= counts.pop()
             assert claim["one_fiber"][f"{prefix}_num_galaxies"] >= models["one_fiber"][f"{prefix}_num_galaxies"]
+            # the colour nulls beside the claim's models: a subset of the claim's spaxels (all five positive)
+            colour_counts = {colour[m][f"{prefix}_num_spaxels"] for m in colour}
+            assert len(colour_counts) == 1 and colour_counts.pop() <= claim["one_fiber"][f"{prefix}_num_spaxels"]
         for model in models.values():
             assert 0.0 <= model["ha_failed_fraction"] <= 1.0
             if model["ha_num_spaxels"] >= 3:
@@ -92,6 +100,11 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         assert models["one_fiber"]["spectrum_coverage_1sigma"] is None
         assert models["null_light"]["coverage_1sigma"] is None
     assert len(seen) == 4
+    # the colour nulls' relation, fitted on the null_light fibers: one median per colour bin
+    relation = metrics["null_colour_relation"]
+    assert relation["colour"] == "g-r"
+    ha = relation["per_line"]["Halpha"]
+    assert len(ha["colour_centres"]) == len(ha["median_ratio"]) == 10 and sum(ha["num_fibers"]) <= relation["n_fibers"]
     # one_fiber's sigma: calibrated on the validation set, applied as fitted there to the test set
     fitted = metrics["validation"]["sigma_calibration"]["per_line"]["Halpha"]
     applied = metrics["test"]["sigma_calibration"]["per_line"]["Halpha"]

@@ -13,8 +13,13 @@ from scipy.stats import pearsonr
 
 from galspec_hf.io import read_legacy_cutout, read_manga_cube
 from galspec_hf.scoreboard import (
+    aperture_colour,
+    colour_line_to_light_ratio,
+    colour_null_maps,
     draw_evaluation_sets,
     exclude_targets,
+    fiber_colours,
+    fit_colour_ratio_relation,
     flatten_line_scores,
     galaxy_class,
     image_light,
@@ -169,6 +174,74 @@ def test_image_light_matches_a_supersampled_aperture():
     point[config.bands.index(config.normalization_band), 24, 24] = 7.0
     light = image_light(point, np.array([[0.0, 0.0], [3.0, 0.0]]), 1.5, config)
     assert light.tolist() == pytest.approx([7.0, 0.0])
+
+
+def test_image_light_in_each_band_and_the_colour_of_an_aperture():
+    """A point source twice as bright in g as in r has g - r = -2.5 log10(2) = -0.753 mag in any aperture that holds
+    it; z is measured from its own plane; a band the config does not have is a clear error."""
+    from galspec_hf import GalSpecConfig
+
+    config = GalSpecConfig(image_size=48)
+    image = np.zeros((3, 48, 48), np.float32)
+    for band, value in (("g", 4.0), ("r", 2.0), ("z", 1.0)):
+        image[config.bands.index(band), 24, 24] = value
+    at = np.array([[0.0, 0.0]])
+    lights = {band: image_light(image, at, 1.5, config, band=band)[0] for band in ("g", "r", "z")}
+    assert lights == pytest.approx({"g": 4.0, "r": 2.0, "z": 1.0})
+    assert image_light(image, at, 1.5, config)[0] == pytest.approx(2.0)  # the normalization band (r) by default
+    assert aperture_colour(lights["g"], lights["r"]) == pytest.approx(-2.5 * math.log10(2.0))
+    assert np.isnan(aperture_colour([0.0, 1.0, np.nan], [1.0, -1.0, 1.0])).all()  # no light: no colour
+    with pytest.raises(ValueError, match="`band`.*'u'"):
+        image_light(image, at, 1.5, config, band="u")
+    # a fiber row's colour: its own image, offset, diameter and pixel scale
+    row = {"image": image, "fiber_offset": np.zeros(2), "fiber_diameter": 1.5, "pixel_scale": 0.262}
+    assert fiber_colours([row, row], config).tolist() == pytest.approx([-0.753, -0.753], abs=1e-3)
+
+
+def test_colour_ratio_relation_follows_a_trend_in_bins_of_equal_counts():
+    """Fibers whose line-to-light ratio falls linearly with colour (red fibers: weaker lines): the binned medians
+    follow the line, each bin holds the same number of fibers, the relation interpolates between the bin centres
+    and keeps the end values beyond them; non-finite pairs are left out and too few fibers give an empty relation."""
+    rng = np.random.default_rng(3)
+    colour = rng.uniform(0.2, 1.2, 1000)
+    ratio = 10.0 - 8.0 * colour + rng.normal(0, 0.2, colour.size)
+    colour[:7] = np.nan  # no light in g or r: left out
+    relation = fit_colour_ratio_relation(colour, ratio, num_bins=10)
+    assert sum(relation["num_fibers"]) == 993 and max(relation["num_fibers"]) - min(relation["num_fibers"]) <= 1
+    centres, medians = np.array(relation["colour_centres"]), np.array(relation["median_ratio"])
+    assert np.all(np.diff(centres) > 0)
+    np.testing.assert_allclose(medians, 10.0 - 8.0 * centres, atol=0.1)
+    between = 0.5 * (centres[3] + centres[4])
+    assert colour_line_to_light_ratio(relation, between) == pytest.approx(0.5 * (medians[3] + medians[4]))
+    ends = colour_line_to_light_ratio(relation, np.array([-5.0, 5.0, np.nan]))
+    assert ends[:2].tolist() == [medians[0], medians[-1]] and np.isnan(ends[2])
+    empty = fit_colour_ratio_relation(colour[:5], ratio[:5], num_bins=10)
+    assert empty["colour_centres"] == [] and np.isnan(colour_line_to_light_ratio(empty, [0.5])).all()
+    with pytest.raises(ValueError, match="same shape"):
+        fit_colour_ratio_relation(colour, ratio[:10])
+
+
+def test_colour_null_maps_move_the_fiber_ratio_along_the_colour_relation():
+    """A galaxy whose line-to-light ratio follows the survey's colour relation, scaled by its own factor: the
+    fiber-and-colour null recovers its line map exactly (the factor from its fiber, the gradient from its colours),
+    the colour-only null misses by the factor, and a flat relation reduces both to the light nulls."""
+    relation = {"colour_centres": [0.0, 1.0], "median_ratio": [4.0, 1.0], "num_fibers": [50, 50]}
+    colour_map = np.array([[0.1, 0.4], [0.7, 0.9]])
+    light = np.array([[3.0, 2.0], [1.5, 1.0]])
+    factor, fiber_colour = 1.7, 0.4
+    truth = factor * colour_line_to_light_ratio(relation, colour_map) * light
+    own_ratio = factor * float(colour_line_to_light_ratio(relation, fiber_colour))
+    null_colour, null_fiber_colour = colour_null_maps(relation, own_ratio, fiber_colour, colour_map, light)
+    np.testing.assert_allclose(null_fiber_colour, truth)
+    np.testing.assert_allclose(null_colour, truth / factor)
+    flat = {"colour_centres": [0.0, 1.0], "median_ratio": [2.0, 2.0], "num_fibers": [50, 50]}
+    null_colour, null_fiber_colour = colour_null_maps(flat, own_ratio, fiber_colour, colour_map, light)
+    np.testing.assert_allclose(null_colour, null_line_map(2.0, light))
+    np.testing.assert_allclose(null_fiber_colour, null_line_map(own_ratio, light))
+    # no line at the fiber's colour in the relation, or no fiber ratio: the fiber-and-colour null is undefined
+    dark = {"colour_centres": [0.0, 1.0], "median_ratio": [2.0, 0.0], "num_fibers": [50, 50]}
+    assert np.isnan(colour_null_maps(dark, own_ratio, 1.0, colour_map, light)[1]).all()
+    assert np.isnan(colour_null_maps(relation, float("nan"), fiber_colour, colour_map, light)[1]).all()
 
 
 def test_smoothing_to_manga_psf_conserves_flux_and_widens():

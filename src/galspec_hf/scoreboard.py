@@ -42,6 +42,11 @@ from galspec_hf.metrics import coverage_curve, log_ratio_statistics
 from galspec_hf.spectral import desi_sigma_kms
 from galspec_hf.strict_json import to_strict_json, write_strict_json  # noqa: F401  (to_strict_json re-exported)
 
+#: The colour of the colour nulls (:func:`colour_null_maps`): g - r, a standard proxy of a stellar population's age
+#: and specific star formation (e.g. Strateva et al. 2001, AJ 122, 1861), measured in the same aperture as the light.
+COLOUR_BANDS = ("g", "r")
+#: Colour bins of equal counts in the colour null's relation: 1000 fibers give 100 a bin, a median to ~0.1 dex.
+COLOUR_RELATION_BINS = 10
 # Short metric prefixes of the compared lines, used in metrics.json keys (``ha_pearson_r``, ``nii_...``).
 LINE_PREFIXES = {"Halpha": "ha", "NII_6585": "nii", "Hbeta": "hb", "OIII_5008": "oiii"}
 # The two classes scored separately; from the truth table's boolean `star_forming` column.
@@ -185,6 +190,7 @@ def image_light(
     config,
     pixel_scale: float | None = None,
     batch_size: int = 256,
+    band: str | None = None,
 ) -> np.ndarray:
     """Image light (nanomaggies) in circular apertures at sky offsets, with the model's own aperture helpers.
 
@@ -193,24 +199,91 @@ def image_light(
     image : array (bands, H, W), nanomaggies per pixel, centred on the offsets' origin
     offsets_arcsec : array (..., 2), arcsec east/north of the image centre
     diameter_arcsec : float, the aperture diameter
-    config : GalSpecConfig; its `bands` and `normalization_band` pick the band, `pixel_scale` the scale
-        (unless `pixel_scale` is given). The aperture-flux floor is not applied: the light is the plain sum
-        of `fiber_aperture_weights` x the band image, so a faint spaxel is not lifted to the floor.
+    config : GalSpecConfig; its `bands` name the image planes, `normalization_band` is the band measured unless
+        `band` is given, `pixel_scale` the scale (unless `pixel_scale` is given). The aperture-flux floor is not
+        applied: the light is the plain sum of `fiber_aperture_weights` x the band image, so a faint spaxel is not
+        lifted to the floor.
+    band : str, optional, one of `config.bands` (default: `config.normalization_band`)
 
     Returns an array of shape (...).
     """
     import torch
 
-    from galspec_hf.models.galspec.processing_galspec import aperture_light, normalization_band_image
+    from galspec_hf.models.galspec.processing_galspec import aperture_light
 
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[-1] != image.shape[-2]:
         raise ValueError(f"`image` must be (bands, H, H), got {image.shape}")
+    band = config.normalization_band if band is None else band
+    if band not in config.bands:
+        raise ValueError(f"`band` must be one of the config's bands {config.bands}, got {band!r}")
     scale = float(config.pixel_scale if pixel_scale is None else pixel_scale)
-    band = normalization_band_image(torch.from_numpy(image)[None], config)[0]  # (H, W)
+    plane = torch.from_numpy(image[config.bands.index(band)])
+    band_image = torch.nan_to_num(plane, nan=0.0, posinf=0.0, neginf=0.0)  # (H, W), as normalization_band_image
     offsets = np.asarray(offsets_arcsec, dtype=np.float32)
-    light = aperture_light(band, torch.from_numpy(offsets), diameter_arcsec, scale, batch_size)
+    light = aperture_light(band_image, torch.from_numpy(offsets), diameter_arcsec, scale, batch_size)
     return light.numpy().reshape(offsets.shape[:-1])
+
+
+def aperture_colour(blue_light, red_light) -> np.ndarray:
+    """A colour in AB magnitudes, -2.5 log10(blue / red), of two lights in the same apertures (nanomaggies are AB
+    fluxes, so the zero points cancel); NaN where either light is not finite and positive."""
+    blue = np.asarray(blue_light, dtype=np.float64)
+    red = np.asarray(red_light, dtype=np.float64)
+    good = np.isfinite(blue) & np.isfinite(red) & (blue > 0) & (red > 0)
+    return np.where(good, -2.5 * np.log10(np.where(good, blue, 1.0) / np.where(good, red, 1.0)), np.nan)
+
+
+def fit_colour_ratio_relation(colours, ratios, num_bins: int = COLOUR_RELATION_BINS) -> dict:
+    """The colour null's relation: the median line-to-light ratio in `num_bins` colour bins of equal counts.
+
+    colours, ratios : (N,) fiber colours (:func:`aperture_colour`) and line-to-light ratios (:func:`fiber_ratios`);
+        pairs with a non-finite member are left out (a ratio <= 0 stays, as for the survey median of ``null_light``).
+    Returns ``{"colour_centres", "median_ratio", "num_fibers"}`` (lists, one per bin, the centre being the bin's
+    median colour), or empty lists when fewer than `num_bins` pairs are usable.
+    """
+    if num_bins < 1:
+        raise ValueError(f"`num_bins` must be >= 1, got {num_bins}")
+    colours = np.asarray(colours, dtype=np.float64)
+    ratios = np.asarray(ratios, dtype=np.float64)
+    if colours.shape != ratios.shape:
+        raise ValueError(f"`colours` {colours.shape} and `ratios` {ratios.shape} must have the same shape")
+    usable = np.isfinite(colours) & np.isfinite(ratios)
+    if usable.sum() < num_bins:
+        return {"colour_centres": [], "median_ratio": [], "num_fibers": []}
+    order = np.argsort(colours[usable], kind="stable")
+    bins = np.array_split(order, num_bins)  # equal counts, in colour order
+    colour, ratio = colours[usable], ratios[usable]
+    return {"colour_centres": [float(np.median(colour[b])) for b in bins],
+            "median_ratio": [float(np.median(ratio[b])) for b in bins],
+            "num_fibers": [int(b.size) for b in bins]}  # fmt: skip
+
+
+def colour_line_to_light_ratio(relation: dict, colour) -> np.ndarray:
+    """The line-to-light ratio that a :func:`fit_colour_ratio_relation` relation gives at each `colour`: linear
+    between bin centres, the end bins' values beyond them; NaN where the colour is NaN or the relation empty."""
+    colour = np.asarray(colour, dtype=np.float64)
+    centres, medians = relation["colour_centres"], relation["median_ratio"]
+    if not centres:
+        return np.full(colour.shape, np.nan)
+    return np.where(np.isfinite(colour), np.interp(np.nan_to_num(colour), centres, medians), np.nan)
+
+
+def colour_null_maps(relation: dict, own_ratio: float, fiber_colour: float, colour_map, light_map):
+    """The two colour nulls of one line and galaxy, ``(null_colour, null_fiber_colour)`` maps like `light_map`.
+
+    ``null_colour``: the relation's ratio at each spaxel's colour times its light (image alone: light and colour).
+    ``null_fiber_colour``: the galaxy's own fiber ratio, moved by the relation from the fiber's colour to each
+    spaxel's (x relation(spaxel) / relation(fiber)), times the light (image and fiber). NaN where the relation
+    gives <= 0 at the fiber's colour (the quotient is then undefined) or the fiber ratio is NaN.
+    """
+    spaxel = colour_line_to_light_ratio(relation, colour_map)
+    at_fiber = float(colour_line_to_light_ratio(relation, np.asarray(fiber_colour)))
+    light_map = np.asarray(light_map, dtype=np.float64)
+    null_colour = spaxel * light_map
+    if not (np.isfinite(at_fiber) and at_fiber > 0 and np.isfinite(own_ratio)):
+        return null_colour, np.full(light_map.shape, np.nan)
+    return null_colour, float(own_ratio) * spaxel / at_fiber * light_map
 
 
 def fit_fiber_line_fluxes(wavelength, flux, ivar, mask, redshift, lines, continuum: str = "template"):
@@ -479,8 +552,13 @@ NETWORK_MODELS = ("one_fiber", "image_only", "supervised")
 #: set) on the spaxels where these three are positive. ``image_only`` and ``supervised`` fail (non-positive line flux)
 #: on whole galaxies, which removes those galaxies from the common spaxels of every model; this block keeps them.
 FIBER_CLAIM_MODELS = ("one_fiber", "null_fiber", "null_light")
+#: Two diagnostic nulls that use the image's colour as well as its light (:func:`colour_null_maps`): scored, when the
+#: experiment fits their relation, with the fiber-claim models (``colour_nulls`` in an evaluated set). They ask
+#: whether the information a model would need beyond the light is in the image's colours.
+COLOUR_NULLS = ("null_colour", "null_fiber_colour")
 MODEL_TITLES = {"one_fiber": "one fiber", "image_only": "image only", "supervised": "supervised",
-                "null_light": "null light", "null_fiber": "null fiber"}  # fmt: skip
+                "null_light": "null light", "null_fiber": "null fiber", "null_colour": "null colour",
+                "null_fiber_colour": "null fiber colour"}  # fmt: skip
 
 
 def spaxel_offsets_from_cutout(cube, cutout) -> np.ndarray:
@@ -618,14 +696,25 @@ def fiber_ratios(rows, wavelength: np.ndarray, config, continuum: str, fluxes: d
     :func:`fiber_line_fluxes`) over the image light in its aperture ({line: (N,)}, 1e-17 erg/s/cm2 per
     nanomaggy)."""
     fluxes = fiber_line_fluxes(rows, wavelength, continuum) if fluxes is None else fluxes
-    light = np.array(
+    light = fiber_light(rows, config)
+    return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
+
+
+def fiber_light(rows, config, band: str | None = None) -> np.ndarray:
+    """(N,) image light (nanomaggies) in each fiber row's own aperture (its image, offset, diameter and pixel scale),
+    in `band` (default: the config's normalization band; :func:`image_light`)."""
+    return np.array(
         [
             image_light(np.asarray(r["image"]), np.asarray(r["fiber_offset"])[None], float(r["fiber_diameter"]),
-                        config, pixel_scale=float(r["pixel_scale"]))[0]
+                        config, pixel_scale=float(r["pixel_scale"]), band=band)[0]
             for r in rows
         ]
     )  # fmt: skip
-    return {line: line_to_light_ratio(fluxes[line], light) for line in LINES}
+
+
+def fiber_colours(rows, config) -> np.ndarray:
+    """(N,) :data:`COLOUR_BANDS` colour (AB mag) of the image light in each fiber row's own aperture."""
+    return aperture_colour(*(fiber_light(rows, config, band=band) for band in COLOUR_BANDS))
 
 
 def predicted_fiber_line_fluxes(model, rows, continuum: str, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -766,7 +855,8 @@ def evaluate_set(
     null_inputs : {"survey_ratio": {line: ratio}, "own_ratio": {targetid: {line: ratio}}} (:func:`fiber_ratios`), and
         for the anchor and residual conditioning ``"predicted_ratio"``: {targetid: {line: ratio}}, the line-to-light
         ratio of the image-only model's prediction at the galaxy's observed fiber (:func:`predicted_fiber_line_fluxes`
-        through :func:`fiber_ratios`)
+        through :func:`fiber_ratios`). Optional, for the :data:`COLOUR_NULLS`: ``"colour_relation"``: {line:
+        :func:`fit_colour_ratio_relation`} and ``"own_colour"``: {targetid: the fiber's colour (:func:`fiber_colours`)}
     wave : the models' wavelength grid (A)
     observed_fibers : {targetid: the galaxy's DESI data-set row (flux, ivar, fiber_offset, fiber_diameter)}: the
         observed fiber that ``one_fiber`` is conditioned on (a galaxy without one gets no one_fiber map)
@@ -803,9 +893,11 @@ def evaluate_set(
     observed_fibers = observed_fibers or {}
     per_line = {
         line: {"maps": {m: [] for m in MODELS}, "weighted": {m: [] for m in NETWORK_MODELS},
-               "sigma": {m: [] for m in NETWORK_MODELS}, "truth": [], "selection": []}
+               "sigma": {m: [] for m in NETWORK_MODELS}, "colour": {m: [] for m in COLOUR_NULLS}, "truth": [],
+               "selection": []}
         for line in LINES
     }  # fmt: skip
+    colour_relation = null_inputs.get("colour_relation")
     spectra = {m: {"obs": [], "ivar": [], "mean": [], "sigma": []} for m in NETWORK_MODELS}
     classes, records, panels, distances = [], [], {line: [] for line in LINES}, []
     for galaxy in galaxies:
@@ -837,10 +929,18 @@ def evaluate_set(
         for name, (mean, sigma) in cubes.items():
             fits[name] = fit_maps(wave, mean, sigma, z, weighted=False, where=needed)[0]
             weighted[name] = fit_maps(wave, mean, sigma, z, weighted=True, where=needed)
-        light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
-                            pixel_scale=cutout.pixel_scale_arcsec)  # fmt: skip
-        light_smoothed = smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
+
+        def spaxel_light(band=None, cutout=cutout, offsets=offsets, in_image=in_image, psf=psf):
+            """The image light under each spaxel in `band`, smoothed to MaNGA's PSF (NaN outside the image)."""
+            light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
+                                pixel_scale=cutout.pixel_scale_arcsec, band=band)  # fmt: skip
+            return smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
+
+        light_smoothed = spaxel_light()
         own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
+        if colour_relation is not None:  # each spaxel's colour, from lights smoothed like the null's light
+            colour_map = aperture_colour(*(spaxel_light(band) for band in COLOUR_BANDS))
+            fiber_colour = null_inputs["own_colour"].get(int(galaxy["targetid"]), np.nan)
         if conditioning != "encoder" and observed is not None:
             # one_fiber from the image-only maps and the galaxy's fiber, line by line (NaN: no usable fiber value)
             predicted_ratio = null_inputs["predicted_ratio"].get(int(galaxy["targetid"]), {})
@@ -883,6 +983,10 @@ def evaluate_set(
                 data["sigma"][name].append(smooth(weighted_sigma))
             data["maps"]["null_light"].append(null_line_map(null_inputs["survey_ratio"][line], light_smoothed))
             data["maps"]["null_fiber"].append(null_line_map(own_ratio.get(line, np.nan), light_smoothed))
+            if colour_relation is not None:
+                for name, flux_map in zip(COLOUR_NULLS, colour_null_maps(colour_relation[line], own_ratio.get(
+                        line, np.nan), fiber_colour, colour_map, light_smoothed), strict=True):  # fmt: skip
+                    data["colour"][name].append(flux_map)
             if len(panels[line]) < 3:
                 panels[line].append({"name": galaxy["plateifu"], "truth": truth_map, "good": selection,
                                      "east": offsets[..., 0], "north": offsets[..., 1],
@@ -923,7 +1027,7 @@ def evaluate_set(
         calibration_used[line] = {"calibration": calibration, "fitted_on_this_set": sigma_calibration == "fit",
                                   "coverage_1sigma_uncalibrated": before["coverage_1sigma"],
                                   "coverage_2sigma_uncalibrated": before["coverage_2sigma"]}  # fmt: skip
-    line_scores, weighted_scores, claim_scores = {}, {}, {}
+    line_scores, weighted_scores, claim_scores, colour_scores = {}, {}, {}, {}
     for line, data in per_line.items():
         line_scores[line] = score_line(data["maps"], data["truth"], data["selection"], sigmas=data["sigma"],
                                        classes=classes, fiber_distances=distances)  # fmt: skip
@@ -935,12 +1039,26 @@ def evaluate_set(
             claim_scores[line] = score_line({name: data["maps"][name] for name in FIBER_CLAIM_MODELS}, data["truth"],
                                             data["selection"], sigmas=data["sigma"], classes=classes,
                                             fiber_distances=distances)  # fmt: skip
+            if colour_relation is not None:
+                colour_scores[line] = score_line(
+                    {**{name: data["maps"][name] for name in FIBER_CLAIM_MODELS}, **data["colour"]}, data["truth"],
+                    data["selection"], sigmas=data["sigma"], classes=classes, fiber_distances=distances,
+                )  # fmt: skip
     result = {"models": flatten_line_scores(line_scores)}
     if claim_scores:
         result["fiber_claim"] = {
             "models": flatten_line_scores(claim_scores),
             "meaning": "one_fiber, null_fiber and null_light on the spaxels where these three are positive (the "
             "common spaxels of `models` also need image_only and supervised, which fail on whole galaxies)",
+        }
+    if colour_scores:
+        result["colour_nulls"] = {
+            "models": flatten_line_scores(colour_scores),
+            "colour": "-".join(COLOUR_BANDS),
+            "meaning": "the fiber-claim models and two nulls that use the image's colour too, on the spaxels where "
+            "all five are positive: null_colour = ratio(colour of the spaxel) x light, the ratio from a relation "
+            "fitted on the training fibers; null_fiber_colour = the galaxy's fiber ratio x ratio(spaxel colour) / "
+            "ratio(fiber colour) x light (scoreboard.colour_null_maps)",
         }
     weighted_flat = flatten_line_scores(weighted_scores)
     result["sigma_weighted_fits"] = {m: weighted_flat[m] for m in NETWORK_MODELS}

@@ -38,6 +38,18 @@ def test_user_facing_attribute_names():
     assert (config.wavelength_min, config.wavelength_max, config.wavelength_step) == (3600.0, 9824.0, 0.8)
 
 
+def test_training_presets_carry_the_designs_chosen_on_the_validation_set():
+    """small and base train with the loss chosen on the validation set (docs/RESULTS.md): mostly whole-spectrum
+    masking, the sigma penalty, and line windows weighted 10x (design D); tiny, a smoke-test size, keeps the
+    config's defaults. A config without these keys (an older checkpoint) still loads with the old behaviour."""
+    for name in ("small", "base"):
+        config = GalSpecConfig.from_preset(name)
+        assert config.mask_mode_probabilities == [0.2, 0.2, 0.6]
+        assert (config.sigma_penalty_weight, config.line_window_weight) == (0.1, 10.0)
+    tiny = GalSpecConfig.from_preset("tiny")
+    assert (tiny.sigma_penalty_weight, tiny.line_window_weight) == (0.0, 1.0)
+
+
 def test_config_defaults_mirror_constants():
     assert configuration_galspec._DESI_WAVELENGTH_MIN_A == constants.DESI_WAVELENGTH_MIN_A
     assert configuration_galspec._DESI_WAVELENGTH_MAX_A == constants.DESI_WAVELENGTH_MAX_A
