@@ -70,17 +70,8 @@ def nanomaggies_to_flambda_astropy(flux_nanomaggies, wavelength_angstrom: float)
 
 
 def fit_manga_test_spectra(path):
-    """Read the 8 real MaNGA test spectra at ``path`` and fit them as the DAP comparison and the sanity test do:
-    one resolution vector for all (the median of the file's SRES over spectra that have one; spectrum 5 is
-    entirely masked, SRES 0). Returns (spectra, LineMaps)."""
-    from galspec_hf.analysis import fit_emission_lines
-    from galspec_hf.data import read_manga_spectra
+    """Read the 8 real MaNGA test spectra at ``path`` and fit them as the DAP comparison and the sanity test do
+    (:func:`galspec_hf.analysis.dap_reference.fit_spectra_file`, default options). Returns (spectra, LineMaps)."""
+    from galspec_hf.analysis.dap_reference import fit_spectra_file
 
-    spectra = read_manga_spectra(path)
-    usable = spectra.spectral_resolution.max(axis=1) > 0
-    resolution = np.median(spectra.spectral_resolution[usable], axis=0)
-    maps = fit_emission_lines(
-        spectra.wavelength, spectra.flux, spectra.ivar, spectra.redshift, mask=spectra.mask,
-        spectral_resolution=resolution,
-    )  # fmt: skip
-    return spectra, maps
+    return fit_spectra_file(path)

@@ -3,8 +3,11 @@
 The DAP (sdss-mangadap, from the test extra; Westfall et al. 2019, AJ 158, 231; Belfiore et al. 2019, AJ 158,
 160) is run exactly as its own test ``mangadap/tests/test_sasuke.py::test_sasuke_mpl11`` runs it: a pPXF
 stellar-continuum fit with the MILES-HC library (additive Legendre degree 8, two moments), then Sasuke with the
-ELPMPL11 line list. Used by tests/analysis/test_dap_agreement.py (agreement) and benchmarks/bench_lines.py (speed).
-``mangadap`` is imported inside :func:`run_dap` only: it is an optional dependency (``pip install -e ".[test]"``).
+ELPMPL11 line list. Used by tests/analysis/test_dap_agreement.py (agreement), examples/compare_with_dap.py (the
+table of docs/LINES.md) and benchmarks/bench_lines.py (speed). :func:`fit_spectra_file` fits the same file with
+this package's fitter, :func:`compared_spectra` picks the spectra where the DAP's fit can be trusted and
+:func:`compare_with_dap` puts the two side by side. ``mangadap`` is imported inside :func:`run_dap` only: it is
+an optional dependency (``pip install -e ".[test]"``).
 """
 
 from __future__ import annotations
@@ -13,10 +16,19 @@ import numpy as np
 
 from .. import constants as C
 
-__all__ = ["DAP_LINES", "run_dap"]
+__all__ = ["DAP_LINES", "compare_with_dap", "compared_spectra", "fit_spectra_file", "run_dap"]
 
 #: DAP ELPMPL11 names of the compared lines -> this package's names.
 DAP_LINES = {"Ha-6564": "Halpha", "Hb-4862": "Hbeta", "NII-6585": "NII_6585", "OIII-5008": "OIII_5008"}
+#: A DAP line's flux S/N must exceed this for the line to be compared.
+DAP_MIN_SNR = 3.0
+#: A DAP dispersion at or above this is at (or next to) the DAP's 1000 km/s upper bound: the fit looks wrong.
+DAP_DISPERSION_AT_BOUND_KMS = 990.0
+#: ELPMPL11 ties [NII] 6585's velocity to H-alpha's and bounds its dispersion within 1.4x of H-alpha's. Where the
+#: DAP's [NII] dispersion is still more than this many times its H-alpha dispersion, the broad [NII] Gaussian takes
+#: H-alpha's wings (spectrum 3 of ../shared/data/manga/MaNGA_test_spectra.fits.gz: [NII] 641 km/s against
+#: H-alpha 119 km/s and [OIII] 134 km/s): H-alpha and [NII] of that spectrum are left out, [OIII] and H-beta kept.
+DAP_NII_TO_HALPHA_DISPERSION_MAX = 3.0
 
 
 def run_dap(path) -> dict:
@@ -96,4 +108,55 @@ def run_dap(path) -> dict:
     out["fit_mask"] = np.asarray(el_fit["MASK"], np.int64)
     out["stellar_velocity_kms"] = (np.asarray(sc_par["KIN"][:, 0], float) - cz) / (1 + z)
     out["stellar_dispersion_kms"] = np.asarray(sc_par["KIN"][:, 1], float)
+    return out
+
+
+def compared_spectra(dap: dict) -> tuple[dict, np.ndarray]:
+    """The spectra each line is compared on: the DAP's flux S/N > DAP_MIN_SNR, no mask bit, a dispersion below its
+    bound, and for H-alpha and [NII] not a broad [NII] (see DAP_NII_TO_HALPHA_DISPERSION_MAX). Returns ({line:
+    (n,) bool}, the (n,) bool broad-[NII] flags)."""
+    broad_nii = dap["dispersion_kms"]["NII_6585"] > DAP_NII_TO_HALPHA_DISPERSION_MAX * dap["dispersion_kms"]["Halpha"]
+    selected = {}
+    for name in DAP_LINES.values():
+        flux, err = dap["flux"][name], dap["flux_err"][name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = (err > 0) & (flux / err > DAP_MIN_SNR) & (dap["mask"][name] == 0)
+        ok &= dap["dispersion_kms"][name] < DAP_DISPERSION_AT_BOUND_KMS
+        if name in ("Halpha", "NII_6585"):
+            ok &= ~broad_nii
+        selected[name] = ok
+    return selected, broad_nii
+
+
+def fit_spectra_file(path, **kwargs):
+    """Fit a MaNGA spectra file (as :func:`run_dap` reads) with :func:`galspec_hf.analysis.fit_emission_lines`, one
+    resolution vector for all spectra (the median SRES of those that have one; a fully masked spectrum has SRES 0).
+    `kwargs` go to the fitter (e.g. ``dispersions``). Returns (spectra, LineMaps)."""
+    from ..data import read_manga_spectra
+    from .lines import fit_emission_lines
+
+    spectra = read_manga_spectra(path)
+    usable = spectra.spectral_resolution.max(axis=1) > 0
+    resolution = np.median(spectra.spectral_resolution[usable], axis=0)
+    maps = fit_emission_lines(spectra.wavelength, spectra.flux, spectra.ivar, spectra.redshift, mask=spectra.mask,
+                              spectral_resolution=resolution, **kwargs)  # fmt: skip
+    return spectra, maps
+
+
+def compare_with_dap(dap: dict, maps, selected: dict) -> dict:
+    """Per compared line, the package's fit (`maps`, a LineMaps of the same spectra) against the DAP's on the
+    `selected` spectra (:func:`compared_spectra`): ``{line: {"spectra", "ratio", "ratio_median", "z",
+    "abs_z_median", "dispersion_kms", "dap_dispersion_kms"}}``, z = (package - DAP) / both errors in quadrature, the
+    dispersions as each reports them (the package's intrinsic, the DAP's with the instrument in it)."""
+    out = {}
+    for name in DAP_LINES.values():
+        sel = selected[name]
+        ratio = maps.flux[name][sel] / dap["flux"][name][sel]
+        z = (maps.flux[name][sel] - dap["flux"][name][sel]) / np.hypot(maps.flux_err[name][sel],
+                                                                          dap["flux_err"][name][sel])  # fmt: skip
+        out[name] = {"spectra": np.flatnonzero(sel).tolist(), "ratio": ratio.tolist(),
+                     "ratio_median": float(np.median(ratio)) if ratio.size else None, "z": z.tolist(),
+                     "abs_z_median": float(np.median(np.abs(z))) if z.size else None,
+                     "dispersion_kms": maps.dispersion_kms[name][sel].tolist(),
+                     "dap_dispersion_kms": dap["dispersion_kms"][name][sel].tolist()}  # fmt: skip
     return out

@@ -4,7 +4,9 @@ The model (see docs/LINES.md): each line is a Gaussian integrated over the pixel
 ``lambda_rest (1 + z) (1 + v / c)`` and its observed width ``lambda_centre / c * sqrt(sigma^2 + sigma_inst^2)``.
 Velocity ``v`` and intrinsic dispersion ``sigma`` are tied within two kinematic groups: the Balmer lines
 (H-alpha, H-beta) and the forbidden lines ([NII], [OIII], [SII], [OII]); the MaNGA DAP also ties emission-line
-kinematics (Belfiore et al. 2019, AJ 158, 160), with its own choice of ties. [NII] 6550 = [NII] 6585 / 3.05 and
+kinematics (Belfiore et al. 2019, AJ 158, 160), with its own choice of ties. ``dispersions="free"`` (or
+``"auto"``, at high S/N) then refits each line (doublets together) with its own sigma, within 1.4x of its group's,
+as the DAP's ELPMPL11 line list bounds each line's to H-alpha's. [NII] 6550 = [NII] 6585 / 3.05 and
 [OIII] 4960 = [OIII] 5008 / 2.98 are fixed to their atomic values (Storey & Zeippen 2000). Each line complex (a
 rest-frame window) has its own straight-line continuum, fitted at the same time as the lines, so the flux error
 includes the continuum's uncertainty; a broad Gaussian trough under H-alpha and H-beta stands in for stellar
@@ -57,12 +59,32 @@ _LINE_REST_A = np.array([_LINES[name] for name in LINE_NAMES])
 #: Channel names written to the FITS headers (C01, C02, ...): the MaNGA DAP's names, as in the EMLINE_GFLUX header
 #: of ../shared/data/manga/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz.
 DAP_CHANNEL_NAMES = C.DAP_CHANNEL_NAMES
-#: Lines sharing one velocity and one intrinsic dispersion.
+#: Lines sharing one velocity (always) and one intrinsic dispersion (``dispersions="tied"``, and the first fit of
+#: every spectrum).
 KINEMATIC_GROUPS = {
     "balmer": ("Hbeta", "Halpha"),
     "forbidden": ("OII_3727", "OII_3730", "OIII_4960", "OIII_5008", "NII_6550", "NII_6585", "SII_6718", "SII_6733"),
 }
 _GROUP_INDEX = {name: i for i, group in enumerate(KINEMATIC_GROUPS.values()) for name in group}
+#: Lines sharing one dispersion when the dispersions are free (``dispersions="free"``, or ``"auto"`` at high S/N):
+#: each line with its own, the members of a doublet together. As in the MaNGA DAP's line list ELPMPL11
+#: (sdss-mangadap, mangadap/data/emission_lines/elpmpl11.par): [OIII] 4960, [NII] 6550 tied to their partners in
+#: velocity and dispersion, the other lines free in dispersion within a factor DISPERSION_TIE_FACTOR.
+FREE_DISPERSION_GROUPS = {
+    "Hbeta": ("Hbeta",),
+    "Halpha": ("Halpha",),
+    "OII": ("OII_3727", "OII_3730"),
+    "OIII": ("OIII_4960", "OIII_5008"),
+    "NII": ("NII_6550", "NII_6585"),
+    "SII": ("SII_6718", "SII_6733"),
+}
+#: A free dispersion stays within this factor of its kinematic group's tied dispersion (fitted first): ELPMPL11's
+#: inequality tie of each line's sigma to H-alpha's ("1.4" in its tie column), here relative to the tied fit.
+DISPERSION_TIE_FACTOR = 1.4
+#: With ``dispersions="auto"`` the dispersions are freed in spectra whose strongest fitted line (flux over its
+#: error, in the tied fit) reaches this S/N; below it a line's own width is too poorly measured to help.
+FREE_DISPERSION_MIN_SNR = 10.0
+DISPERSION_MODES = ("tied", "free", "auto")
 
 #: Rest-frame fitting windows (vacuum Angstrom) of the line complexes; each has its own linear continuum. They
 #: leave >= 20 A (~1000 km/s at H-alpha) of continuum on both sides of the outermost lines.
@@ -98,7 +120,8 @@ BALMER_ABSORPTION_SIGMA_KMS = 450.0
 _N_ABS = len(_ABSORPTION)
 _I_CONT = _N_COMP + _N_ABS
 _N_LIN = _I_CONT + 2 * len(_COMPLEXES)  # line fluxes, absorption depths, (offset, slope) per complex
-_N_NONLIN = 2 * len(KINEMATIC_GROUPS)  # (v, sigma^2) per group
+# the non-linear parameters: one v per kinematic group (_N_VEL), then one sigma^2 per dispersion group
+_N_VEL = len(KINEMATIC_GROUPS)
 #: The linear parameters (columns of the design matrix) of each complex: its line components, its Balmer
 #: absorption, its continuum offset and slope. A column is non-zero only on its complex's pixels, so at fixed
 #: kinematics the normal equations split into one small system per complex.
@@ -141,7 +164,8 @@ class LineMaps:
         The same for all lines of a kinematic group (:data:`KINEMATIC_GROUPS`).
     dispersion_kms, dispersion_err_kms : dict of str -> ndarray, shape (...)
         Intrinsic Gaussian sigma, km/s, the instrument removed in quadrature (0 for lines narrower than the
-        instrument). Same within a group.
+        instrument). Same within a kinematic group, or within a doublet where the fit freed the dispersions
+        (``dispersions`` of :func:`fit_emission_lines`).
     ew_rest_a, ew_rest_err_a : dict of str -> ndarray, shape (...)
         Rest-frame equivalent width, Angstrom, positive for emission: flux / continuum(line centre) / (1 + z),
         the continuum being the fitted straight line of the line's complex. NaN where that continuum is <= 0.
@@ -220,7 +244,7 @@ class LineMaps:
             wcs_header["WCSPLACE"] = (True, "placeholder WCS: sky position unknown")
         primary = fits.Header() if header is None else fits.Header(header)
         primary["AUTHOR"] = "galspec_hf.analysis.lines"
-        primary["LINEFIT"] = ("Gaussian; v, sigma tied: Balmer, forbidden", "docs/LINES.md")
+        primary["LINEFIT"] = ("Gaussian; v tied: Balmer, forbidden", "docs/LINES.md")
         no_value = (1 << C.DAP_MASK_NOVALUE_BIT) | (1 << C.DAP_MASK_DONOTUSE_BIT)
 
         def finite(data) -> np.ndarray:
@@ -343,9 +367,15 @@ class _Chunk:
     """Pixels of the line windows of n spectra, gathered into (n, P) arrays, plus the model and its derivatives."""
 
     def __init__(self, wavelength, edges, sigma_inst_pix, flux, weight, redshift, balmer_absorption=True,
-                 baseline=True):  # fmt: skip
+                 baseline=True, dispersion_groups=None):  # fmt: skip
         n = flux.shape[0]
         self.n = n
+        # the non-linear parameters theta: v of each kinematic group, then sigma^2 of each dispersion group
+        self.dispersion_groups = KINEMATIC_GROUPS if dispersion_groups is None else dispersion_groups
+        q_index = {line: i for i, group in enumerate(self.dispersion_groups.values()) for line in group}
+        self.n_nonlin = _N_VEL + len(self.dispersion_groups)
+        self.v_column = [_GROUP_INDEX[members[0][0]] for _, _, members in _COMPONENTS]  # per component
+        self.q_column = [_N_VEL + q_index[members[0][0]] for _, _, members in _COMPONENTS]
         self.redshift = redshift
         one_plus_z = 1.0 + redshift
         blocks, index_list, valid_list = {}, [], []
@@ -424,8 +454,9 @@ class _Chunk:
         return cdf[:, 1:] - cdf[:, :-1], z
 
     def component_column(self, k: int, theta: np.ndarray, jacobian: bool):
-        """Column of line component k on its complex's pixels, (n, P_block), at kinematics ``theta`` (n, 4), zero
-        at unused pixels; with `jacobian`, also its derivatives in v (km/s) and q = sigma^2 ((km/s)^2)."""
+        """Column of line component k on its complex's pixels, (n, P_block), at kinematics ``theta`` (n,
+        n_nonlin), zero at unused pixels; with `jacobian`, also its derivatives in v (km/s) and q = sigma^2
+        ((km/s)^2)."""
         _, cplx, members = _COMPONENTS[k]
         inv_c = 1.0 / _C_KMS
         sl = self.blocks[cplx]
@@ -433,9 +464,8 @@ class _Chunk:
         col = np.zeros_like(dlam)
         d_v = np.zeros_like(dlam) if jacobian else None
         d_q = np.zeros_like(dlam) if jacobian else None
-        group = _GROUP_INDEX[members[0][0]]
-        v = theta[:, 2 * group]
-        q = theta[:, 2 * group + 1]
+        v = theta[:, self.v_column[k]]
+        q = theta[:, self.q_column[k]]
         for line, ratio in members:
             mu0 = self.centre0[line]
             mu = mu0 * (1.0 + v * inv_c)
@@ -454,25 +484,26 @@ class _Chunk:
                 ds_dq = mu * inv_c / (2.0 * s_kms)
                 d_v += ratio * (dp_dmu * dmu_dv[:, None] + dp_ds * ds_dv[:, None])
                 d_q += ratio * dp_ds * ds_dq[:, None]
-        return col * (self.w[:, sl] > 0), group, d_v, d_q
+        return col * (self.w[:, sl] > 0), d_v, d_q
 
     def design(self, theta: np.ndarray, jacobian: bool):
-        """Design matrix B (n, P, K) at ``theta`` (n, 4) and, if asked, dB/dtheta of the line columns.
+        """Design matrix B (n, P, K) at ``theta`` (n, n_nonlin) and, if asked, dB/dtheta of the line columns.
 
-        Returns B and a list of (k, group, block slice, dB_k/dv, dB_k/dq), each derivative (n, P_block) on the
-        block of component k's complex (v in km/s, q = sigma^2 in (km/s)^2).
+        Returns B and a list of (k, block slice, dB_k/dv, dB_k/dq), each derivative (n, P_block) on the block of
+        component k's complex (v in km/s, q = sigma^2 in (km/s)^2).
         """
         design = self.base.copy()
         derivs = []
         for k, (_, cplx, _) in enumerate(_COMPONENTS):
             sl = self.blocks[cplx]
-            design[:, sl, k], group, d_v, d_q = self.component_column(k, theta, jacobian)
+            design[:, sl, k], d_v, d_q = self.component_column(k, theta, jacobian)
             if jacobian:
-                derivs.append((k, group, sl, d_v, d_q))
+                derivs.append((k, sl, d_v, d_q))
         return design, derivs
 
     def solve_linear_blocks(self, theta: np.ndarray):
-        """Weighted least squares for the amplitudes at fixed kinematics ``theta`` (n, 4): (alpha (n, K), chi2 (n,)).
+        """Weighted least squares for the amplitudes at fixed kinematics ``theta`` (n, n_nonlin): (alpha (n, K),
+        chi2 (n,)).
 
         Solved one complex at a time (at fixed kinematics its normal equations are independent of the others'),
         without building the whole design matrix."""
@@ -494,10 +525,10 @@ class _Chunk:
 
     def full_jacobian(self, theta, alpha):
         design, derivs = self.design(theta, jacobian=True)
-        jac_nl = np.zeros(design.shape[:2] + (_N_NONLIN,))
-        for k, group, sl, d_v, d_q in derivs:
-            jac_nl[:, sl, 2 * group] += alpha[:, k, None] * d_v
-            jac_nl[:, sl, 2 * group + 1] += alpha[:, k, None] * d_q
+        jac_nl = np.zeros(design.shape[:2] + (self.n_nonlin,))
+        for k, sl, d_v, d_q in derivs:
+            jac_nl[:, sl, self.v_column[k]] += alpha[:, k, None] * d_v
+            jac_nl[:, sl, self.q_column[k]] += alpha[:, k, None] * d_q
         jac_nl *= (self.w > 0)[..., None]
         model = (design @ alpha[..., None])[..., 0]
         return np.concatenate([jac_nl, design], axis=2), model
@@ -520,32 +551,40 @@ def _solve_scaled(normal: np.ndarray, rhs: np.ndarray, damping=None) -> np.ndarr
     return step / d
 
 
-def _clip_theta(theta: np.ndarray, q_min: np.ndarray) -> np.ndarray:
+def _clip_theta(theta: np.ndarray, q_min: np.ndarray, q_max: np.ndarray) -> np.ndarray:
     theta = theta.copy()
-    theta[:, 0::2] = np.clip(theta[:, 0::2], -VELOCITY_LIMIT_KMS, VELOCITY_LIMIT_KMS)
-    theta[:, 1::2] = np.clip(theta[:, 1::2], q_min, SIGMA_LIMIT_KMS**2)
+    theta[:, :_N_VEL] = np.clip(theta[:, :_N_VEL], -VELOCITY_LIMIT_KMS, VELOCITY_LIMIT_KMS)
+    theta[:, _N_VEL:] = np.clip(theta[:, _N_VEL:], q_min, q_max)
     return theta
 
 
-def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
-    n = chunk.n
+def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True, start=None, q_bounds=None):
+    """Fit the spectra of `chunk`: a grid search then Levenberg-Marquardt, or only the latter from `start` (n,
+    n_nonlin + K parameters). `q_bounds`: (q_min, q_max), each (n, number of dispersion groups), the range of
+    sigma^2 ((km/s)^2); default [0, SIGMA_LIMIT_KMS^2]. Returns (params, cov, chi2 / dof, q_min)."""
+    n, n_nonlin, n_q = chunk.n, chunk.n_nonlin, chunk.n_nonlin - _N_VEL
     # no line narrower than the instrument (q = sigma^2 >= 0): allowing sigma_total < sigma_inst let low-S/N fits
     # latch onto single noisy pixels (H-alpha flux pulls of std 1.6 instead of 1.4 at S/N 3)
-    q_min = np.zeros((n, len(KINEMATIC_GROUPS)))
-    # 1. grid search over a shared (v, sigma)
-    best_chi2 = np.full(n, np.inf)
-    theta = np.zeros((n, _N_NONLIN))
-    alpha = np.zeros((n, _N_LIN))
-    for sigma in _GRID_SIGMA_KMS:
-        for v in _GRID_VELOCITY_KMS:
-            trial = np.tile([v, sigma**2], len(KINEMATIC_GROUPS))[None].repeat(n, axis=0)
-            a, chi2 = chunk.solve_linear_blocks(trial)
-            better = chi2 < best_chi2
-            best_chi2 = np.where(better, chi2, best_chi2)
-            theta[better] = trial[better]
-            alpha[better] = a[better]
+    q_min, q_max = (np.zeros((n, n_q)), np.full((n, n_q), SIGMA_LIMIT_KMS**2)) if q_bounds is None else q_bounds
+    if start is None:
+        # 1. grid search over a shared (v, sigma)
+        best_chi2 = np.full(n, np.inf)
+        theta = np.zeros((n, n_nonlin))
+        alpha = np.zeros((n, _N_LIN))
+        for sigma in _GRID_SIGMA_KMS:
+            for v in _GRID_VELOCITY_KMS:
+                trial = np.concatenate([np.full((n, _N_VEL), v), np.full((n, n_q), sigma**2)], axis=1)
+                a, chi2 = chunk.solve_linear_blocks(trial)
+                better = chi2 < best_chi2
+                best_chi2 = np.where(better, chi2, best_chi2)
+                theta[better] = trial[better]
+                alpha[better] = a[better]
+        params = np.concatenate([theta, alpha], axis=1)
+    else:
+        params = np.array(start, dtype=np.float64)
+        params[:, :n_nonlin] = _clip_theta(params[:, :n_nonlin], q_min, q_max)
+        theta, alpha = params[:, :n_nonlin], params[:, n_nonlin:]
     # 2. Levenberg-Marquardt on all parameters
-    params = np.concatenate([theta, alpha], axis=1)
     jac, model = chunk.full_jacobian(theta, alpha)
     chi2 = (chunk.w * (chunk.y - model) ** 2).sum(axis=1)
     damping = np.full(n, 1e-2)
@@ -554,8 +593,8 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
         grad = (jw @ (chunk.y - model)[..., None])[..., 0]
         step = _solve_scaled(jw @ jac, grad, damping)
         trial = params + step
-        trial[:, :_N_NONLIN] = _clip_theta(trial[:, :_N_NONLIN], q_min)
-        t_jac, t_model = chunk.full_jacobian(trial[:, :_N_NONLIN], trial[:, _N_NONLIN:])
+        trial[:, :n_nonlin] = _clip_theta(trial[:, :n_nonlin], q_min, q_max)
+        t_jac, t_model = chunk.full_jacobian(trial[:, :n_nonlin], trial[:, n_nonlin:])
         t_chi2 = (chunk.w * (chunk.y - t_model) ** 2).sum(axis=1)
         accept = t_chi2 <= chi2
         params = np.where(accept[:, None], trial, params)
@@ -576,11 +615,11 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True):
         # kinematics): a model that misses structure (e.g. stellar absorption features) does not claim
         # ivar-limited errors. Where the model is adequate (chi^2/dof ~ 1) this leaves the errors unchanged.
         factor = np.ones_like(params)
-        factor[:, :_N_NONLIN] = np.sqrt(np.maximum(rchi2, 1.0))[:, None]
+        factor[:, :n_nonlin] = np.sqrt(np.maximum(rchi2, 1.0))[:, None]
         resid2 = chunk.w * (chunk.y - model) ** 2
         for cplx in _COMPLEXES:
             sl = chunk.blocks[cplx]
-            columns = list(_N_NONLIN + _COMPLEX_COLUMNS[cplx])
+            columns = list(n_nonlin + _COMPLEX_COLUMNS[cplx])
             dof_c = np.maximum((chunk.w[:, sl] > 0).sum(axis=1) - len(columns) - 2, 1)
             factor[:, columns] = np.sqrt(np.maximum(resid2[:, sl].sum(axis=1) / dof_c, 1.0))[:, None]
         cov = cov * factor[:, :, None] * factor[:, None, :]
@@ -606,6 +645,7 @@ def fit_emission_lines(
     progress: bool = False,
     meta: dict | None = None,
     num_threads: int | None = None,
+    dispersions: str = "tied",
 ) -> LineMaps:
     """Fit emission lines and measure Dn4000 in every spectrum at once.
 
@@ -650,6 +690,12 @@ def fit_emission_lines(
         cores this process may use, at most 4. The result does not depend on it.
     n_iter : int
         Levenberg-Marquardt iterations after the grid search.
+    dispersions : {"tied", "free", "auto"}
+        ``"tied"``: one intrinsic dispersion per kinematic group (:data:`KINEMATIC_GROUPS`). ``"free"``: after that
+        fit, each line (a doublet together, :data:`FREE_DISPERSION_GROUPS`) refitted with its own dispersion,
+        within a factor :data:`DISPERSION_TIE_FACTOR` of its group's tied one (as the MaNGA DAP's ELPMPL11 bounds
+        each line's to H-alpha's). ``"auto"``: free in the spectra whose strongest line has S/N >=
+        :data:`FREE_DISPERSION_MIN_SNR` in the tied fit, tied elsewhere. Velocities stay tied per group.
     progress : bool
         Show a tqdm progress bar over chunks.
     meta : dict, optional
@@ -691,6 +737,8 @@ def fit_emission_lines(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if continuum not in ("template", "local"):
         raise ValueError(f"continuum must be 'template' or 'local', got {continuum!r}")
+    if dispersions not in DISPERSION_MODES:
+        raise ValueError(f"dispersions must be one of {DISPERSION_MODES}, got {dispersions!r}")
     sigma_inst_pix = _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution)
     edges = pixel_edges(wavelength)
 
@@ -756,6 +804,21 @@ def fit_emission_lines(
         has_data = (chunk.w > 0).sum(axis=1) > 0
         chi2_reduced[sl] = np.where(has_data, rchi2, np.nan)
         _collect(chunk, params, cov, per_line, masks, sl, no_value, cont_at_line)
+        if dispersions == "tied":
+            return
+        # refit with free dispersions, from the tied solution, where asked (overwrites those spectra's rows)
+        strong = _strongest_line_snr(chunk, params, cov) >= FREE_DISPERSION_MIN_SNR
+        free = has_data & (strong | (dispersions == "free"))
+        if not free.any():
+            return
+        rows = np.flatnonzero(free)
+        free_chunk = _Chunk(wavelength, edges, sigma_inst_pix, flux_c[rows], ivar_c[rows], z1[sl][rows], use_troughs,
+                            continuum == "local", dispersion_groups=FREE_DISPERSION_GROUPS)  # fmt: skip
+        start, q_bounds = _free_dispersion_start(chunk, free_chunk, params[rows])
+        params, cov, rchi2, _ = _fit_chunk(free_chunk, n_iter, rescale_errors, start=start, q_bounds=q_bounds)
+        chi2_reduced[sl[rows]] = rchi2
+        at_lines = None if cont_at_line is None else {line: c[rows] for line, c in cont_at_line.items()}
+        _collect(free_chunk, params, cov, per_line, masks, sl[rows], no_value, at_lines)
 
     starts = range(0, fit_index.size, chunk_size)
     with ThreadPoolExecutor(max(1, min(num_threads, len(starts)))) as pool:
@@ -782,6 +845,26 @@ def fit_emission_lines(
         stellar_velocity_kms=shaped(stellar_v) if continuum == "template" else None,
         stellar_dispersion_kms=shaped(stellar_sigma) if continuum == "template" else None,
     )
+
+
+def _strongest_line_snr(chunk: _Chunk, params: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """(n,) the largest flux / error over the fitted line components that the spectrum covers (0 if none)."""
+    amp = params[:, chunk.n_nonlin : chunk.n_nonlin + _N_COMP]
+    err = np.sqrt(np.maximum(np.einsum("nkk->nk", cov)[:, chunk.n_nonlin : chunk.n_nonlin + _N_COMP], 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(chunk.comp_ok & (err > 0), amp / err, 0.0)
+    return np.nan_to_num(snr, nan=0.0).max(axis=1)
+
+
+def _free_dispersion_start(tied: _Chunk, free: _Chunk, params: np.ndarray):
+    """The start and sigma^2 bounds of a free-dispersion fit (chunk `free`) from a tied fit's `params` (of chunk
+    `tied`, same spectra): the same velocities and amplitudes, each dispersion group starting at its line's tied
+    sigma^2 and bounded within DISPERSION_TIE_FACTOR of it. Returns (start (n, free.n_nonlin + K), (q_min, q_max))."""
+    tied_q = np.stack([params[:, tied.q_column[free.q_column.index(_N_VEL + g)]]
+                       for g in range(free.n_nonlin - _N_VEL)], axis=1)  # fmt: skip
+    start = np.concatenate([params[:, :_N_VEL], tied_q, params[:, tied.n_nonlin :]], axis=1)
+    factor2 = DISPERSION_TIE_FACTOR**2
+    return start, (tied_q / factor2, np.minimum(tied_q * factor2, SIGMA_LIMIT_KMS**2))
 
 
 # spectra per stellar-continuum call (memory ~ 256 x L pixels x 8 bytes x ~20: the template columns are built a few
@@ -812,13 +895,14 @@ def _collect(chunk: _Chunk, params, cov, out, masks, sl, no_value, cont_at_line=
     err = np.sqrt(np.maximum(var, 0.0))
     one_plus_z = 1.0 + chunk.redshift
     group_ok = [np.any([chunk.line_ok[line] for line in group], axis=0) for group in KINEMATIC_GROUPS.values()]
+    n_nonlin = chunk.n_nonlin
     for k, (_, cplx, members) in enumerate(_COMPONENTS):
-        i_amp = _N_NONLIN + k
+        i_amp = n_nonlin + k
         c = _COMPLEXES.index(cplx)
-        i_c0, i_c1 = _N_NONLIN + _I_CONT + 2 * c, _N_NONLIN + _I_CONT + 2 * c + 1
-        group = _GROUP_INDEX[members[0][0]]
-        v, q = params[:, 2 * group], params[:, 2 * group + 1]
-        v_err, q_err = err[:, 2 * group], err[:, 2 * group + 1]
+        i_c0, i_c1 = n_nonlin + _I_CONT + 2 * c, n_nonlin + _I_CONT + 2 * c + 1
+        group, i_q = chunk.v_column[k], chunk.q_column[k]
+        v, q = params[:, group], params[:, i_q]
+        v_err, q_err = err[:, group], err[:, i_q]
         sigma = np.sqrt(np.maximum(q, 0.0))
         sigma_err = q_err / (2.0 * np.maximum(sigma, np.sqrt(np.maximum(q_err, 1e-300)) / 2.0))
         amp = params[:, i_amp]

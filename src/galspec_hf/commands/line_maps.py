@@ -53,6 +53,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         "spaxel with data on 2 CPU cores (a 74x74 cube: about 5 minutes; docs/BENCHMARKS.md); local: a straight "
         "line under each line complex, about 8-10x faster, biased in old stellar populations",
     )
+    parser.add_argument(
+        "--dispersions",
+        choices=("tied", "free", "auto"),
+        default="tied",
+        help="tied (default): one line width for the Balmer lines and one for the forbidden lines; free: each line "
+        "its own, within 1.4x of its group's (as the MaNGA DAP); auto: free where the strongest line has S/N >= 10",
+    )
     parser.add_argument("--chunk-size", type=int, default=256, help="spaxels fitted together (default 256)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -263,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         spectral_resolution=resolution,
         instrumental_sigma_kms=sigma_inst,
         continuum=args.continuum,
+        dispersions=args.dispersions,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         meta={"wcs_header": wcs_header, "spaxel_offset_arcsec": cube.spaxel_offset_arcsec},
@@ -271,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     header = primary.copy()  # the cube's primary header (PLATEIFU, OBJRA, ...), plus what was fitted
     header["Z"] = (redshift, "redshift the velocities are relative to")
     header["CUBE"] = (args.cube.name[:68], "input cube")
+    header["DISPERS"] = (args.dispersions, "emission-line dispersions: tied, free or auto")
     fits_path = maps.to_fits(args.out / OUTPUT_FILES[0], header=header)
     galaxy = str(primary.get("PLATEIFU", primary.get("OBJECT", args.cube.name)))
     if "OBJRA" in primary and "OBJDEC" in primary:
