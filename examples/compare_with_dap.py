@@ -25,11 +25,19 @@ SHARED_DATA = Path(os.environ.get("GALSPEC_SHARED_DATA", Path(__file__).resolve(
 DEFAULT_SPECTRA = SHARED_DATA / "manga" / "MaNGA_test_spectra.fits.gz"
 
 
-def comparison_table(dap: dict, path, modes, continuum: str = "template") -> dict:
-    """{mode: compare_with_dap(...)} for each fitter `mode` (``dispersions``) on the spectra file `path`."""
+def comparison_table(dap: dict, path, modes, continuum: str = "template", dap_continuum: bool = False) -> dict:
+    """{mode: compare_with_dap(...)} for each fitter `mode` (``dispersions``) on the spectra file `path`; with
+    `dap_continuum`, also ``"<mode>, DAP continuum"``: the package's lines fitted on the spectra minus the DAP's own
+    stellar continuum (a straight local baseline, no Balmer troughs), which leaves only the line fits to differ."""
     selected, _ = compared_spectra(dap)
-    return {mode: compare_with_dap(dap, fit_spectra_file(path, dispersions=mode, continuum=continuum)[1], selected)
-            for mode in modes}  # fmt: skip
+    table = {mode: compare_with_dap(dap, fit_spectra_file(path, dispersions=mode, continuum=continuum)[1], selected)
+             for mode in modes}  # fmt: skip
+    if dap_continuum:
+        for mode in modes:
+            maps = fit_spectra_file(path, subtract=dap["stellar_continuum"], dispersions=mode, continuum="local",
+                                    balmer_absorption=False)[1]  # fmt: skip
+            table[f"{mode}, DAP continuum"] = compare_with_dap(dap, maps, selected)
+    return table
 
 
 def format_table(table: dict) -> str:
@@ -58,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                              "spectra)")  # fmt: skip
     parser.add_argument("--dispersions", nargs="+", choices=DISPERSION_MODES, default=list(DISPERSION_MODES))
     parser.add_argument("--continuum", choices=("template", "local"), default="template")
+    parser.add_argument("--dap_continuum", action="store_true",
+                        help="also fit the lines on the spectra minus the DAP's stellar continuum (the line fits "
+                             "alone compared)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args(argv)
     if not args.spectra.is_file():
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         dap = run_dap(args.spectra)
     except ImportError as error:
         parser.error(str(error))
-    table = comparison_table(dap, args.spectra, args.dispersions, args.continuum)
+    table = comparison_table(dap, args.spectra, args.dispersions, args.continuum, args.dap_continuum)
     print(format_table(table))
     if args.output is not None:
         write_strict_json(args.output, {"spectra": str(args.spectra), "continuum": args.continuum, "table": table})

@@ -691,3 +691,28 @@ def test_threads_do_not_change_the_fit():
     assert np.isfinite(one.flux["Halpha"]).all()
     with pytest.raises(ValueError, match="num_threads"):
         fit_emission_lines(wavelength, flux, ivar, redshift, num_threads=0, **kwargs)
+
+
+def test_fit_spectra_file_subtracts_a_given_continuum(shared_file):
+    """dap_reference.fit_spectra_file (the DAP comparison's fit of the shared MaNGA spectra): a zero continuum taken
+    off changes nothing, one that is NaN over H-alpha's window masks those pixels (no H-alpha, and no crash: the
+    masked cores left H-alpha and [NII] seen through their far tails only, collinear columns that stopped the solver
+    with a singular matrix before the minimum-norm fallback), a shifted one moves
+    the local baseline and leaves the lines; a continuum of the wrong shape is refused by name."""
+    from galspec_hf.analysis.dap_reference import fit_spectra_file
+
+    path = shared_file("manga/MaNGA_test_spectra.fits.gz")
+    kwargs = dict(continuum="local", balmer_absorption=False)
+    spectra, plain = fit_spectra_file(path, **kwargs)
+    _, zero = fit_spectra_file(path, subtract=np.zeros_like(spectra.flux), **kwargs)
+    np.testing.assert_array_equal(zero.flux["Halpha"], plain.flux["Halpha"])
+    offset = fit_spectra_file(path, subtract=np.full_like(spectra.flux, 0.5), **kwargs)[1]
+    both = np.isfinite(plain.flux["Halpha"])
+    np.testing.assert_allclose(offset.flux["Halpha"][both], plain.flux["Halpha"][both], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(offset.continuum["Halpha"][both], plain.continuum["Halpha"][both] - 0.5, atol=1e-6)
+    holed = np.zeros_like(spectra.flux)
+    observed = C.EMISSION_LINES_VACUUM_A["Halpha"] * (1 + spectra.redshift[:, None])
+    holed[np.abs(spectra.wavelength[None] - observed) < 60.0] = np.nan
+    assert np.isnan(fit_spectra_file(path, subtract=holed, **kwargs)[1].flux["Halpha"]).all()
+    with pytest.raises(ValueError, match="`subtract`"):
+        fit_spectra_file(path, subtract=np.zeros((2, 3)))

@@ -39,8 +39,9 @@ def run_dap(path) -> dict:
     not installed.
 
     Returns ``{"flux": {line: (8,)}, "flux_err": ..., "velocity_kms": ..., "dispersion_kms": ..., "mask": ...,
-    "fit_mask": (8,) int, "stellar_velocity_kms": (8,), "stellar_dispersion_kms": (8,)}`` with the package's line
-    names; velocities relative to the file's redshift (the DAP reports cz).
+    "fit_mask": (8,) int, "stellar_velocity_kms": (8,), "stellar_dispersion_kms": (8,), "stellar_continuum": (8,
+    L)}`` with the package's line names; velocities relative to the file's redshift (the DAP reports cz); the
+    stellar continuum in the file's flux unit, NaN where the DAP masked the pixel.
     """
     try:
         import mangadap  # noqa: F401
@@ -77,7 +78,7 @@ def run_dap(path) -> dict:
     tpl_sres = np.mean(tpl["SPECRES"].data, axis=0)
     pixelmask = SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY"), emldb=EmissionLineDB.from_key("ELPSCMSK"))
     ppxf = PPXFFit(StellarContinuumModelBitMask())
-    _, _, _, sc_par = ppxf.fit(
+    _, sc_model, _, sc_par = ppxf.fit(
         tpl["WAVE"].data.copy(), tpl["FLUX"].data.copy(), wave, flux, ferr, z, np.full(nspec, 100.0),
         iteration_mode="no_global_wrej", reject_boxcar=100, ensemble=False, velscale_ratio=velscale_ratio,
         mask=pixelmask, matched_resolution=False, tpl_sres=tpl_sres, obj_sres=sres, degree=8, moments=2,
@@ -108,6 +109,8 @@ def run_dap(path) -> dict:
     out["fit_mask"] = np.asarray(el_fit["MASK"], np.int64)
     out["stellar_velocity_kms"] = (np.asarray(sc_par["KIN"][:, 0], float) - cz) / (1 + z)
     out["stellar_dispersion_kms"] = np.asarray(sc_par["KIN"][:, 1], float)
+    # the DAP's best-fit stellar continuum (templates + additive polynomial) on the file's pixels; NaN where masked
+    out["stellar_continuum"] = np.ma.filled(np.ma.asarray(sc_model, dtype=float), np.nan)
     return out
 
 
@@ -128,17 +131,26 @@ def compared_spectra(dap: dict) -> tuple[dict, np.ndarray]:
     return selected, broad_nii
 
 
-def fit_spectra_file(path, **kwargs):
+def fit_spectra_file(path, subtract=None, **kwargs):
     """Fit a MaNGA spectra file (as :func:`run_dap` reads) with :func:`galspec_hf.analysis.fit_emission_lines`, one
     resolution vector for all spectra (the median SRES of those that have one; a fully masked spectrum has SRES 0).
-    `kwargs` go to the fitter (e.g. ``dispersions``). Returns (spectra, LineMaps)."""
+    `kwargs` go to the fitter (e.g. ``dispersions``). `subtract` (n, L), optional: a continuum model taken off the
+    flux first (e.g. the DAP's ``stellar_continuum``; its NaN pixels are masked); fit the residual with
+    ``continuum="local", balmer_absorption=False``. Returns (spectra, LineMaps)."""
     from ..data import read_manga_spectra
     from .lines import fit_emission_lines
 
     spectra = read_manga_spectra(path)
     usable = spectra.spectral_resolution.max(axis=1) > 0
     resolution = np.median(spectra.spectral_resolution[usable], axis=0)
-    maps = fit_emission_lines(spectra.wavelength, spectra.flux, spectra.ivar, spectra.redshift, mask=spectra.mask,
+    flux, ivar = spectra.flux, spectra.ivar
+    if subtract is not None:
+        subtract = np.asarray(subtract, dtype=float)
+        if subtract.shape != flux.shape:
+            raise ValueError(f"`subtract` must have the spectra's shape {flux.shape}, got {subtract.shape}")
+        flux = np.where(np.isfinite(subtract), flux - subtract, 0.0)
+        ivar = np.where(np.isfinite(subtract), ivar, 0.0)
+    maps = fit_emission_lines(spectra.wavelength, flux, ivar, spectra.redshift, mask=spectra.mask,
                               spectral_resolution=resolution, **kwargs)  # fmt: skip
     return spectra, maps
 

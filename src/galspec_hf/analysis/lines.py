@@ -547,7 +547,13 @@ def _solve_scaled(normal: np.ndarray, rhs: np.ndarray, damping=None) -> np.ndarr
     scaled = np.where(dead[:, :, None] | dead[:, None, :], 0.0, scaled)
     idx = np.arange(normal.shape[1])
     scaled[:, idx, idx] = 1.0 + (0.0 if damping is None else damping[:, None])
-    step = np.linalg.solve(scaled, (np.where(dead, 0.0, rhs) / d)[..., None])[..., 0]
+    right = (np.where(dead, 0.0, rhs) / d)[..., None]
+    try:
+        step = np.linalg.solve(scaled, right)[..., 0]
+    except np.linalg.LinAlgError:
+        # exactly collinear columns (e.g. two lines whose cores are masked, seen only through their far tails on the
+        # same few pixels; such lines are reported NaN anyway): the minimum-norm solution instead of a crash
+        step = (np.linalg.pinv(scaled, hermitian=True) @ right)[..., 0]
     return step / d
 
 
