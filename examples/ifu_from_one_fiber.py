@@ -68,6 +68,7 @@ from galspec_hf.scoreboard import (
     fiber_anchor_factors,
     fiber_colours,
     fiber_line_check,
+    fiber_null_check,
     fiber_ratios,
     fit_colour_ratio_relation,
     predicted_fiber_line_fluxes,
@@ -416,6 +417,8 @@ def run(
     own = fiber_ratios(heldout_rows, wave, one_fiber.config, setting["fiber_continuum"]) if heldout_rows else {}
     own_ratio = {int(row["targetid"]): {line: float(own[line][i]) for line in LINES}
                  for i, row in enumerate(heldout_rows)}  # fmt: skip
+    # the central-fiber check of the image-only nulls, on the same validation fibers as the network's
+    central_nulls = fiber_null_check(validation_rows, truth_by_id, one_fiber.config, survey_ratio, colour_relation)
     own_colours = fiber_colours(heldout_rows, one_fiber.config)
     null_inputs = {"survey_ratio": survey_ratio, "own_ratio": own_ratio, "colour_relation": colour_relation,
                    "own_colour": {int(row["targetid"]): float(c) for row, c in zip(heldout_rows, own_colours,
@@ -444,7 +447,7 @@ def run(
     models = {"image_only": one_fiber, "supervised": supervised}
     results: dict[str, dict] = {"central_fiber_check": {
         "set": f"validation fibers ({len(validation_rows)}: pretrain.py's held-out {VALIDATION_FRACTION:.0%})",
-        "lines": central_check}}  # fmt: skip
+        "lines": central_check, "nulls": central_nulls}}  # fmt: skip
     if calibrate_on_train:
         log(f"sigma calibration: one_fiber's maps of the {len(sets_drawn['train'])} training cubes")
         block = evaluate_set(survey, sets_drawn["train"], models, null_inputs, wave, observed_fibers=observed_fibers,
@@ -518,6 +521,10 @@ def run(
         f"{_format(check['bias_dex'], '+.3f')} dex, scatter {_format(check['scatter_dex'], '.3f')} dex, r "
         f"{_format(check['pearson_r'], '.3f')}"
     )
+    for name, by_line in central_nulls.items():
+        null = by_line["Halpha"]
+        lines.append(f"  {name} on the same fibers: bias {_format(null['bias_dex'], '+.3f')} dex, scatter "
+                     f"{_format(null['scatter_dex'], '.3f')} dex, r {_format(null['pearson_r'], '.3f')}")  # fmt: skip
     for set_name in sets:
         models_out = results[set_name]["models"]
         n, classes = results[set_name]["n_galaxies"], results[set_name]["classes"]

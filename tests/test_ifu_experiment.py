@@ -100,6 +100,11 @@ def test_quick_run_writes_metrics_and_figures(tmp_path):
         assert models["one_fiber"]["spectrum_coverage_1sigma"] is None
         assert models["null_light"]["coverage_1sigma"] is None
     assert len(seen) == 4
+    # the central-fiber check of the two image-only nulls, on the network's validation fibers
+    nulls = metrics["central_fiber_check"]["nulls"]
+    assert set(nulls) == {"null_light", "null_colour"}
+    for null in nulls.values():
+        assert null["Halpha"]["num_fibers"] >= 1 and 0.0 <= null["Halpha"]["failed_fraction"] <= 1.0
     # the colour nulls' relation, fitted on the null_light fibers: one median per colour bin
     relation = metrics["null_colour_relation"]
     assert relation["colour"] == "g-r"

@@ -19,6 +19,7 @@ from galspec_hf.scoreboard import (
     draw_evaluation_sets,
     exclude_targets,
     fiber_colours,
+    fiber_null_check,
     fit_colour_ratio_relation,
     flatten_line_scores,
     galaxy_class,
@@ -219,6 +220,35 @@ def test_colour_ratio_relation_follows_a_trend_in_bins_of_equal_counts():
     assert empty["colour_centres"] == [] and np.isnan(colour_line_to_light_ratio(empty, [0.5])).all()
     with pytest.raises(ValueError, match="same shape"):
         fit_colour_ratio_relation(colour, ratio[:10])
+
+
+def test_fiber_null_check_scores_the_image_only_nulls_at_the_fibers():
+    """Fibers whose true line flux is 3x their r-band light: a survey ratio of 3 (null_light) or a flat colour
+    relation at 3 (null_colour) predicts them exactly (bias and scatter 0); a relation at 1.5 is 0.301 dex low; a
+    fiber whose relation gives no line is a failure."""
+    from galspec_hf import GalSpecConfig
+    from galspec_hf.scoreboard import LINES
+
+    config = GalSpecConfig(image_size=48)
+    rows, truth = [], {}
+    for targetid, (g, r) in enumerate([(4.0, 2.0), (3.0, 3.0), (10.0, 4.0), (1.0, 3.0)]):
+        image = np.zeros((3, 48, 48), np.float32)
+        image[config.bands.index("g"), 24, 24], image[config.bands.index("r"), 24, 24] = g, r
+        rows.append({"image": image, "fiber_offset": np.zeros(2), "fiber_diameter": 1.5, "pixel_scale": 0.262,
+                     "targetid": targetid})  # fmt: skip
+        truth[targetid] = {f"line_flux_fiber_{line}": 3.0 * r for line in LINES}
+    flat = {"colour_centres": [0.0, 1.0], "median_ratio": [3.0, 3.0], "num_fibers": [2, 2]}
+    exact = fiber_null_check(rows, truth, config, {line: 3.0 for line in LINES}, {line: flat for line in LINES})
+    for name in ("null_light", "null_colour"):
+        assert exact[name]["Halpha"]["bias_dex"] == pytest.approx(0.0, abs=1e-9)
+        assert exact[name]["Halpha"]["scatter_dex"] == pytest.approx(0.0, abs=1e-9)
+        assert exact[name]["Halpha"]["num_fibers"] == 4 and exact[name]["Halpha"]["failed_fraction"] == 0.0
+    # the relation by colour: g - r of the four fibers is -0.75, 0, -1.0 and +1.19 mag
+    steep = {"colour_centres": [-1.0, 0.0, 1.0], "median_ratio": [1.5, 1.5, 0.0], "num_fibers": [1, 2, 1]}
+    low = fiber_null_check(rows, truth, config, {line: 1.5 for line in LINES}, {line: steep for line in LINES})
+    assert low["null_light"]["Halpha"]["bias_dex"] == pytest.approx(math.log10(0.5))
+    assert low["null_colour"]["Halpha"]["bias_dex"] == pytest.approx(math.log10(0.5))
+    assert low["null_colour"]["Halpha"]["failed_fraction"] == pytest.approx(0.25)  # the red fiber: no line
 
 
 def test_colour_null_maps_move_the_fiber_ratio_along_the_colour_relation():

@@ -770,17 +770,38 @@ def fiber_line_check(model, rows, truth_by_targetid: dict, continuum: str, batch
     scatter_dex over fibers where truth and prediction are positive, num_fibers, failed_fraction (predicted flux
     not positive where the truth is)}}.
     """
-    fitted = predicted_fiber_line_fluxes(model, rows, continuum, batch_size)
+    return fiber_flux_statistics(predicted_fiber_line_fluxes(model, rows, continuum, batch_size), rows,
+                                 truth_by_targetid)  # fmt: skip
+
+
+def fiber_flux_statistics(predicted: dict[str, np.ndarray], rows, truth_by_targetid: dict) -> dict:
+    """Predicted line fluxes inside each fiber ({line: (N,)}, 1e-17 erg/s/cm2) against the truth table's
+    ``line_flux_fiber_<line>`` of each row's target: {line: {pearson_r, bias_dex, scatter_dex over fibers where truth
+    and prediction are positive, num_fibers, failed_fraction (prediction not positive where the truth is)}}."""
     result = {}
     for line in LINES:
         truth = np.array([float(truth_by_targetid[int(r["targetid"])][f"line_flux_fiber_{line}"]) for r in rows])
         scored = _positive(truth)
-        both = scored & _positive(fitted[line])
-        statistics = log_ratio_statistics(fitted[line][both], truth[both])
+        both = scored & _positive(predicted[line])
+        statistics = log_ratio_statistics(predicted[line][both], truth[both])
         statistics.update(num_fibers=int(both.sum()),
                           failed_fraction=float(np.mean(~both[scored])) if scored.any() else None)  # fmt: skip
         result[line] = statistics
     return result
+
+
+def fiber_null_check(rows, truth_by_targetid: dict, config, survey_ratio: dict, colour_relation: dict) -> dict:
+    """The central-fiber check of the two image-only nulls, on the same fibers as :func:`fiber_line_check`: each
+    fiber's line flux as ``null_light`` (the survey ratio x the image light in the fiber) and ``null_colour`` (the
+    colour relation's ratio at the fiber's colour x that light) predict it, against the truth.
+    Returns {"null_light": {line: statistics}, "null_colour": {...}} (:func:`fiber_flux_statistics`)."""
+    light = fiber_light(rows, config)
+    colour = fiber_colours(rows, config)
+    predicted = {
+        "null_light": {line: null_line_map(survey_ratio[line], light) for line in LINES},
+        "null_colour": {line: colour_line_to_light_ratio(colour_relation[line], colour) * light for line in LINES},
+    }
+    return {name: fiber_flux_statistics(fluxes, rows, truth_by_targetid) for name, fluxes in predicted.items()}
 
 
 def spectrum_coverages(observed, ivar, mean, sigma) -> dict:
