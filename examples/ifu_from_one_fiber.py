@@ -535,18 +535,13 @@ def run(
         )
         for name in MODELS:
             lines.append("  " + _score_line_text(name, models_out[name]))
-        claim = results[set_name].get("fiber_claim")
-        if claim is not None:
-            first = claim["models"]["one_fiber"]
-            lines.append(f"  the one-fiber claim alone (one_fiber and the nulls positive): {first['ha_num_spaxels']}"
-                         f" spaxels of {first['ha_num_galaxies']} galaxies")  # fmt: skip
-            lines.extend("    " + _score_line_text(name, claim["models"][name]) for name in claim["models"])
-        colour = results[set_name].get("colour_nulls")
-        if colour is not None:
-            first = colour["models"]["one_fiber"]
-            lines.append(f"  with the colour nulls (image colour too; all five positive): {first['ha_num_spaxels']}"
-                         f" spaxels of {first['ha_num_galaxies']} galaxies")  # fmt: skip
-            lines.extend("    " + _score_line_text(name, colour["models"][name]) for name in colour["models"])
+        for key, title in (("fiber_claim", "the one-fiber claim alone (one_fiber and the nulls positive)"),
+                           ("colour_nulls", "with the colour nulls (image colour too; all five positive)")):
+            block = results[set_name].get(key)
+            if block is not None:
+                first = block["models"]["one_fiber"]
+                lines.append(f"  {title}: {first['ha_num_spaxels']} spaxels of {first['ha_num_galaxies']} galaxies")
+                lines.extend("    " + _score_line_text(name, block["models"][name]) for name in block["models"])
         before = results[set_name]["sigma_calibration"]["per_line"]["Halpha"]
         fit = results.get("sigma_calibration_fit")
         if before["fitted_on_this_set"]:

@@ -209,19 +209,15 @@ def image_light(
     """
     import torch
 
-    from galspec_hf.models.galspec.processing_galspec import aperture_light
+    from galspec_hf.models.galspec.processing_galspec import aperture_light, band_image
 
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[-1] != image.shape[-2]:
         raise ValueError(f"`image` must be (bands, H, H), got {image.shape}")
-    band = config.normalization_band if band is None else band
-    if band not in config.bands:
-        raise ValueError(f"`band` must be one of the config's bands {config.bands}, got {band!r}")
     scale = float(config.pixel_scale if pixel_scale is None else pixel_scale)
-    plane = torch.from_numpy(image[config.bands.index(band)])
-    band_image = torch.nan_to_num(plane, nan=0.0, posinf=0.0, neginf=0.0)  # (H, W), as normalization_band_image
+    plane = band_image(torch.from_numpy(image)[None], config, config.normalization_band if band is None else band)[0]
     offsets = np.asarray(offsets_arcsec, dtype=np.float32)
-    light = aperture_light(band_image, torch.from_numpy(offsets), diameter_arcsec, scale, batch_size)
+    light = aperture_light(plane, torch.from_numpy(offsets), diameter_arcsec, scale, batch_size)
     return light.numpy().reshape(offsets.shape[:-1])
 
 
@@ -951,16 +947,19 @@ def evaluate_set(
             fits[name] = fit_maps(wave, mean, sigma, z, weighted=False, where=needed)[0]
             weighted[name] = fit_maps(wave, mean, sigma, z, weighted=True, where=needed)
 
-        def spaxel_light(band=None, cutout=cutout, offsets=offsets, in_image=in_image, psf=psf):
+        def spaxel_light(band, cutout=cutout, offsets=offsets, in_image=in_image, psf=psf):
             """The image light under each spaxel in `band`, smoothed to MaNGA's PSF (NaN outside the image)."""
             light = image_light(cutout.image, offsets, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC, config,
                                 pixel_scale=cutout.pixel_scale_arcsec, band=band)  # fmt: skip
             return smooth_to_manga_psf(np.where(in_image, light, np.nan), psf, SPAXEL_EQUIVALENT_DIAMETER_ARCSEC)
 
-        light_smoothed = spaxel_light()
+        # the light under each spaxel in the normalization band and, for the colour nulls, the colour's bands
+        bands = (config.normalization_band, *(COLOUR_BANDS if colour_relation is not None else ()))
+        lights = {band: spaxel_light(band) for band in dict.fromkeys(bands)}
+        light_smoothed = lights[config.normalization_band]
         own_ratio = null_inputs["own_ratio"].get(int(galaxy["targetid"]), {})
         if colour_relation is not None:  # each spaxel's colour, from lights smoothed like the null's light
-            colour_map = aperture_colour(*(spaxel_light(band) for band in COLOUR_BANDS))
+            colour_map = aperture_colour(*(lights[band] for band in COLOUR_BANDS))
             fiber_colour = null_inputs["own_colour"].get(int(galaxy["targetid"]), np.nan)
         if conditioning != "encoder" and observed is not None:
             # one_fiber from the image-only maps and the galaxy's fiber, line by line (NaN: no usable fiber value)

@@ -120,8 +120,14 @@ def compute_flux_scale(pixel_values: torch.Tensor, config: GalSpecConfig) -> tor
 
 def normalization_band_image(pixel_values: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
     """The `normalization_band` plane of (batch, bands, H, W) images, float32, non-finite pixels set to 0."""
-    band = config.bands.index(config.normalization_band)
-    return torch.nan_to_num(pixel_values[:, band].float(), nan=0.0, posinf=0.0, neginf=0.0)
+    return band_image(pixel_values, config, config.normalization_band)
+
+
+def band_image(pixel_values: torch.Tensor, config: GalSpecConfig, band: str) -> torch.Tensor:
+    """The `band` plane (one of `config.bands`) of (batch, bands, H, W) images, float32, non-finite pixels set to 0."""
+    if band not in config.bands:
+        raise ValueError(f"`band` must be one of the config's bands {config.bands}, got {band!r}")
+    return torch.nan_to_num(pixel_values[:, config.bands.index(band)].float(), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def aperture_flux(image: torch.Tensor, weights: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
