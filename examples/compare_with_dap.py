@@ -7,6 +7,10 @@ where the DAP's fit can be trusted (:func:`galspec_hf.analysis.dap_reference.com
 fitter's dispersions. Needs the test extra (``pip install -e ".[test]"``: sdss-mangadap).
 
     python examples/compare_with_dap.py --dispersions tied free auto --output runs/dap_comparison.json
+
+``--synthetic lier quiescent star_forming`` instead runs both fitters on spectra with known line fluxes
+(:func:`galspec_hf.analysis.synthetic.stellar_line_spectra` at MaNGA resolution, the spectra of the recovery tests in
+tests/analysis/test_lines.py, written in the same file layout) and prints each fitter's flux / truth and pulls.
 """
 
 from __future__ import annotations
@@ -16,27 +20,39 @@ import os
 import sys
 from pathlib import Path
 
-from galspec_hf.analysis.dap_reference import compare_with_dap, compared_spectra, fit_spectra_file, run_dap
+import numpy as np
+
+from galspec_hf.analysis.dap_reference import DAP_LINES, compare_with_dap, compared_spectra, fit_spectra_file, run_dap
 from galspec_hf.analysis.lines import DISPERSION_MODES
+from galspec_hf.analysis.synthetic import GALAXY_TYPES, stellar_line_spectra
+from galspec_hf.constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KMS
+from galspec_hf.io import write_manga_spectra
 from galspec_hf.strict_json import write_strict_json
 
 # the shared data folder beside the repository (../shared/data, or $GALSPEC_SHARED_DATA), as the tests find it
 SHARED_DATA = Path(os.environ.get("GALSPEC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DEFAULT_SPECTRA = SHARED_DATA / "manga" / "MaNGA_test_spectra.fits.gz"
+SSP_TEMPLATES = SHARED_DATA / "templates" / "SSP_Padova_CKC14z_Kroupa_Z0.0190.fits"
+
+
+#: The DAP's stellar continua the package's lines can be fitted on (keys of galspec_hf.analysis.dap_reference.run_dap's
+#: result): pPXF's, fitted with the line windows masked, and Sasuke's, fitted together with the lines.
+DAP_CONTINUA = {"DAP continuum": "stellar_continuum", "DAP joint continuum": "joint_stellar_continuum"}
 
 
 def comparison_table(dap: dict, path, modes, continuum: str = "template", dap_continuum: bool = False) -> dict:
     """{mode: compare_with_dap(...)} for each fitter `mode` (``dispersions``) on the spectra file `path`; with
-    `dap_continuum`, also ``"<mode>, DAP continuum"``: the package's lines fitted on the spectra minus the DAP's own
-    stellar continuum (a straight local baseline, no Balmer troughs), which leaves only the line fits to differ."""
+    `dap_continuum`, also ``"<mode>, DAP continuum"`` and ``"<mode>, DAP joint continuum"``: the package's lines
+    fitted on the spectra minus the DAP's own stellar continuum (pPXF's, lines masked; Sasuke's, fitted together with
+    the lines) with ``continuum="none"`` (no baseline, no troughs), which leaves only the line fits to differ."""
     selected, _ = compared_spectra(dap)
     table = {mode: compare_with_dap(dap, fit_spectra_file(path, dispersions=mode, continuum=continuum)[1], selected)
              for mode in modes}  # fmt: skip
     if dap_continuum:
         for mode in modes:
-            maps = fit_spectra_file(path, subtract=dap["stellar_continuum"], dispersions=mode, continuum="local",
-                                    balmer_absorption=False)[1]  # fmt: skip
-            table[f"{mode}, DAP continuum"] = compare_with_dap(dap, maps, selected)
+            for label, key in DAP_CONTINUA.items():
+                maps = fit_spectra_file(path, subtract=dap[key], dispersions=mode, continuum="none")[1]
+                table[f"{mode}, {label}"] = compare_with_dap(dap, maps, selected)
     return table
 
 
@@ -59,6 +75,40 @@ def format_table(table: dict) -> str:
     return "\n".join(rows)
 
 
+def synthetic_table(kind: str, work_dir: Path, n: int = 16) -> dict:
+    """The DAP and the package on `n` MaNGA-resolution spectra of galaxy type `kind` with known lines (the random
+    draw of the MaNGA recovery test in tests/analysis/test_lines.py): {line: {"dap"|"package": {"flux_over_truth"
+    (median; None without lines), "pull_mean", "pull_std"}}}, pull = (fit - truth) / the fitter's error."""
+    rng = np.random.default_rng(12 * 10 + list(GALAXY_TYPES).index(kind))
+    wavelength, flux, ivar, redshift, sigma_inst, truth = stellar_line_spectra("manga", kind, n, rng, SSP_TEMPLATES)
+    resolution = SPEED_OF_LIGHT_KMS / (sigma_inst * FWHM_PER_SIGMA)
+    path = write_manga_spectra(work_dir / f"synthetic_{kind}.fits", wavelength, flux, ivar, redshift, resolution)
+    fits_by = {"dap": run_dap(path), "package": fit_spectra_file(path)[1]}
+    table = {}
+    for name in DAP_LINES.values():
+        table[name] = {}
+        for who, fit in fits_by.items():
+            value = fit["flux"][name] if who == "dap" else fit.flux[name]
+            error = fit["flux_err"][name] if who == "dap" else fit.flux_err[name]
+            pull = (value - truth[name]) / error
+            ratio = float(np.median(value / truth[name])) if np.all(truth[name] > 0) else None
+            table[name][who] = {"flux_over_truth": ratio, "pull_mean": float(np.mean(pull)),
+                                "pull_std": float(np.std(pull))}  # fmt: skip
+    return table
+
+
+def format_synthetic(tables: dict) -> str:
+    """The synthetic comparison as Markdown: one row per galaxy type and line."""
+    rows = ["| type | line | DAP flux / truth, pull mean / std | package flux / truth, pull mean / std |",
+            "|---|---|---|---|"]  # fmt: skip
+    for kind, lines in tables.items():
+        for name, r in lines.items():
+            cells = [("n/a" if c["flux_over_truth"] is None else f"{c['flux_over_truth']:.3f}")
+                     + f", {c['pull_mean']:+.2f} / {c['pull_std']:.2f}" for c in (r["dap"], r["package"])]  # fmt: skip
+            rows.append(f"| {kind} | {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spectra", type=Path, default=DEFAULT_SPECTRA,
@@ -70,7 +120,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="also fit the lines on the spectra minus the DAP's stellar continuum (the line fits "
                              "alone compared)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None, help="also write the table as JSON here")
+    parser.add_argument("--synthetic", nargs="+", choices=list(GALAXY_TYPES), default=None,
+                        help="instead: both fitters on synthetic spectra of these galaxy types with known lines")
+    parser.add_argument("--work_dir", type=Path, default=Path("."),
+                        help="where --synthetic writes its spectra files")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.synthetic is not None:
+        if not SSP_TEMPLATES.is_file():
+            parser.error(f"--synthetic needs {SSP_TEMPLATES}: no such file")
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            tables = {kind: synthetic_table(kind, args.work_dir) for kind in args.synthetic}
+        except ImportError as error:
+            parser.error(str(error))
+        print(format_synthetic(tables))
+        if args.output is not None:
+            write_strict_json(args.output, {"synthetic": tables})
+            print(f"wrote {args.output}")
+        return 0
     if not args.spectra.is_file():
         parser.error(f"--spectra {args.spectra}: no such file")
     try:

@@ -130,3 +130,40 @@ def test_fit_recovers_its_own_templates_with_one_or_many_redshifts():
         finite = np.isfinite(a)
         assert np.array_equal(finite, np.isfinite(b))
         np.testing.assert_allclose(a[finite], b[finite], rtol=1e-5, atol=1e-9 * np.abs(a[finite]).max())
+
+
+def test_refit_from_a_start_keeps_the_kinematics_and_unmasks_the_given_lines():
+    """``start=fit`` reruns only the final weighted fit: on the same data and mask it gives back the same continuum;
+    with ``masked_lines=()`` the line windows enter the fit, so spectra with a feature inside a line window that the
+    masked fit cannot see are fitted better over all pixels; a start of another size is refused."""
+    rng = np.random.default_rng(5)
+    wavelength = _manga_wavelength()
+    sigma_inst = np.full(wavelength.size, 60.0)
+    n = 4
+    redshift = np.full(n, 0.03)
+    prob = cont._Problem(wavelength, sigma_inst, redshift, 8)
+    flat, _, n_t = prob.broadened(150.0)
+    lib = flat.reshape(-1, n_t)
+    flux = np.stack([np.interp(wavelength / 1.03, prob.twave, lib[rng.choice(lib.shape[0], 2)].sum(axis=0))
+                     for _ in range(n)])  # fmt: skip
+    # a dip only inside H-beta's window (+-750 km/s): invisible to the masked fit
+    hbeta = C.EMISSION_LINES_VACUUM_A["Hbeta"] * 1.03
+    dip = 0.3 * np.exp(-0.5 * ((wavelength - hbeta) / 4.0) ** 2)
+    flux = flux * (1 - dip)
+    ivar = np.full(flux.shape, 1e4)
+    first = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst)
+    again = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst, start=first)
+    np.testing.assert_allclose(again.continuum, first.continuum, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(again.dispersion_kms, first.dispersion_kms)
+    np.testing.assert_array_equal(again.templates, first.templates)
+    unmasked = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst, start=first, masked_lines=())
+    np.testing.assert_array_equal(unmasked.velocity_kms, first.velocity_kms)
+    inside = np.isfinite(first.continuum_var) & np.isfinite(unmasked.continuum_var)
+
+    def chi2(fit):  # over every pixel the templates cover, the line windows included
+        return (ivar * (flux - fit.continuum) ** 2 * inside).sum(axis=1)
+
+    # the masked fit's weights are one candidate of the unmasked least squares: its chi^2 over all pixels is lower
+    assert np.all(chi2(unmasked) < chi2(first)), (chi2(unmasked), chi2(first))
+    with pytest.raises(ValueError, match="`start`"):
+        cont.fit_stellar_continuum(wavelength, flux[:2], ivar[:2], redshift[:2], sigma_inst, start=first)

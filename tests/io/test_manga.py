@@ -139,3 +139,25 @@ def test_maps_writer_round_trip_and_dap_header_conventions(tmp_path):
         )
         assert all(h.header["MASKNAME"] == "MANGA_DAPPIXMASK" for h in hdul[1:])
         assert hdul["STELLAR_VEL"].header["PC1_1"] == pytest.approx(-C.MANGA_SPAXEL_ARCSEC / 3600)
+
+
+def test_manga_spectra_writer_round_trips_and_names_bad_input(tmp_path):
+    """write_manga_spectra writes the layout read_manga_spectra reads (the DAP's test-data layout); arrays of the
+    wrong shape are refused by name."""
+    from galspec_hf.io import read_manga_spectra, write_manga_spectra
+
+    rng = np.random.default_rng(0)
+    wavelength = np.linspace(3600.0, 10300.0, 50)
+    flux, ivar = rng.normal(size=(3, 50)), rng.uniform(1, 2, (3, 50))
+    path = write_manga_spectra(tmp_path / "spectra.fits", wavelength, flux, ivar, [0.01, 0.02, 0.03], 2000.0)
+    read = read_manga_spectra(path)
+    np.testing.assert_array_equal(read.wavelength, wavelength)
+    np.testing.assert_allclose(read.flux, flux, rtol=1e-6)
+    np.testing.assert_allclose(read.ivar, ivar, rtol=1e-6)
+    np.testing.assert_array_equal(read.mask, 0)
+    np.testing.assert_array_equal(read.spectral_resolution, 2000.0)
+    np.testing.assert_array_equal(read.redshift, [0.01, 0.02, 0.03])
+    with pytest.raises(ValueError, match="IVAR"):
+        write_manga_spectra(tmp_path / "bad.fits", wavelength, flux, ivar[:, :10], [0.0] * 3, 2000.0)
+    with pytest.raises(ValueError, match="`redshift`"):
+        write_manga_spectra(tmp_path / "bad.fits", wavelength, flux, ivar, [0.0], 2000.0)

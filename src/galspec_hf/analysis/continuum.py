@@ -166,6 +166,9 @@ class ContinuumFit:
         Template weights (0 for unused templates).
     fitted : bool array (n,)
         False where too few pixels were usable (continuum = 0, variance inf).
+    templates : int array (n, k)
+        Indices of the templates the fit could use (selected in its first step); with ``velocity_kms`` and
+        ``dispersion_kms`` they let :func:`fit_stellar_continuum` (argument ``start``) refit only the weights.
     """
 
     continuum: np.ndarray
@@ -175,16 +178,18 @@ class ContinuumFit:
     chi2_reduced: np.ndarray
     weights: np.ndarray
     fitted: np.ndarray
+    templates: np.ndarray
 
 
-def _line_mask(wavelength, redshift):
-    """(n, L) True where a pixel is inside an emission-line window (rest) or the sky-line mask (observed)."""
+def _line_mask(wavelength, redshift, lines=C.CONTINUUM_MASKED_LINES_VACUUM_A):
+    """(n, L) True where a pixel is inside the window of one of `lines` (rest, vacuum A) or the sky-line mask
+    (observed)."""
     n, length = redshift.size, wavelength.size
     half = C.CONTINUUM_LINE_MASK_HALF_WIDTH_KMS / _C_KMS
     # +1 at the first pixel of each window, -1 after its last; the cumulative sum counts covering windows
     edges = np.zeros((n, length + 1), np.int64)
     rows = np.arange(n)
-    for line in C.CONTINUUM_MASKED_LINES_VACUUM_A:
+    for line in lines:
         centre = line * (1.0 + redshift)
         np.add.at(edges, (rows, np.searchsorted(wavelength, centre * (1 - half), side="left")), 1)
         np.add.at(edges, (rows, np.searchsorted(wavelength, centre * (1 + half), side="right")), -1)
@@ -371,6 +376,8 @@ def fit_stellar_continuum(
     velocity_grid_kms=VELOCITY_GRID_KMS,
     dispersion_grid_kms=DISPERSION_GRID_KMS,
     min_pixels: int = 200,
+    masked_lines=C.CONTINUUM_MASKED_LINES_VACUUM_A,
+    start: ContinuumFit | None = None,
 ) -> ContinuumFit:
     """Fit a stellar continuum to each of n spectra (see the module docstring for the method).
 
@@ -392,6 +399,14 @@ def fit_stellar_continuum(
         Trial stellar velocities and dispersions, km/s.
     min_pixels : int
         Spectra with fewer usable pixels inside the templates' range are not fitted (``fitted`` False).
+    masked_lines : sequence of float
+        Rest-frame vacuum wavelengths (A) of the emission lines whose windows (+-
+        ``C.CONTINUUM_LINE_MASK_HALF_WIDTH_KMS``) are left out of the fit; default the DAP's ELPSCMSK list. The
+        sky-line mask always applies.
+    start : ContinuumFit, optional
+        An earlier fit of the same spectra: its templates, velocity and dispersion are kept, only the final
+        weighted fit (step 3) runs. Used to refit the continuum of spectra minus their fitted emission lines with
+        those lines' windows unmasked (:func:`galspec_hf.analysis.fit_emission_lines`).
 
     Returns
     -------
@@ -406,15 +421,26 @@ def fit_stellar_continuum(
         raise ValueError(f"degree must be >= 0, got {degree}")
     prob = _Problem(wavelength, np.broadcast_to(sigma_inst_kms, wavelength.shape), redshift, degree)
     n_tpl = prob.tflux.shape[0]
-    base_w = np.where(_line_mask(wavelength, redshift), 0.0, np.maximum(ivar, 0.0))
+    base_w = np.where(_line_mask(wavelength, redshift, masked_lines), 0.0, np.maximum(ivar, 0.0))
     y = np.where(base_w > 0, flux, 0.0)
     all_pixels = np.arange(length)
-
-    # 1. template selection with the full library
     inside = prob.sampling(np.zeros(n), all_pixels[None]).inside[:, 0]
     w = base_w * inside
     fitted = (w > 0).sum(axis=1) >= min_pixels
+    if start is not None:
+        if start.templates.shape[0] != n:
+            raise ValueError(f"`start` holds {start.templates.shape[0]} spectra, `flux` {n}")
+        fitted &= start.fitted
+        w = np.where(fitted[:, None], w, 0.0)
+        select = start.templates
+        nonneg = np.r_[np.ones(select.shape[1], bool), np.zeros(degree + 1, bool)]
+        passive = np.c_[np.take_along_axis(start.weights, select, axis=1) > 0, np.ones((n, degree + 1), bool)]
+        velocity = np.where(fitted, start.velocity_kms, 0.0)
+        dispersion = np.where(fitted, start.dispersion_kms, DISPERSION_GRID_KMS[0])
+        return _final_fit(prob, w, y, fitted, velocity, dispersion, select, nonneg, passive)
     w = np.where(fitted[:, None], w, 0.0)
+
+    # 1. template selection with the full library
     # every trial below only removes pixels from these weights: the trials use only the pixels weighted here
     used = np.flatnonzero((w > 0).any(axis=0))
 
@@ -461,8 +487,15 @@ def fit_stellar_continuum(
     sampling = prob.sampling(velocity, pix)
     chi_s = np.stack([trial(s, sampling) for s in sgrid], axis=1)
     dispersion = sgrid[chi_s.argmin(axis=1)]
+    return _final_fit(prob, w, y, fitted, velocity, dispersion, select, nonneg, warm["passive"])
 
-    # 3. final fit at each spectrum's dispersion (grouped by grid value), on all pixels
+
+def _final_fit(prob, w, y, fitted, velocity, dispersion, select, nonneg, passive_start) -> ContinuumFit:
+    """Step 3 of :func:`fit_stellar_continuum`: the fit at each spectrum's kinematics (grouped by dispersion) on
+    all weighted pixels, with the continuum's variance from the covariance of the parameters not held at zero."""
+    n, length = y.shape
+    n_tpl, k_sel = prob.tflux.shape[0], select.shape[1]
+    all_pixels = np.arange(length)
     continuum = np.zeros((n, length))
     cont_var = np.full((n, length), np.inf)
     chi2_red = np.full(n, np.nan)
@@ -475,7 +508,7 @@ def fit_stellar_continuum(
         ww = w[m][:, pix] * (real & sampling.inside)
         ym = y[m][:, pix]
         g, r, _ = _normal_equations(prob, s, sampling, select[m], poly_b, ww, ym)
-        xx, passive = nnls_normal_equations(g, r, nonneg, passive=warm["passive"][m])
+        xx, passive = nnls_normal_equations(g, r, nonneg, passive=passive_start[m])
         # covariance over the parameters not held at zero
         pm = passive[:, :, None] & passive[:, None, :]
         eye = np.eye(g.shape[1])
@@ -499,4 +532,4 @@ def fit_stellar_continuum(
         weights[m] = wsel
     chi2_red = np.where(fitted, chi2_red, np.nan)
     return ContinuumFit(continuum, cont_var, np.where(fitted, velocity, np.nan), np.where(fitted, dispersion, np.nan),
-                        chi2_red, weights, fitted)  # fmt: skip
+                        chi2_red, weights, fitted, select)  # fmt: skip

@@ -40,8 +40,10 @@ def run_dap(path) -> dict:
 
     Returns ``{"flux": {line: (8,)}, "flux_err": ..., "velocity_kms": ..., "dispersion_kms": ..., "mask": ...,
     "fit_mask": (8,) int, "stellar_velocity_kms": (8,), "stellar_dispersion_kms": (8,), "stellar_continuum": (8,
-    L)}`` with the package's line names; velocities relative to the file's redshift (the DAP reports cz); the
-    stellar continuum in the file's flux unit, NaN where the DAP masked the pixel.
+    L), "joint_stellar_continuum": (8, L), "emission_model": (8, L)}`` with the package's line names; velocities
+    relative to the file's redshift (the DAP reports cz); the stellar continua (pPXF's, with the lines masked, and
+    Sasuke's, fitted together with the lines) and Sasuke's emission-line model in the file's flux unit, NaN where
+    the DAP masked the pixel.
     """
     try:
         import mangadap  # noqa: F401
@@ -85,7 +87,7 @@ def run_dap(path) -> dict:
     )  # fmt: skip
     emldb = EmissionLineDB.from_key("ELPMPL11")
     emlfit = Sasuke(EmissionLineModelBitMask())
-    _, _, _, _, el_fit, el_par = emlfit.fit(
+    _, model_flux, model_eml_flux, _, el_fit, el_par = emlfit.fit(
         emldb, wave, flux, obj_ferr=ferr, obj_mask=SpectralPixelMask(artdb=ArtifactDB.from_key("BADSKY")),
         obj_sres=sres, guess_redshift=z, guess_dispersion=np.full(nspec, 100.0), reject_boxcar=101,
         stpl_wave=tpl["WAVE"].data, stpl_flux=tpl["FLUX"].data, stpl_sres=tpl_sres,
@@ -111,6 +113,13 @@ def run_dap(path) -> dict:
     out["stellar_dispersion_kms"] = np.asarray(sc_par["KIN"][:, 1], float)
     # the DAP's best-fit stellar continuum (templates + additive polynomial) on the file's pixels; NaN where masked
     out["stellar_continuum"] = np.ma.filled(np.ma.asarray(sc_model, dtype=float), np.nan)
+    # Sasuke fits the stellar templates again together with the lines: its continuum under the lines (total model
+    # minus the emission-line model), NaN where masked
+    out["joint_stellar_continuum"] = np.ma.filled(
+        np.ma.asarray(model_flux, dtype=float) - np.ma.asarray(model_eml_flux, dtype=float), np.nan
+    )
+    # and its emission-line model (every ELPMPL11 line), NaN where masked
+    out["emission_model"] = np.ma.filled(np.ma.asarray(model_eml_flux, dtype=float), np.nan)
     return out
 
 

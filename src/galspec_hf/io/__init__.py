@@ -29,6 +29,7 @@ from .manga import (
     read_manga_spectra,
     write_manga_cube,
     write_manga_maps,
+    write_manga_spectra,
 )
 from .sdss import SdssSpectrum, read_sdss_spec, write_sdss_spec
 
@@ -52,6 +53,7 @@ __all__ = [
     "write_legacy_cutout",
     "write_manga_cube",
     "write_manga_maps",
+    "write_manga_spectra",
     "write_redrock",
     "write_sdss_spec",
 ]

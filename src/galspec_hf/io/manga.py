@@ -53,6 +53,7 @@ __all__ = [
     "spaxel_wcs_header",
     "write_manga_cube",
     "write_manga_maps",
+    "write_manga_spectra",
 ]
 
 #: MANGA_DRP3PIXMASK bit 10, DONOTUSE (https://www.sdss4.org/dr17/algorithms/bitmasks/#MANGA_DRP3PIXMASK).
@@ -289,6 +290,36 @@ def read_manga_spectra(path: str | Path) -> MangaSpectra:
 # ----------------------------------------------------------------------------------------
 # Writers
 # ----------------------------------------------------------------------------------------
+def write_manga_spectra(path: str | Path, wavelength, flux, ivar, redshift, spectral_resolution, mask=None) -> Path:
+    """Write spectra as HDUs WAVE (L,), FLUX, IVAR, MASK, SRES (N, L) and Z (N,): the mangadap test-data layout that
+    :func:`read_manga_spectra` reads (and the MaNGA DAP's test runs on). `spectral_resolution`: R = lambda / FWHM,
+    (L,) or (N, L); `mask`: MANGA_DRP3PIXMASK bits, default 0."""
+    wavelength = np.asarray(wavelength, np.float64)
+    flux = np.atleast_2d(np.asarray(flux, np.float64))
+    shape = (flux.shape[0], wavelength.size)
+    if flux.shape != shape:
+        raise ValueError(f"write_manga_spectra: `flux` must be (N, {wavelength.size}), got {flux.shape}")
+    arrays = {"FLUX": flux, "IVAR": ivar, "SRES": spectral_resolution, "MASK": 0 if mask is None else mask}
+    columns = {}
+    for name, value in arrays.items():
+        try:
+            columns[name] = np.broadcast_to(np.asarray(value), shape)
+        except ValueError:
+            raise ValueError(f"write_manga_spectra: {name} must broadcast to {shape}, got {np.shape(value)}") from None
+    redshift = np.asarray(redshift, np.float64).reshape(-1)
+    if redshift.size != shape[0]:
+        raise ValueError(f"write_manga_spectra: `redshift` must have {shape[0]} values, got {redshift.size}")
+    hdus = [fits.PrimaryHDU(), fits.ImageHDU(wavelength, name="WAVE")]
+    hdus += [fits.ImageHDU(columns["FLUX"].astype(np.float64), name="FLUX"),
+             fits.ImageHDU(columns["IVAR"].astype(np.float64), name="IVAR"),
+             fits.ImageHDU(columns["MASK"].astype(np.int32), name="MASK"),
+             fits.ImageHDU(columns["SRES"].astype(np.float64), name="SRES"),
+             fits.ImageHDU(redshift, name="Z")]  # fmt: skip
+    path = Path(path)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
 def spaxel_wcs_header(
     header: fits.Header, ra_deg: float, dec_deg: float, n_x: int, n_y: int, spaxel_arcsec: float, matrix: str = "cd"
 ) -> fits.Header:
