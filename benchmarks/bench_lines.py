@@ -38,7 +38,8 @@ SPECTRA = ROOT.parent / "shared" / "data" / "manga" / "MaNGA_test_spectra.fits.g
 #: The cube benchmark's modes: fit_emission_lines keyword arguments.
 MODES = {
     "template": {"continuum": "template"},
-    "template_norefit": {"continuum": "template", "continuum_refit": False},
+    "template_norefit": {"continuum": "template", "continuum_refit": "off"},
+    "template_sasuke": {"continuum": "template", "continuum_refit": "sasuke"},
     "local": {"continuum": "local"},
 }
 
@@ -85,7 +86,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cube-side", type=int, default=74)
     parser.add_argument("--cubes", nargs="+", default=["footprint", "full"], choices=["footprint", "full"])
     parser.add_argument("--modes", nargs="+", default=["template", "local"], choices=list(MODES),
-                        help="line-fit modes timed on the cubes (template_norefit: template without continuum_refit)")
+                        help="line-fit modes timed on the cubes (template_norefit / template_sasuke: template with "
+                             "continuum_refit off / sasuke)")
     args = parser.parse_args(argv)
     spectra = read_manga_spectra(SPECTRA)
     good = spectra.spectral_resolution.max(axis=1) > 0

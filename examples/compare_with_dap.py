@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from galspec_hf.analysis.dap_reference import DAP_LINES, compare_with_dap, compared_spectra, fit_spectra_file, run_dap
-from galspec_hf.analysis.lines import DISPERSION_MODES
+from galspec_hf.analysis.lines import CONTINUUM_REFIT_MODES, DISPERSION_MODES
 from galspec_hf.analysis.synthetic import GALAXY_TYPES, stellar_line_spectra
 from galspec_hf.constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KMS
 from galspec_hf.io import write_manga_spectra
@@ -40,14 +40,16 @@ SSP_TEMPLATES = SHARED_DATA / "templates" / "SSP_Padova_CKC14z_Kroupa_Z0.0190.fi
 DAP_CONTINUA = {"DAP continuum": "stellar_continuum", "DAP joint continuum": "joint_stellar_continuum"}
 
 
-def comparison_table(dap: dict, path, modes, continuum: str = "template", dap_continuum: bool = False) -> dict:
+def comparison_table(dap: dict, path, modes, continuum: str = "template", dap_continuum: bool = False,
+                     continuum_refit: str = "same") -> dict:
     """{mode: compare_with_dap(...)} for each fitter `mode` (``dispersions``) on the spectra file `path`; with
     `dap_continuum`, also ``"<mode>, DAP continuum"`` and ``"<mode>, DAP joint continuum"``: the package's lines
     fitted on the spectra minus the DAP's own stellar continuum (pPXF's, lines masked; Sasuke's, fitted together with
     the lines) with ``continuum="none"`` (no baseline, no troughs), which leaves only the line fits to differ."""
     selected, _ = compared_spectra(dap)
-    table = {mode: compare_with_dap(dap, fit_spectra_file(path, dispersions=mode, continuum=continuum)[1], selected)
-             for mode in modes}  # fmt: skip
+    fitted = {mode: fit_spectra_file(path, dispersions=mode, continuum=continuum, continuum_refit=continuum_refit)[1]
+              for mode in modes}  # fmt: skip
+    table = {mode: compare_with_dap(dap, maps, selected) for mode, maps in fitted.items()}
     if dap_continuum:
         for mode in modes:
             for label, key in DAP_CONTINUA.items():
@@ -75,7 +77,7 @@ def format_table(table: dict) -> str:
     return "\n".join(rows)
 
 
-def synthetic_table(kind: str, work_dir: Path, n: int = 16) -> dict:
+def synthetic_table(kind: str, work_dir: Path, n: int = 16, continuum_refit: str = "same") -> dict:
     """The DAP and the package on `n` MaNGA-resolution spectra of galaxy type `kind` with known lines (the random
     draw of the MaNGA recovery test in tests/analysis/test_lines.py): {line: {"dap"|"package": {"flux_over_truth"
     (median; None without lines), "pull_mean", "pull_std"}}}, pull = (fit - truth) / the fitter's error."""
@@ -83,7 +85,7 @@ def synthetic_table(kind: str, work_dir: Path, n: int = 16) -> dict:
     wavelength, flux, ivar, redshift, sigma_inst, truth = stellar_line_spectra("manga", kind, n, rng, SSP_TEMPLATES)
     resolution = SPEED_OF_LIGHT_KMS / (sigma_inst * FWHM_PER_SIGMA)
     path = write_manga_spectra(work_dir / f"synthetic_{kind}.fits", wavelength, flux, ivar, redshift, resolution)
-    fits_by = {"dap": run_dap(path), "package": fit_spectra_file(path)[1]}
+    fits_by = {"dap": run_dap(path), "package": fit_spectra_file(path, continuum_refit=continuum_refit)[1]}
     table = {}
     for name in DAP_LINES.values():
         table[name] = {}
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                              "spectra)")  # fmt: skip
     parser.add_argument("--dispersions", nargs="+", choices=DISPERSION_MODES, default=list(DISPERSION_MODES))
     parser.add_argument("--continuum", choices=("template", "local"), default="template")
+    parser.add_argument("--continuum_refit", choices=CONTINUUM_REFIT_MODES, default="same",
+                        help="the package's template-continuum refit (fit_emission_lines' continuum_refit)")
     parser.add_argument("--dap_continuum", action="store_true",
                         help="also fit the lines on the spectra minus the DAP's stellar continuum (the line fits "
                              "alone compared)")  # fmt: skip
@@ -130,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--synthetic needs {SSP_TEMPLATES}: no such file")
         args.work_dir.mkdir(parents=True, exist_ok=True)
         try:
-            tables = {kind: synthetic_table(kind, args.work_dir) for kind in args.synthetic}
+            tables = {kind: synthetic_table(kind, args.work_dir, continuum_refit=args.continuum_refit)
+                      for kind in args.synthetic}  # fmt: skip
         except ImportError as error:
             parser.error(str(error))
         print(format_synthetic(tables))
         if args.output is not None:
-            write_strict_json(args.output, {"synthetic": tables})
+            write_strict_json(args.output, {"continuum_refit": args.continuum_refit, "synthetic": tables})
             print(f"wrote {args.output}")
         return 0
     if not args.spectra.is_file():
@@ -144,10 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         dap = run_dap(args.spectra)
     except ImportError as error:
         parser.error(str(error))
-    table = comparison_table(dap, args.spectra, args.dispersions, args.continuum, args.dap_continuum)
+    table = comparison_table(dap, args.spectra, args.dispersions, args.continuum, args.dap_continuum,
+                             args.continuum_refit)
     print(format_table(table))
     if args.output is not None:
-        write_strict_json(args.output, {"spectra": str(args.spectra), "continuum": args.continuum, "table": table})
+        write_strict_json(args.output, {"spectra": str(args.spectra), "continuum": args.continuum,
+                                        "continuum_refit": args.continuum_refit, "table": table})
         print(f"wrote {args.output}")
     return 0
 

@@ -383,15 +383,15 @@ def test_cli_line_maps(tmp_path, capsys):
     assert np.all(np.abs(pull) < 5), pull
     with fits.open(tmp_path / "out" / "line_maps.fits") as hdul:
         assert hdul[0].header["Z"] == pytest.approx(0.025) and hdul[0].header["OBJRA"] == 150.0
-        assert hdul[0].header["DISPERS"] == "tied" and hdul[0].header["CONTREFT"] is True
+        assert hdul[0].header["DISPERS"] == "tied" and hdul[0].header["CONTREFT"] == "same"
         # the SPECRES of the cube sets the instrumental sigma
         np.testing.assert_allclose(hdul["EMLINE_INSTSIGMA"].data, SIGMA_INST_KMS, rtol=1e-4)
     # --redshift overrides the header; --instrument overrides SPECRES
     args = ["line-maps", str(no_z), "--out", str(tmp_path / "b"), "--redshift", "0.025", "--instrument", "desi"]
-    assert main([*args, "--no-progress", "--no-continuum-refit"]) == 0
+    assert main([*args, "--no-progress", "--continuum-refit", "off"]) == 0
     with fits.open(tmp_path / "b" / "line_maps.fits") as hdul:
         inst = hdul["EMLINE_INSTSIGMA"].data[list(LINE_NAMES).index("Halpha")]
-        assert hdul[0].header["CONTREFT"] is False
+        assert hdul[0].header["CONTREFT"] == "off"
     expected = desi_instrumental_sigma_kms(LINES["Halpha"] * 1.025)
     np.testing.assert_allclose(inst, expected, rtol=1e-4)
 
@@ -582,7 +582,7 @@ def test_template_continuum_recovers_star_forming_lines(instrument, shared_file)
 
 _OLD_XFAIL = pytest.mark.xfail(
     strict=True,
-    reason="template mode on old FSPS populations (measured, 16 spectra each, DESI / MaNGA, with continuum_refit): "
+    reason="template mode on old FSPS populations (measured, 16 spectra each, DESI / MaNGA, continuum_refit same): "
     "LIER "
     "H-alpha 1.19 / 1.25 x truth (S/N 26 / 16), H-beta 1.50 / 1.56 (mean pull +4.7 / +3.6); quiescent (no lines) "
     "mean pulls H-alpha +3.8 / +2.9, H-beta +5.0 / +3.6, [OIII] -4.4 / -3.6. The MaNGA DAP misses by as much on the "
@@ -674,7 +674,7 @@ def test_fit_spectra_file_subtracts_a_given_continuum(shared_file):
 @pytest.mark.realdata
 def test_continuum_refit_fits_the_line_windows_better(shared_file):
     """Template mode refits the continuum on the spectrum minus the fitted lines, their windows unmasked, then the
-    lines (``continuum_refit``, default True): the line windows' chi^2 falls on the LIER-like spectra, where the
+    lines (``continuum_refit="same"``, the default): the line windows' chi^2 falls on the LIER-like spectra, where the
     stellar absorption under H-alpha and H-beta matters; and the emission model the refit subtracts
     (``_Chunk.line_model``) holds the fitted fluxes (its integral over the pixels is the sum of the line fluxes)."""
     from galspec_hf.analysis.lines import _N_COMP, _Chunk, _fit_chunk
@@ -684,7 +684,7 @@ def test_continuum_refit_fits_the_line_windows_better(shared_file):
     wavelength, flux, ivar, redshift, sigma_inst, _ = stellar_line_spectra("manga", "lier", 8, rng,
                                                                             shared_file(_SSP_FILE))  # fmt: skip
     kwargs = dict(instrumental_sigma_kms=sigma_inst)
-    plain = fit_emission_lines(wavelength, flux, ivar, redshift, continuum_refit=False, **kwargs)
+    plain = fit_emission_lines(wavelength, flux, ivar, redshift, continuum_refit="off", **kwargs)
     refit = fit_emission_lines(wavelength, flux, ivar, redshift, **kwargs)
     assert np.median(refit.chi2_reduced) < np.median(plain.chi2_reduced), (refit.chi2_reduced, plain.chi2_reduced)
     # the emission model on the whole spectrum

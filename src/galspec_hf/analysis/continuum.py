@@ -224,7 +224,7 @@ class _Problem:
         self._inst_key = hash(np.round(self.sigma_inst_t, 3).tobytes())
         # Legendre polynomials over the observed range
         x = 2.0 * (wavelength - wavelength[0]) / (wavelength[-1] - wavelength[0]) - 1.0
-        self.poly = legendre.legvander(x, degree)  # (L, degree + 1)
+        self.poly = legendre.legvander(x, degree) if degree >= 0 else np.zeros((x.size, 0))  # (L, degree + 1)
 
     def broadened(self, sigma_star):
         """Broadened library at ``sigma_star``: (flat (K * T,), flat forward difference (K * T,), T)."""
@@ -378,6 +378,7 @@ def fit_stellar_continuum(
     min_pixels: int = 200,
     masked_lines=C.CONTINUUM_MASKED_LINES_VACUUM_A,
     start: ContinuumFit | None = None,
+    all_templates: bool = False,
 ) -> ContinuumFit:
     """Fit a stellar continuum to each of n spectra (see the module docstring for the method).
 
@@ -392,7 +393,7 @@ def fit_stellar_continuum(
     sigma_inst_kms : array (L,)
         Instrumental Gaussian sigma at each pixel, km/s.
     degree : int
-        Degree of the additive Legendre polynomial (default 8).
+        Degree of the additive Legendre polynomial (default 8; -1: none, pPXF's convention).
     max_templates : int
         Templates kept per spectrum after the first full-library fit (default 12).
     velocity_grid_kms, dispersion_grid_kms : arrays
@@ -404,9 +405,12 @@ def fit_stellar_continuum(
         ``C.CONTINUUM_LINE_MASK_HALF_WIDTH_KMS``) are left out of the fit; default the DAP's ELPSCMSK list. The
         sky-line mask always applies.
     start : ContinuumFit, optional
-        An earlier fit of the same spectra: its templates, velocity and dispersion are kept, only the final
-        weighted fit (step 3) runs. Used to refit the continuum of spectra minus their fitted emission lines with
-        those lines' windows unmasked (:func:`galspec_hf.analysis.fit_emission_lines`).
+        An earlier fit of the same spectra: its velocity and dispersion are kept (and its templates, unless
+        `all_templates`), only the final weighted fit (step 3) runs. Used to refit the continuum of spectra minus
+        their fitted emission lines with those lines' windows unmasked
+        (:func:`galspec_hf.analysis.fit_emission_lines`).
+    all_templates : bool
+        With `start`: the final fit uses the whole library, not the start's selected templates.
 
     Returns
     -------
@@ -417,8 +421,8 @@ def fit_stellar_continuum(
     ivar = np.asarray(ivar, float)
     redshift = np.asarray(redshift, float)
     n, length = flux.shape
-    if degree < 0:
-        raise ValueError(f"degree must be >= 0, got {degree}")
+    if degree < -1:
+        raise ValueError(f"degree must be >= -1 (-1: no polynomial), got {degree}")
     prob = _Problem(wavelength, np.broadcast_to(sigma_inst_kms, wavelength.shape), redshift, degree)
     n_tpl = prob.tflux.shape[0]
     base_w = np.where(_line_mask(wavelength, redshift, masked_lines), 0.0, np.maximum(ivar, 0.0))
@@ -432,7 +436,7 @@ def fit_stellar_continuum(
             raise ValueError(f"`start` holds {start.templates.shape[0]} spectra, `flux` {n}")
         fitted &= start.fitted
         w = np.where(fitted[:, None], w, 0.0)
-        select = start.templates
+        select = np.tile(np.arange(n_tpl), (n, 1)) if all_templates else start.templates
         nonneg = np.r_[np.ones(select.shape[1], bool), np.zeros(degree + 1, bool)]
         passive = np.c_[np.take_along_axis(start.weights, select, axis=1) > 0, np.ones((n, degree + 1), bool)]
         velocity = np.where(fitted, start.velocity_kms, 0.0)

@@ -12,9 +12,10 @@ rest-frame window) has its own straight-line continuum, fitted at the same time 
 includes the continuum's uncertainty; a broad Gaussian trough under H-alpha and H-beta stands in for stellar
 Balmer absorption. That is the ``continuum="local"`` mode; the default ``continuum="template"`` first subtracts
 a stellar-template continuum (:mod:`galspec_hf.analysis.continuum`, line windows masked) and fits the lines on the
-residual without the straight lines and troughs; then (``continuum_refit``, default on) refits the continuum's
-weights, same templates and kinematics, on the spectrum minus those lines with their windows unmasked, and the lines
-on the new residual: one step towards the joint fit of continuum and lines that the MaNGA DAP's Sasuke makes.
+residual without the straight lines and troughs; then (``continuum_refit="same"``, the default) refits the
+continuum's weights, same templates and kinematics, on the spectrum minus those lines with their windows unmasked,
+and the lines on the new residual: one step towards the joint fit of continuum and lines that the MaNGA DAP's Sasuke
+makes (``continuum_refit="sasuke"`` refits as Sasuke does: the whole library, no additive polynomial).
 
 The fit is a batched Levenberg-Marquardt (Levenberg 1944; Marquardt 1963) over all spectra at once in numpy:
 a grid search over a shared velocity and dispersion (amplitudes and continua solved by weighted linear least
@@ -671,7 +672,7 @@ def fit_emission_lines(
     meta: dict | None = None,
     num_threads: int | None = None,
     dispersions: str = "tied",
-    continuum_refit: bool = True,
+    continuum_refit: str = "same",
 ) -> LineMaps:
     """Fit emission lines and measure Dn4000 in every spectrum at once.
 
@@ -705,11 +706,14 @@ def fit_emission_lines(
         faster. Which to use where (old populations, smooth simulated continua): docs/LINES.md, "Which mode".
         ``"none"``: the lines alone, on spectra whose continuum has been subtracted already (e.g. another fitter's
         stellar continuum); no baseline, no troughs, equivalent widths NaN.
-    continuum_refit : bool
-        Template mode only: after the first line fit, refit the continuum (same templates and kinematics) on the
-        spectrum minus the fitted lines with the windows of the fitted lines unmasked, then refit the lines from the
-        first solution (default True; about 30 % more time on a cube). The absorption under the lines is then
-        constrained by the pixels around them, as in the DAP's joint fit; False gives the masked-window fit alone.
+    continuum_refit : {"same", "sasuke", "off"}
+        Template mode only: after the first line fit, refit the continuum (same kinematics) on the spectrum minus the
+        fitted lines with the windows of the fitted lines unmasked, then refit the lines from the first solution, so
+        that the absorption under the lines is constrained by the pixels around them, as in the DAP's joint fit.
+        ``"same"`` (default; about 30 % more time on a cube): with the first fit's templates and polynomial.
+        ``"sasuke"``: as the DAP's Sasuke (:data:`SASUKE_REFIT`): the whole library and no additive polynomial; it
+        reproduces the DAP's fluxes on real MaNGA spectra but, like the DAP, biases star-forming H-beta low on
+        synthetic spectra, and is several times slower (docs/LINES.md). ``"off"``: the masked-window fit alone.
     continuum_degree : int
         Degree of the additive Legendre polynomial of the template continuum (default 8).
     rescale_errors : bool
@@ -772,6 +776,8 @@ def fit_emission_lines(
         raise ValueError(f"continuum must be one of {CONTINUUM_MODES}, got {continuum!r}")
     if dispersions not in DISPERSION_MODES:
         raise ValueError(f"dispersions must be one of {DISPERSION_MODES}, got {dispersions!r}")
+    if continuum_refit not in CONTINUUM_REFIT_MODES:
+        raise ValueError(f"continuum_refit must be one of {CONTINUUM_REFIT_MODES}, got {continuum_refit!r}")
     sigma_inst_pix = _instrumental_sigma_per_pixel(wavelength, instrumental_sigma_kms, spectral_resolution)
     edges = pixel_edges(wavelength)
 
@@ -826,10 +832,11 @@ def fit_emission_lines(
                 stellar_v[sl[ss]], stellar_sigma[sl[ss]] = fit.velocity_kms, fit.dispersion_kms
             chunk = _Chunk(wavelength, edges, sigma_inst_pix, line_flux, line_ivar, z1[sl], False, False)
             params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors)
-            if continuum_refit:
+            if continuum_refit != "off":
                 emission = chunk.line_model(params, wavelength.size)
+                refit = SASUKE_REFIT if continuum_refit == "sasuke" else {"degree": continuum_degree}
                 line_flux, line_ivar, cont_at_line, _ = _subtract_stellar_continuum(
-                    wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, emission, fits
+                    wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, emission, fits, refit
                 )
                 chunk = _Chunk(wavelength, edges, sigma_inst_pix, line_flux, line_ivar, z1[sl], False, False)
                 params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors, start=params)
@@ -907,6 +914,11 @@ def _free_dispersion_start(tied: _Chunk, free: _Chunk, params: np.ndarray):
 # spectra per stellar-continuum call (memory ~ 256 x L pixels x 8 bytes x ~20: the template columns are built a few
 # spectra at a time inside, galspec_hf.analysis.continuum._BATCH)
 _CONTINUUM_CHUNK = 256
+CONTINUUM_REFIT_MODES = ("same", "sasuke", "off")
+#: ``continuum_refit="sasuke"``: the refit of the continuum under the fitted lines as Sasuke's joint fit when the
+#: MaNGA DAP's own test_sasuke_mpl11 runs it: the whole template library at the first fit's stellar kinematics, and
+#: no additive polynomial (Sasuke.fit's defaults degree=-1, mdegree=0; sdss-mangadap 4.5.0, mangadap/proc/sasuke.py).
+SASUKE_REFIT = {"degree": -1, "all_templates": True}
 #: The continuum fit's masked lines that the line fit does not model (H-delta, H-gamma, [NeIII], HeI, [OI], ...):
 #: they stay masked when the continuum is refitted on the spectrum minus the fitted lines.
 _UNMODELLED_MASKED_LINES_A = tuple(
@@ -914,13 +926,15 @@ _UNMODELLED_MASKED_LINES_A = tuple(
 )
 
 
-def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix, degree, emission=None, starts=None):
+def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix, degree, emission=None, starts=None,
+                                refit=None):
     """The spectra minus their stellar continuum, for the line fit: (flux (n, L), ivar (n, L) with the continuum's
     variance added, {line: the continuum at its expected centre (n,)}, [(ContinuumFit, rows), ...]).
 
     Without `emission`: the full fit (:func:`fit_stellar_continuum`) with every line window masked. With `emission`
-    (n, L), the fitted lines, and `starts`, the fits returned by the first call: the continuum refitted to
-    ``flux - emission`` with the same templates and kinematics, the windows of the modelled lines unmasked, so that
+    (n, L), the fitted lines, `starts`, the fits returned by the first call, and `refit`, keyword arguments of the
+    refit (``degree``, ``all_templates``): the continuum refitted to ``flux - emission`` with the same kinematics
+    (and templates, unless ``all_templates``), the windows of the modelled lines unmasked, so that
     the stellar absorption under the lines is constrained by the pixels around them (one step of the joint fit of
     continuum and lines that the MaNGA DAP's Sasuke makes; Belfiore et al. 2019, AJ 158, 160, Sec. 3)."""
     stellar, stellar_var, fits = np.zeros_like(flux), np.zeros_like(flux), []
@@ -930,7 +944,8 @@ def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix
             fit = fit_stellar_continuum(wavelength, flux[ss], ivar[ss], redshift[ss], sigma_inst_pix, degree=degree)
         else:
             fit = fit_stellar_continuum(wavelength, flux[ss] - emission[ss], ivar[ss], redshift[ss], sigma_inst_pix,
-                                        degree=degree, masked_lines=_UNMODELLED_MASKED_LINES_A, start=starts[i][0])
+                                        masked_lines=_UNMODELLED_MASKED_LINES_A, start=starts[i][0],
+                                        **refit)  # fmt: skip
         stellar[ss], stellar_var[ss] = fit.continuum, fit.continuum_var
         fits.append((fit, ss))
     with np.errstate(divide="ignore"):

@@ -54,10 +54,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "line under each line complex, about 3x faster, biased in old stellar populations",
     )
     parser.add_argument(
-        "--no-continuum-refit",
-        action="store_true",
-        help="template continuum only: skip the second pass (the continuum refitted on the spectrum minus the "
-        "fitted lines, their windows unmasked, then the lines again); about 25 %% faster",
+        "--continuum-refit",
+        choices=("same", "sasuke", "off"),
+        default="same",
+        help="template continuum only: the second pass (the continuum refitted on the spectrum minus the fitted "
+        "lines, their windows unmasked, then the lines again): same (default) templates and polynomial as the first "
+        "fit; sasuke: as the MaNGA DAP (whole library, no polynomial; several times slower); off: about 25 %% faster",
     )
     parser.add_argument(
         "--dispersions",
@@ -277,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         instrumental_sigma_kms=sigma_inst,
         continuum=args.continuum,
         dispersions=args.dispersions,
-        continuum_refit=not args.no_continuum_refit,
+        continuum_refit=args.continuum_refit,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         meta={"wcs_header": wcs_header, "spaxel_offset_arcsec": cube.spaxel_offset_arcsec},
@@ -287,8 +289,8 @@ def run(args: argparse.Namespace) -> int:
     header["Z"] = (redshift, "redshift the velocities are relative to")
     header["CUBE"] = (args.cube.name[:68], "input cube")
     header["DISPERS"] = (args.dispersions, "emission-line dispersions: tied, free or auto")
-    header["CONTREFT"] = (args.continuum == "template" and not args.no_continuum_refit,
-                          "template continuum refitted with the fitted lines subtracted")  # fmt: skip
+    header["CONTREFT"] = (args.continuum_refit if args.continuum == "template" else "off",
+                          "template continuum refit: same, sasuke or off")  # fmt: skip
     fits_path = maps.to_fits(args.out / OUTPUT_FILES[0], header=header)
     galaxy = str(primary.get("PLATEIFU", primary.get("OBJECT", args.cube.name)))
     if "OBJRA" in primary and "OBJDEC" in primary:
