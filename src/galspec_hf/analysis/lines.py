@@ -710,10 +710,10 @@ def fit_emission_lines(
         Template mode only: after the first line fit, refit the continuum (same kinematics) on the spectrum minus the
         fitted lines with the windows of the fitted lines unmasked, then refit the lines from the first solution, so
         that the absorption under the lines is constrained by the pixels around them, as in the DAP's joint fit.
-        ``"same"`` (default; about 30 % more time on a cube): with the first fit's templates and polynomial.
+        ``"same"`` (default; about 15 % more time on a cube): with the first fit's templates and polynomial.
         ``"sasuke"``: as the DAP's Sasuke (:data:`SASUKE_REFIT`): the whole library and no additive polynomial; it
         reproduces the DAP's fluxes on real MaNGA spectra but, like the DAP, biases star-forming H-beta low on
-        synthetic spectra, and is several times slower (docs/LINES.md). ``"off"``: the masked-window fit alone.
+        synthetic spectra, and is about 1.4x slower (docs/LINES.md). ``"off"``: the masked-window fit alone.
     continuum_degree : int
         Degree of the additive Legendre polynomial of the template continuum (default 8).
     rescale_errors : bool

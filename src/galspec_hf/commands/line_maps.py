@@ -59,7 +59,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         default="same",
         help="template continuum only: the second pass (the continuum refitted on the spectrum minus the fitted "
         "lines, their windows unmasked, then the lines again): same (default) templates and polynomial as the first "
-        "fit; sasuke: as the MaNGA DAP (whole library, no polynomial; several times slower); off: about 25 %% faster",
+        "fit; sasuke: as the MaNGA DAP (whole library, no polynomial; about 1.4x slower); off: about 15 %% faster",
     )
     parser.add_argument(
         "--dispersions",
