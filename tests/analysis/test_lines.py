@@ -695,3 +695,32 @@ def test_continuum_refit_fits_the_line_windows_better(shared_file):
     total = params[:, chunk.n_nonlin : chunk.n_nonlin + _N_COMP].copy()
     total[:, [3, 5]] *= [1 + 1 / C.OIII_DOUBLET_RATIO, 1 + 1 / C.NII_DOUBLET_RATIO]  # the doublets' second lines
     np.testing.assert_allclose((model * np.diff(edges)).sum(axis=1), total.sum(axis=1), rtol=0.03)
+
+
+def test_continuum_none_fits_the_lines_alone():
+    """``continuum="none"``: spectra whose continuum is already subtracted get the lines alone (no baseline, no
+    troughs): on lines without continuum the fluxes come back with unit-width pulls and no EW (no continuum to
+    divide by); a continuum left in is not absorbed (H-alpha then far too bright, as a baseline would not allow);
+    an unknown mode, or continuum_refit, is refused by name."""
+    rng = np.random.default_rng(31)
+    n = 60
+    wavelength = manga_wavelength()
+    redshift = rng.uniform(0.02, 0.1, n)
+    velocity = {"balmer": rng.uniform(-100, 100, n)}
+    velocity["forbidden"] = velocity["balmer"]
+    sigma = {"balmer": np.full(n, 80.0), "forbidden": np.full(n, 80.0)}
+    fluxes = line_fluxes(n, 2.0)
+    flux, ivar, _ = synthetic_spectra(wavelength, redshift, fluxes, velocity, sigma, 0.1, rng, continuum=0.0)
+    maps = fit_emission_lines(wavelength, flux, ivar, redshift, instrumental_sigma_kms=SIGMA_INST_KMS,
+                              continuum="none")  # fmt: skip
+    for name in ("Halpha", "Hbeta", "NII_6585", "OIII_5008"):
+        pull = (maps.flux[name] - fluxes[name]) / maps.flux_err[name]
+        assert abs(np.mean(pull)) < 0.4 and 0.7 < np.std(pull) < 1.3, (name, np.mean(pull), np.std(pull))
+        assert np.all(np.isnan(maps.ew_rest_a[name])), name
+    with_continuum = fit_emission_lines(wavelength, flux + 1.0, ivar, redshift, instrumental_sigma_kms=SIGMA_INST_KMS,
+                                        continuum="none")  # fmt: skip
+    assert np.median(with_continuum.flux["Halpha"] / fluxes["Halpha"]) > 1.5
+    with pytest.raises(ValueError, match="continuum must be one of .*'stellar'"):
+        fit_emission_lines(wavelength, flux[:2], ivar[:2], redshift[:2], continuum="stellar")
+    with pytest.raises(ValueError, match="continuum_refit must be one of .*'twice'"):
+        fit_emission_lines(wavelength, flux[:2], ivar[:2], redshift[:2], continuum_refit="twice")
