@@ -85,13 +85,14 @@ def synthetic_table(kind: str, work_dir: Path, n: int = 16, continuum_refit: str
     wavelength, flux, ivar, redshift, sigma_inst, truth = stellar_line_spectra("manga", kind, n, rng, SSP_TEMPLATES)
     resolution = SPEED_OF_LIGHT_KMS / (sigma_inst * FWHM_PER_SIGMA)
     path = write_manga_spectra(work_dir / f"synthetic_{kind}.fits", wavelength, flux, ivar, redshift, resolution)
-    fits_by = {"dap": run_dap(path), "package": fit_spectra_file(path, continuum_refit=continuum_refit)[1]}
+    dap = run_dap(path)
+    maps = fit_spectra_file(path, continuum_refit=continuum_refit)[1]
+    fluxes_by = {"dap": (dap["flux"], dap["flux_err"]), "package": (maps.flux, maps.flux_err)}
     table = {}
     for name in DAP_LINES.values():
         table[name] = {}
-        for who, fit in fits_by.items():
-            value = fit["flux"][name] if who == "dap" else fit.flux[name]
-            error = fit["flux_err"][name] if who == "dap" else fit.flux_err[name]
+        for who, (flux, flux_err) in fluxes_by.items():
+            value, error = flux[name], flux_err[name]
             pull = (value - truth[name]) / error
             ratio = float(np.median(value / truth[name])) if np.all(truth[name] > 0) else None
             table[name][who] = {"flux_over_truth": ratio, "pull_mean": float(np.mean(pull)),

@@ -435,14 +435,14 @@ def fit_stellar_continuum(
         if start.templates.shape[0] != n:
             raise ValueError(f"`start` holds {start.templates.shape[0]} spectra, `flux` {n}")
         fitted &= start.fitted
-        w = np.where(fitted[:, None], w, 0.0)
+    w = np.where(fitted[:, None], w, 0.0)
+    if start is not None:
         select = np.tile(np.arange(n_tpl), (n, 1)) if all_templates else start.templates
         nonneg = np.r_[np.ones(select.shape[1], bool), np.zeros(degree + 1, bool)]
         passive = np.c_[np.take_along_axis(start.weights, select, axis=1) > 0, np.ones((n, degree + 1), bool)]
         velocity = np.where(fitted, start.velocity_kms, 0.0)
         dispersion = np.where(fitted, start.dispersion_kms, DISPERSION_GRID_KMS[0])
         return _final_fit(prob, w, y, fitted, velocity, dispersion, select, nonneg, passive)
-    w = np.where(fitted[:, None], w, 0.0)
 
     # 1. template selection with the full library
     # every trial below only removes pixels from these weights: the trials use only the pixels weighted here

@@ -68,6 +68,7 @@ KINEMATIC_GROUPS = {
     "balmer": ("Hbeta", "Halpha"),
     "forbidden": ("OII_3727", "OII_3730", "OIII_4960", "OIII_5008", "NII_6550", "NII_6585", "SII_6718", "SII_6733"),
 }
+_GROUP_INDEX = {name: i for i, group in enumerate(KINEMATIC_GROUPS.values()) for name in group}
 #: Lines sharing one dispersion when the dispersions are free (``dispersions="free"``, or ``"auto"`` at high S/N):
 #: each line with its own, the members of a doublet together. As in the MaNGA DAP's line list ELPMPL11
 #: (sdss-mangadap, mangadap/data/emission_lines/elpmpl11.par): [OIII] 4960, [NII] 6550 tied to their partners in
@@ -123,7 +124,8 @@ BALMER_ABSORPTION_SIGMA_KMS = 450.0
 _N_ABS = len(_ABSORPTION)
 _I_CONT = _N_COMP + _N_ABS
 _N_LIN = _I_CONT + 2 * len(_COMPLEXES)  # line fluxes, absorption depths, (offset, slope) per complex
-# the non-linear parameters: one v per velocity group (_Chunk.n_vel), then one sigma^2 per dispersion group
+# the non-linear parameters: one v per kinematic group (_N_VEL), then one sigma^2 per dispersion group
+_N_VEL = len(KINEMATIC_GROUPS)
 #: The linear parameters (columns of the design matrix) of each complex: its line components, its Balmer
 #: absorption, its continuum offset and slope. A column is non-zero only on its complex's pixels, so at fixed
 #: kinematics the normal equations split into one small system per complex.
@@ -373,14 +375,11 @@ class _Chunk:
         n = flux.shape[0]
         self.n = n
         # the non-linear parameters theta: v of each kinematic group, then sigma^2 of each dispersion group
-        self.velocity_groups = KINEMATIC_GROUPS
         self.dispersion_groups = KINEMATIC_GROUPS if dispersion_groups is None else dispersion_groups
-        v_index = {line: i for i, group in enumerate(self.velocity_groups.values()) for line in group}
         q_index = {line: i for i, group in enumerate(self.dispersion_groups.values()) for line in group}
-        self.n_vel = len(self.velocity_groups)
-        self.n_nonlin = self.n_vel + len(self.dispersion_groups)
-        self.v_column = [v_index[members[0][0]] for _, _, members in _COMPONENTS]  # per component
-        self.q_column = [self.n_vel + q_index[members[0][0]] for _, _, members in _COMPONENTS]
+        self.n_nonlin = _N_VEL + len(self.dispersion_groups)
+        self.v_column = [_GROUP_INDEX[members[0][0]] for _, _, members in _COMPONENTS]  # per component
+        self.q_column = [_N_VEL + q_index[members[0][0]] for _, _, members in _COMPONENTS]
         self.redshift = redshift
         one_plus_z = 1.0 + redshift
         blocks, index_list, valid_list = {}, [], []
@@ -575,11 +574,10 @@ def _solve_scaled(normal: np.ndarray, rhs: np.ndarray, damping=None) -> np.ndarr
     return step / d
 
 
-def _clip_theta(theta: np.ndarray, q_min: np.ndarray, q_max: np.ndarray, n_vel: int) -> np.ndarray:
-    """Kinematics (n, n_vel velocities then sigma^2 values) clipped to the search limits."""
+def _clip_theta(theta: np.ndarray, q_min: np.ndarray, q_max: np.ndarray) -> np.ndarray:
     theta = theta.copy()
-    theta[:, :n_vel] = np.clip(theta[:, :n_vel], -VELOCITY_LIMIT_KMS, VELOCITY_LIMIT_KMS)
-    theta[:, n_vel:] = np.clip(theta[:, n_vel:], q_min, q_max)
+    theta[:, :_N_VEL] = np.clip(theta[:, :_N_VEL], -VELOCITY_LIMIT_KMS, VELOCITY_LIMIT_KMS)
+    theta[:, _N_VEL:] = np.clip(theta[:, _N_VEL:], q_min, q_max)
     return theta
 
 
@@ -587,8 +585,7 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True, start=No
     """Fit the spectra of `chunk`: a grid search then Levenberg-Marquardt, or only the latter from `start` (n,
     n_nonlin + K parameters). `q_bounds`: (q_min, q_max), each (n, number of dispersion groups), the range of
     sigma^2 ((km/s)^2); default [0, SIGMA_LIMIT_KMS^2]. Returns (params, cov, chi2 / dof, q_min)."""
-    n, n_nonlin, n_vel = chunk.n, chunk.n_nonlin, chunk.n_vel
-    n_q = n_nonlin - n_vel
+    n, n_nonlin, n_q = chunk.n, chunk.n_nonlin, chunk.n_nonlin - _N_VEL
     # no line narrower than the instrument (q = sigma^2 >= 0): allowing sigma_total < sigma_inst let low-S/N fits
     # latch onto single noisy pixels (H-alpha flux pulls of std 1.6 instead of 1.4 at S/N 3)
     q_min, q_max = (np.zeros((n, n_q)), np.full((n, n_q), SIGMA_LIMIT_KMS**2)) if q_bounds is None else q_bounds
@@ -599,7 +596,7 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True, start=No
         alpha = np.zeros((n, _N_LIN))
         for sigma in _GRID_SIGMA_KMS:
             for v in _GRID_VELOCITY_KMS:
-                trial = np.concatenate([np.full((n, n_vel), v), np.full((n, n_q), sigma**2)], axis=1)
+                trial = np.concatenate([np.full((n, _N_VEL), v), np.full((n, n_q), sigma**2)], axis=1)
                 a, chi2 = chunk.solve_linear_blocks(trial)
                 better = chi2 < best_chi2
                 best_chi2 = np.where(better, chi2, best_chi2)
@@ -608,7 +605,7 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True, start=No
         params = np.concatenate([theta, alpha], axis=1)
     else:
         params = np.array(start, dtype=np.float64)
-        params[:, :n_nonlin] = _clip_theta(params[:, :n_nonlin], q_min, q_max, n_vel)
+        params[:, :n_nonlin] = _clip_theta(params[:, :n_nonlin], q_min, q_max)
         theta, alpha = params[:, :n_nonlin], params[:, n_nonlin:]
     # 2. Levenberg-Marquardt on all parameters
     jac, model = chunk.full_jacobian(theta, alpha)
@@ -619,7 +616,7 @@ def _fit_chunk(chunk: _Chunk, n_iter: int, rescale_errors: bool = True, start=No
         grad = (jw @ (chunk.y - model)[..., None])[..., 0]
         step = _solve_scaled(jw @ jac, grad, damping)
         trial = params + step
-        trial[:, :n_nonlin] = _clip_theta(trial[:, :n_nonlin], q_min, q_max, n_vel)
+        trial[:, :n_nonlin] = _clip_theta(trial[:, :n_nonlin], q_min, q_max)
         t_jac, t_model = chunk.full_jacobian(trial[:, :n_nonlin], trial[:, n_nonlin:])
         t_chi2 = (chunk.w * (chunk.y - t_model) ** 2).sum(axis=1)
         accept = t_chi2 <= chi2
@@ -834,7 +831,7 @@ def fit_emission_lines(
             params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors)
             if continuum_refit != "off":
                 emission = chunk.line_model(params, wavelength.size)
-                refit = SASUKE_REFIT if continuum_refit == "sasuke" else {"degree": continuum_degree}
+                refit = SASUKE_REFIT if continuum_refit == "sasuke" else None
                 line_flux, line_ivar, cont_at_line, _ = _subtract_stellar_continuum(
                     wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, emission, fits, refit
                 )
@@ -904,9 +901,9 @@ def _free_dispersion_start(tied: _Chunk, free: _Chunk, params: np.ndarray):
     """The start and sigma^2 bounds of a free-dispersion fit (chunk `free`) from a tied fit's `params` (of chunk
     `tied`, same spectra): the same velocities and amplitudes, each dispersion group starting at its line's tied
     sigma^2 and bounded within DISPERSION_TIE_FACTOR of it. Returns (start (n, free.n_nonlin + K), (q_min, q_max))."""
-    tied_q = np.stack([params[:, tied.q_column[free.q_column.index(free.n_vel + g)]]
-                       for g in range(free.n_nonlin - free.n_vel)], axis=1)  # fmt: skip
-    start = np.concatenate([params[:, : tied.n_vel], tied_q, params[:, tied.n_nonlin :]], axis=1)
+    tied_q = np.stack([params[:, tied.q_column[free.q_column.index(_N_VEL + g)]]
+                       for g in range(free.n_nonlin - _N_VEL)], axis=1)  # fmt: skip
+    start = np.concatenate([params[:, :_N_VEL], tied_q, params[:, tied.n_nonlin :]], axis=1)
     factor2 = DISPERSION_TIE_FACTOR**2
     return start, (tied_q / factor2, np.minimum(tied_q * factor2, SIGMA_LIMIT_KMS**2))
 
@@ -933,8 +930,9 @@ def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix
 
     Without `emission`: the full fit (:func:`fit_stellar_continuum`) with every line window masked. With `emission`
     (n, L), the fitted lines, `starts`, the fits returned by the first call, and `refit`, keyword arguments of the
-    refit (``degree``, ``all_templates``): the continuum refitted to ``flux - emission`` with the same kinematics
-    (and templates, unless ``all_templates``), the windows of the modelled lines unmasked, so that
+    refit (``degree``, ``all_templates``; default: `degree`, the start's templates): the continuum refitted to
+    ``flux - emission`` with the same kinematics (and templates, unless ``all_templates``), the windows of the
+    modelled lines unmasked, so that
     the stellar absorption under the lines is constrained by the pixels around them (one step of the joint fit of
     continuum and lines that the MaNGA DAP's Sasuke makes; Belfiore et al. 2019, AJ 158, 160, Sec. 3)."""
     stellar, stellar_var, fits = np.zeros_like(flux), np.zeros_like(flux), []
@@ -945,7 +943,7 @@ def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix
         else:
             fit = fit_stellar_continuum(wavelength, flux[ss] - emission[ss], ivar[ss], redshift[ss], sigma_inst_pix,
                                         masked_lines=_UNMODELLED_MASKED_LINES_A, start=starts[i][0],
-                                        **refit)  # fmt: skip
+                                        **(refit or {"degree": degree}))  # fmt: skip
         stellar[ss], stellar_var[ss] = fit.continuum, fit.continuum_var
         fits.append((fit, ss))
     with np.errstate(divide="ignore"):
@@ -980,7 +978,7 @@ def _collect(chunk: _Chunk, params, cov, out, masks, sl, no_value, cont_at_line=
     var = np.einsum("nkk->nk", cov)
     err = np.sqrt(np.maximum(var, 0.0))
     one_plus_z = 1.0 + chunk.redshift
-    group_ok = [np.any([chunk.line_ok[line] for line in group], axis=0) for group in chunk.velocity_groups.values()]
+    group_ok = [np.any([chunk.line_ok[line] for line in group], axis=0) for group in KINEMATIC_GROUPS.values()]
     n_nonlin = chunk.n_nonlin
     for k, (_, cplx, members) in enumerate(_COMPONENTS):
         i_amp = n_nonlin + k
