@@ -10,7 +10,8 @@ fitter's dispersions. Needs the test extra (``pip install -e ".[test]"``: sdss-m
 
 ``--synthetic lier quiescent star_forming`` instead runs both fitters on spectra with known line fluxes
 (:func:`galspec_hf.analysis.synthetic.stellar_line_spectra` at MaNGA resolution, the spectra of the recovery tests in
-tests/analysis/test_lines.py, written in the same file layout) and prints each fitter's flux / truth and pulls.
+tests/analysis/test_lines.py, written in the same file layout) and prints each fitter's flux / truth and pulls; the
+package twice, with MILES-HC and with the simulator's SSPs less the ones that made the spectra.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from galspec_hf.analysis.continuum import ssp_continuum_templates
 from galspec_hf.analysis.dap_reference import DAP_LINES, compare_with_dap, compared_spectra, fit_spectra_file, run_dap
 from galspec_hf.analysis.lines import CONTINUUM_REFIT_MODES, DISPERSION_MODES
 from galspec_hf.analysis.synthetic import GALAXY_TYPES, stellar_line_spectra
 from galspec_hf.constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KMS
 from galspec_hf.io import write_manga_spectra
+from galspec_hf.simulate.templates import read_ssp_file, ssp_population_ages
 from galspec_hf.strict_json import write_strict_json
 
 # the shared data folder beside the repository (../shared/data, or $GALSPEC_SHARED_DATA), as the tests find it
@@ -80,14 +83,21 @@ def format_table(table: dict) -> str:
 def synthetic_table(kind: str, work_dir: Path, n: int = 16, continuum_refit: str = "same") -> dict:
     """The DAP and the package on `n` MaNGA-resolution spectra of galaxy type `kind` with known lines (the random
     draw of the MaNGA recovery test in tests/analysis/test_lines.py): {line: {"dap"|"package": {"flux_over_truth"
-    (median; None without lines), "pull_mean", "pull_std"}}}, pull = (fit - truth) / the fitter's error."""
+    (median; None without lines), "pull_mean", "pull_std"}}}, pull = (fit - truth) / the fitter's error;
+    ``"package_ssp"``: the package with the simulator's SSPs less those that made the spectra as its library."""
     rng = np.random.default_rng(12 * 10 + list(GALAXY_TYPES).index(kind))
     wavelength, flux, ivar, redshift, sigma_inst, truth = stellar_line_spectra("manga", kind, n, rng, SSP_TEMPLATES)
     resolution = SPEED_OF_LIGHT_KMS / (sigma_inst * FWHM_PER_SIGMA)
     path = write_manga_spectra(work_dir / f"synthetic_{kind}.fits", wavelength, flux, ivar, redshift, resolution)
     dap = run_dap(path)
     maps = fit_spectra_file(path, continuum_refit=continuum_refit)[1]
-    fluxes_by = {"dap": (dap["flux"], dap["flux_err"]), "package": (maps.flux, maps.flux_err)}
+    # the package once more with a library of the simulator's own SSPs that leaves out those that made the spectra
+    ages_yr = read_ssp_file(SSP_TEMPLATES)[2]
+    old, young = ssp_population_ages(ages_yr)
+    bracketing = ssp_continuum_templates(SSP_TEMPLATES, exclude_ages_yr=[ages_yr[old], *ages_yr[young]])
+    maps_ssp = fit_spectra_file(path, continuum_refit=continuum_refit, templates=bracketing)[1]
+    fluxes_by = {"dap": (dap["flux"], dap["flux_err"]), "package": (maps.flux, maps.flux_err),
+                 "package_ssp": (maps_ssp.flux, maps_ssp.flux_err)}  # fmt: skip
     table = {}
     for name in DAP_LINES.values():
         table[name] = {}
@@ -102,13 +112,14 @@ def synthetic_table(kind: str, work_dir: Path, n: int = 16, continuum_refit: str
 
 def format_synthetic(tables: dict) -> str:
     """The synthetic comparison as Markdown: one row per galaxy type and line."""
-    rows = ["| type | line | DAP flux / truth, pull mean / std | package flux / truth, pull mean / std |",
-            "|---|---|---|---|"]  # fmt: skip
+    rows = ["| type | line | DAP flux / truth, pull mean / std | package (MILES-HC) | package (bracketing SSPs) |",
+            "|---|---|---|---|---|"]  # fmt: skip
     for kind, lines in tables.items():
         for name, r in lines.items():
             cells = [("n/a" if c["flux_over_truth"] is None else f"{c['flux_over_truth']:.3f}")
-                     + f", {c['pull_mean']:+.2f} / {c['pull_std']:.2f}" for c in (r["dap"], r["package"])]  # fmt: skip
-            rows.append(f"| {kind} | {name} | {cells[0]} | {cells[1]} |")
+                     + f", {c['pull_mean']:+.2f} / {c['pull_std']:.2f}"
+                     for c in (r["dap"], r["package"], r["package_ssp"])]  # fmt: skip
+            rows.append(f"| {kind} | {name} | {' | '.join(cells)} |")
     return "\n".join(rows)
 
 

@@ -167,3 +167,59 @@ def test_refit_from_a_start_keeps_the_kinematics_and_unmasks_the_given_lines():
     assert np.all(chi2(unmasked) < chi2(first)), (chi2(unmasked), chi2(first))
     with pytest.raises(ValueError, match="`start`"):
         cont.fit_stellar_continuum(wavelength, flux[:2], ivar[:2], redshift[:2], sigma_inst, start=first)
+
+
+def test_another_library_is_fitted_with_its_own_templates_and_refused_when_malformed(tmp_path):
+    """A user library (here five MILES-HC spectra under another name) is fitted with its own templates: spectra
+    made of two of them come back within 1 %, and the cache of broadened libraries keeps the two libraries apart
+    (the default library then fits as before). Malformed libraries, a start from another library and an SSP age
+    that is not in the file are refused by name."""
+    rng = np.random.default_rng(8)
+    wavelength = _manga_wavelength()
+    sigma_inst = np.full(wavelength.size, 60.0)
+    redshift = np.full(3, 0.04)
+    full = cont.load_continuum_templates()
+    subset = cont.ContinuumTemplates(full.wavelength_rest_a, full.flux[[0, 7, 14, 21, 28]], full.fwhm_a, "five")
+    prob = cont._Problem(wavelength, sigma_inst, redshift, 8, subset)
+    flat, _, n_t = prob.broadened(110.0)
+    lib = flat.reshape(-1, n_t)
+    assert lib.shape[0] == 5
+    weights = np.zeros((3, 5))
+    for i in range(3):
+        weights[i, rng.choice(5, 2, replace=False)] = rng.uniform(1.0, 3.0, 2)
+    flux = np.stack([np.interp(wavelength / 1.04, prob.twave, w @ lib) for w in weights])
+    ivar = np.full(flux.shape, 1e4)
+    default_before = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst)
+    fit = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst, templates=subset)
+    assert fit.weights.shape == (3, 5) and np.all(fit.fitted)
+    np.testing.assert_array_equal(fit.dispersion_kms, 110.0)
+    inside = np.isfinite(fit.continuum_var)
+    assert np.median(np.abs(fit.continuum[inside] / flux[inside] - 1)) < 1e-3
+    default_after = cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst)
+    assert default_after.weights.shape == (3, full.flux.shape[0])
+    np.testing.assert_array_equal(default_after.continuum, default_before.continuum)
+    with pytest.raises(ValueError, match="`start` was fitted with 5 templates"):
+        cont.fit_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst, start=fit)
+    with pytest.raises(ValueError, match="templates 'bad': flux must be"):
+        cont.ContinuumTemplates(full.wavelength_rest_a, full.flux[:, :-1], 2.5, "bad")
+    with pytest.raises(ValueError, match="uniform in log"):
+        cont.ContinuumTemplates(np.linspace(4000.0, 7000.0, 50), np.ones((2, 50)), 2.5, "linear")
+
+
+@pytest.mark.realdata
+def test_ssp_library_is_read_from_the_simulators_file(shared_file):
+    """An FSPS SSP file becomes a library on the shipped grid, one unit-median spectrum per age kept; an age that
+    is not in the file is refused with the file's ages."""
+    from galspec_hf.simulate.templates import read_ssp_file
+
+    path = shared_file("templates/SSP_Padova_CKC14z_Kroupa_Z0.0190.fits")
+    ages_yr = read_ssp_file(path)[2]
+    library = cont.ssp_continuum_templates(path, exclude_ages_yr=[ages_yr[-1]])
+    assert library.flux.shape == (ages_yr.size - 1, cont.load_continuum_templates().wavelength_rest_a.size)
+    np.testing.assert_allclose(np.median(library.flux, axis=1), 1.0)
+    assert library.fwhm_a == 0.0 and "ssp:SSP_Padova" in library.name
+    # the youngest SSP is bluer than the oldest kept: more flux at 4000 A than at 6500 A
+    at = np.searchsorted(library.wavelength_rest_a, [4000.0, 6500.0])
+    assert library.flux[0, at[0]] / library.flux[0, at[1]] > library.flux[-1, at[0]] / library.flux[-1, at[1]]
+    with pytest.raises(ValueError, match="no SSP of age 3.3e"):
+        cont.ssp_continuum_templates(path, exclude_ages_yr=[3.3e9])

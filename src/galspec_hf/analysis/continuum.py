@@ -34,7 +34,14 @@ from numpy.polynomial import legendre
 
 from .. import constants as C
 
-__all__ = ["ContinuumFit", "fit_stellar_continuum", "load_continuum_templates", "nnls_normal_equations"]
+__all__ = [
+    "ContinuumFit",
+    "ContinuumTemplates",
+    "fit_stellar_continuum",
+    "load_continuum_templates",
+    "nnls_normal_equations",
+    "ssp_continuum_templates",
+]
 
 _C_KMS = C.SPEED_OF_LIGHT_KMS
 _TEMPLATE_FILE = Path(__file__).resolve().parent.parent / "templates" / "mileshc_templates.npz"
@@ -44,9 +51,45 @@ DISPERSION_GRID_KMS = np.array([30.0, 70.0, 110.0, 150.0, 200.0, 260.0, 330.0])
 _START_DISPERSION_KMS = 100.0
 
 
+@dataclass(frozen=True)
+class ContinuumTemplates:
+    """A stellar template library for :func:`fit_stellar_continuum`.
+
+    Attributes
+    ----------
+    wavelength_rest_a : array (T,)
+        Vacuum rest-frame wavelengths, Angstrom, uniform in log(lambda) (the fit broadens in pixels of constant
+        velocity width).
+    flux : array (K, T)
+        The K template spectra (any normalisation: the fit's weights absorb it).
+    fwhm_a : float or array (T,)
+        The templates' own resolution, Gaussian FWHM in Angstrom (0: sharper than any spectrum fitted).
+    name : str
+        Where the templates came from; it keys the cache of broadened libraries, so two libraries need two names.
+    """
+
+    wavelength_rest_a: np.ndarray
+    flux: np.ndarray
+    fwhm_a: float | np.ndarray
+    name: str
+
+    def __post_init__(self):
+        wave, flux = np.asarray(self.wavelength_rest_a, float), np.asarray(self.flux, float)
+        if wave.ndim != 1 or flux.ndim != 2 or flux.shape[1] != wave.size or flux.shape[0] < 1:
+            raise ValueError(
+                f"templates {self.name!r}: flux must be (K, T) with T = wavelength_rest_a.size = {wave.size}, got "
+                f"{flux.shape}"
+            )
+        step = np.diff(np.log(wave))
+        if np.any(step <= 0) or np.ptp(step) > 1e-6 * step.mean():
+            raise ValueError(f"templates {self.name!r}: wavelength_rest_a must be increasing and uniform in log")
+        object.__setattr__(self, "wavelength_rest_a", wave)
+        object.__setattr__(self, "flux", flux)
+
+
 @lru_cache(maxsize=1)
-def load_continuum_templates() -> tuple[np.ndarray, np.ndarray, float]:
-    """The shipped MILES-HC templates: (wavelength_rest_a (T,), flux (K, T) float64, fwhm_a).
+def load_continuum_templates() -> ContinuumTemplates:
+    """The shipped MILES-HC templates (42 spectra, 2.5 A FWHM), the fit's default library.
 
     Vacuum rest-frame wavelengths on a logarithmic grid of ``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` pixels; each
     template normalised to unit median.
@@ -56,7 +99,46 @@ def load_continuum_templates() -> tuple[np.ndarray, np.ndarray, float]:
             f"continuum templates not found: {_TEMPLATE_FILE} (run data_scripts/make_continuum_templates.py)"
         )
     with np.load(_TEMPLATE_FILE) as data:
-        return data["wavelength_rest_a"].astype(float), data["flux"].astype(float), float(data["fwhm_a"])
+        return ContinuumTemplates(data["wavelength_rest_a"].astype(float), data["flux"].astype(float),
+                                  float(data["fwhm_a"]), "MILES-HC")  # fmt: skip
+
+
+def ssp_continuum_templates(path, exclude_ages_yr=()) -> ContinuumTemplates:
+    """A template library from an FSPS simple-stellar-population file (one spectrum per age).
+
+    The spectra are averaged, conserving flux, onto the shipped library's logarithmic grid
+    (``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` pixels over ``C.CONTINUUM_TEMPLATE_RANGE_REST_A``) and normalised to unit
+    median. Their resolution is taken as 0 (FWHM): the simulator (:mod:`galspec_hf.simulate.templates`) broadens
+    these spectra by the stellar and instrumental sigma alone, so on its spectra this is the consistent choice.
+
+    Parameters
+    ----------
+    path : str or Path
+        FSPS SSP FITS file (:func:`galspec_hf.simulate.templates.read_ssp_file`), e.g.
+        ``SSP_Padova_CKC14z_Kroupa_Z0.0190.fits``.
+    exclude_ages_yr : sequence of float
+        Ages (yr) whose SSPs are left out (matched within 1 %): fitting spectra made from this file without the
+        SSPs that made them tests the fit on populations the library brackets but does not contain.
+    """
+    from ..simulate.templates import read_ssp_file  # noqa: PLC0415 (the simulator's reader of this format)
+    from ..spectral import pixel_edges, rebin_flux_conserving  # noqa: PLC0415
+
+    wavelength, flux, ages_yr = read_ssp_file(path)
+    keep = np.ones(ages_yr.size, bool)
+    for age in exclude_ages_yr:
+        hit = np.abs(ages_yr / float(age) - 1.0) < 0.01
+        if not hit.any():
+            raise ValueError(f"{path}: no SSP of age {age:.3g} yr to exclude (ages: {np.round(ages_yr, -5)})")
+        keep &= ~hit
+    if not keep.any():
+        raise ValueError(f"{path}: every SSP excluded")
+    step = C.CONTINUUM_TEMPLATE_VELSCALE_KMS / C.SPEED_OF_LIGHT_KMS
+    lo, hi = C.CONTINUUM_TEMPLATE_RANGE_REST_A
+    wave = np.exp(np.arange(np.log(lo), np.log(hi), step))
+    spectra = rebin_flux_conserving(wavelength, flux[:, keep].T, pixel_edges(wave))  # (K, T)
+    spectra /= np.median(spectra, axis=1, keepdims=True)
+    ages = ",".join(f"{a:.3g}" for a in ages_yr[keep])
+    return ContinuumTemplates(wave, spectra, 0.0, f"ssp:{Path(path).name}[ages {ages}]")
 
 
 def _broaden(flux: np.ndarray, sigma_pix: np.ndarray) -> np.ndarray:
@@ -210,8 +292,10 @@ _BLOCK_PIX_LIBRARY = 128  # for the full library (42 + 9 columns)
 class _Problem:
     """Template library and polynomial on one chunk's pixels: shared pieces for one chunk."""
 
-    def __init__(self, wavelength, sigma_inst_pix, redshift, degree):
-        self.twave, self.tflux, fwhm = load_continuum_templates()
+    def __init__(self, wavelength, sigma_inst_pix, redshift, degree, templates: ContinuumTemplates | None = None):
+        templates = load_continuum_templates() if templates is None else templates
+        self.twave, self.tflux, fwhm = templates.wavelength_rest_a, templates.flux, templates.fwhm_a
+        self.templates_name = templates.name
         self.log_t0 = np.log(self.twave[0])
         self.dlog = np.log(self.twave[1] / self.twave[0])
         self.wavelength = wavelength
@@ -228,7 +312,7 @@ class _Problem:
 
     def broadened(self, sigma_star):
         """Broadened library at ``sigma_star``: (flat (K * T,), flat forward difference (K * T,), T)."""
-        key = (float(sigma_star), self._inst_key)
+        key = (self.templates_name, float(sigma_star), self._inst_key)
         with _BROADEN_LOCK:
             cached = _BROADEN_CACHE.get(key)
         if cached is None:  # broadened outside the lock (another thread may do the same; both results are equal)
@@ -379,6 +463,7 @@ def fit_stellar_continuum(
     masked_lines=C.CONTINUUM_MASKED_LINES_VACUUM_A,
     start: ContinuumFit | None = None,
     all_templates: bool = False,
+    templates: ContinuumTemplates | None = None,
 ) -> ContinuumFit:
     """Fit a stellar continuum to each of n spectra (see the module docstring for the method).
 
@@ -411,6 +496,9 @@ def fit_stellar_continuum(
         (:func:`galspec_hf.analysis.fit_emission_lines`).
     all_templates : bool
         With `start`: the final fit uses the whole library, not the start's selected templates.
+    templates : ContinuumTemplates, optional
+        The template library; default the shipped MILES-HC (:func:`load_continuum_templates`). With `start`, the
+        library the start was fitted with.
 
     Returns
     -------
@@ -423,7 +511,7 @@ def fit_stellar_continuum(
     n, length = flux.shape
     if degree < -1:
         raise ValueError(f"degree must be >= -1 (-1: no polynomial), got {degree}")
-    prob = _Problem(wavelength, np.broadcast_to(sigma_inst_kms, wavelength.shape), redshift, degree)
+    prob = _Problem(wavelength, np.broadcast_to(sigma_inst_kms, wavelength.shape), redshift, degree, templates)
     n_tpl = prob.tflux.shape[0]
     base_w = np.where(_line_mask(wavelength, redshift, masked_lines), 0.0, np.maximum(ivar, 0.0))
     y = np.where(base_w > 0, flux, 0.0)
@@ -434,6 +522,8 @@ def fit_stellar_continuum(
     if start is not None:
         if start.templates.shape[0] != n:
             raise ValueError(f"`start` holds {start.templates.shape[0]} spectra, `flux` {n}")
+        if start.weights.shape[1] != n_tpl:
+            raise ValueError(f"`start` was fitted with {start.weights.shape[1]} templates, `templates` holds {n_tpl}")
         fitted &= start.fitted
     w = np.where(fitted[:, None], w, 0.0)
     if start is not None:

@@ -670,6 +670,7 @@ def fit_emission_lines(
     num_threads: int | None = None,
     dispersions: str = "tied",
     continuum_refit: str = "same",
+    templates=None,
 ) -> LineMaps:
     """Fit emission lines and measure Dn4000 in every spectrum at once.
 
@@ -713,6 +714,10 @@ def fit_emission_lines(
         synthetic spectra, and is about 1.4x slower (docs/LINES.md). ``"off"``: the masked-window fit alone.
     continuum_degree : int
         Degree of the additive Legendre polynomial of the template continuum (default 8).
+    templates : :class:`~galspec_hf.analysis.continuum.ContinuumTemplates`, optional
+        Template mode: the stellar library; default the shipped MILES-HC
+        (:func:`~galspec_hf.analysis.continuum.load_continuum_templates`). Another library, e.g. FSPS SSPs through
+        :func:`~galspec_hf.analysis.continuum.ssp_continuum_templates`, for spectra it matches better.
     rescale_errors : bool
         Multiply the ivar-propagated errors by sqrt(max(1, chi^2/dof)) of each line complex (of all windows for
         velocities and dispersions), so that a poor continuum model (stellar features) inflates them. False gives
@@ -823,7 +828,7 @@ def fit_emission_lines(
             # refitted (same templates and kinematics) on the spectrum minus those lines with their windows unmasked,
             # 4. the lines refitted on the new residual (see the module docstring)
             line_flux, line_ivar, cont_at_line, fits = _subtract_stellar_continuum(
-                wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree
+                wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, templates=templates
             )
             for fit, ss in fits:
                 stellar_v[sl[ss]], stellar_sigma[sl[ss]] = fit.velocity_kms, fit.dispersion_kms
@@ -833,7 +838,8 @@ def fit_emission_lines(
                 emission = chunk.line_model(params, wavelength.size)
                 refit = SASUKE_REFIT if continuum_refit == "sasuke" else None
                 line_flux, line_ivar, cont_at_line, _ = _subtract_stellar_continuum(
-                    wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, emission, fits, refit
+                    wavelength, flux_c, ivar_c, z1[sl], sigma_inst_pix, continuum_degree, emission, fits, refit,
+                    templates=templates,
                 )
                 chunk = _Chunk(wavelength, edges, sigma_inst_pix, line_flux, line_ivar, z1[sl], False, False)
                 params, cov, rchi2, _ = _fit_chunk(chunk, n_iter, rescale_errors, start=params)
@@ -924,7 +930,7 @@ _UNMODELLED_MASKED_LINES_A = tuple(
 
 
 def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix, degree, emission=None, starts=None,
-                                refit=None):
+                                refit=None, templates=None):
     """The spectra minus their stellar continuum, for the line fit: (flux (n, L), ivar (n, L) with the continuum's
     variance added, {line: the continuum at its expected centre (n,)}, [(ContinuumFit, rows), ...]).
 
@@ -939,11 +945,12 @@ def _subtract_stellar_continuum(wavelength, flux, ivar, redshift, sigma_inst_pix
     for i, sub in enumerate(range(0, flux.shape[0], _CONTINUUM_CHUNK)):
         ss = slice(sub, sub + _CONTINUUM_CHUNK)
         if emission is None:
-            fit = fit_stellar_continuum(wavelength, flux[ss], ivar[ss], redshift[ss], sigma_inst_pix, degree=degree)
+            fit = fit_stellar_continuum(wavelength, flux[ss], ivar[ss], redshift[ss], sigma_inst_pix, degree=degree,
+                                        templates=templates)
         else:
             fit = fit_stellar_continuum(wavelength, flux[ss] - emission[ss], ivar[ss], redshift[ss], sigma_inst_pix,
                                         masked_lines=_UNMODELLED_MASKED_LINES_A, start=starts[i][0],
-                                        **(refit or {"degree": degree}))  # fmt: skip
+                                        templates=templates, **(refit or {"degree": degree}))  # fmt: skip
         stellar[ss], stellar_var[ss] = fit.continuum, fit.continuum_var
         fits.append((fit, ss))
     with np.errstate(divide="ignore"):

@@ -32,8 +32,8 @@ INSTRUMENTS = ("desi", "manga")
 def stellar_line_spectra(instrument: str, kind: str, n: int, rng, template_source):
     """n noisy spectra of one galaxy type on the DESI or MaNGA grid, stellar continuum from the simulator's templates.
 
-    The continuum is the old/young mix (:data:`GALAXY_TYPES`) broadened by the stellar sigma and the instrument
-    (taken at 6000 A), 5e-17 erg/s/cm2/A at rest 5500 A, per-pixel S/N 25; lines are pixel-integrated Gaussians (gas
+    The continuum is the old/young mix (:data:`GALAXY_TYPES`) broadened by the stellar sigma and the instrument's
+    sigma at each pixel, 5e-17 erg/s/cm2/A at rest 5500 A, per-pixel S/N 25; lines are pixel-integrated Gaussians (gas
     sigma 60 km/s, velocity +-50 km/s), at redshifts 0.03-0.08. `template_source`: the FSPS SSP file (see
     :func:`galspec_hf.simulate.templates.load_templates`).
 
@@ -58,10 +58,27 @@ def stellar_line_spectra(instrument: str, kind: str, n: int, rng, template_sourc
     templates = load_templates(template_source)
     redshift = rng.uniform(0.03, 0.08, n)
     level = 5.0
-    sigma_tot = float(np.hypot(sigma_star, np.interp(6000.0, wavelength, sigma_inst)))
-    rest = (1 - young) * templates.broadened("old", sigma_tot) + young * templates.broadened("young", sigma_tot)
-    continuum = level * np.stack([np.interp(wavelength / (1 + z), templates.wavelength_rest, rest) for z in redshift])
-    halpha = np.full(n, ew_ha * level * np.interp(lines["Halpha"], templates.wavelength_rest, rest))
+    # the continuum broadened by the stellar sigma and the instrument's sigma at each observed pixel: broadened
+    # at every 10 km/s between the smallest and largest total sigma, then interpolated per pixel in sigma
+    sigma_tot = np.hypot(sigma_star, sigma_inst)  # (L,) km/s
+    steps = np.arange(np.floor(sigma_tot.min() / 10.0), np.ceil(sigma_tot.max() / 10.0) + 1) * 10.0
+
+    def mix(sigma):
+        return (1 - young) * templates.broadened("old", sigma) + young * templates.broadened("young", sigma)
+
+    rest = np.stack([mix(sigma) for sigma in steps])  # (S, N) on the rest-frame template grid
+    at = np.clip(np.interp(sigma_tot, steps, np.arange(steps.size)), 0, steps.size - 1)
+    low = np.minimum(at.astype(int), steps.size - 2) if steps.size > 1 else np.zeros(at.size, int)
+    frac = at - low if steps.size > 1 else np.zeros(at.size)
+    continuum = np.empty((n, wavelength.size))
+    for i, z in enumerate(redshift):
+        sampled = np.stack([np.interp(wavelength / (1 + z), templates.wavelength_rest, row) for row in rest])
+        columns = np.arange(wavelength.size)
+        high = np.minimum(low + 1, steps.size - 1)
+        continuum[i] = sampled[low, columns] * (1 - frac) + sampled[high, columns] * frac
+    continuum *= level
+    sigma_ha = float(np.hypot(sigma_star, np.interp(lines["Halpha"] * 1.05, wavelength, sigma_inst)))
+    halpha = np.full(n, ew_ha * level * np.interp(lines["Halpha"], templates.wavelength_rest, mix(sigma_ha)))
     fluxes = {"Halpha": halpha, **{name: r * halpha for name, r in ratios.items()}}
     fluxes["SII_6733"] = 0.75 * fluxes["SII_6718"]
     fluxes["NII_6550"] = fluxes["NII_6585"] / C.NII_DOUBLET_RATIO

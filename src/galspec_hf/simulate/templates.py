@@ -167,12 +167,17 @@ def remove_nebular_lines(wavelength: np.ndarray, flux: np.ndarray, half_width_km
     return clean
 
 
-def load_ssp_templates(path: str | Path) -> TemplateSet:
-    """Old (10 Gyr) and young (constant SFR over 100 Myr) populations from an FSPS SSP file.
+def read_ssp_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spectra of an FSPS simple-stellar-population FITS file (fastspecfit's layout).
 
     Parameters
     ----------
-    path : FITS file with HDUs FLUX (n_wave x n_age), WAVE (n_wave,) and METADATA (column ``age`` in yr).
+    path : FITS file with HDUs FLUX (n_wave x n_age, erg/s/cm2/A), WAVE (n_wave,) vacuum Angstrom and METADATA
+        (column ``age`` in yr).
+
+    Returns
+    -------
+    (wavelength (n_wave,) A, flux (n_wave, n_age) float64, ages_yr (n_age,))
     """
     from astropy.io import fits  # noqa: PLC0415
 
@@ -188,8 +193,29 @@ def load_ssp_templates(path: str | Path) -> TemplateSet:
         ages_yr = np.asarray(hdul["METADATA"].data["age"], dtype=np.float64)
     if flux.shape[0] != wavelength.size:
         flux = flux.T
-    old_index = int(np.argmin(np.abs(np.log10(ages_yr) - 10.0)))
-    young = ages_yr <= 1.01e8
+    if flux.shape != (wavelength.size, ages_yr.size):
+        raise ValueError(
+            f"{path}: FLUX has shape {flux.shape}, expected (n_wave, n_age) = ({wavelength.size}, {ages_yr.size})"
+        )
+    return wavelength, flux, ages_yr
+
+
+def ssp_population_ages(ages_yr: np.ndarray) -> tuple[int, np.ndarray]:
+    """Which SSPs of a file make the two populations: (index of the old one, the 10 Gyr SSP; mask of the young
+    ones, ages up to 100 Myr)."""
+    ages_yr = np.asarray(ages_yr, dtype=np.float64)
+    return int(np.argmin(np.abs(np.log10(ages_yr) - 10.0))), ages_yr <= 1.01e8
+
+
+def load_ssp_templates(path: str | Path) -> TemplateSet:
+    """Old (10 Gyr) and young (constant SFR over 100 Myr) populations from an FSPS SSP file.
+
+    Parameters
+    ----------
+    path : FITS file with HDUs FLUX (n_wave x n_age), WAVE (n_wave,) and METADATA (column ``age`` in yr).
+    """
+    wavelength, flux, ages_yr = read_ssp_file(path)
+    old_index, young = ssp_population_ages(ages_yr)
     if not young.any():
         raise ValueError(f"{path}: no SSP younger than 100 Myr for the young population")
     # time each young SSP represents in a constant-SFR history over 0-100 Myr: midpoints between ages
@@ -197,7 +223,7 @@ def load_ssp_templates(path: str | Path) -> TemplateSet:
     bounds = np.concatenate([[0.0], 0.5 * (young_ages[1:] + young_ages[:-1]), [1e8]])
     weights = np.diff(bounds)
     young_spectrum = flux[:, young] @ weights
-    return _finish(wavelength, flux[:, old_index], young_spectrum, f"ssp:{path.name}")
+    return _finish(wavelength, flux[:, old_index], young_spectrum, f"ssp:{Path(path).name}")
 
 
 @functools.lru_cache(maxsize=4)
