@@ -394,6 +394,26 @@ def test_cli_line_maps(tmp_path, capsys):
         assert hdul[0].header["CONTREFT"] == "off"
     expected = desi_instrumental_sigma_kms(LINES["Halpha"] * 1.025)
     np.testing.assert_allclose(inst, expected, rtol=1e-4)
+    # --templates: a library of one's own (here ten MILES-HC spectra in the shipped .npz layout), named in the header
+    from galspec_hf.analysis.continuum import load_continuum_templates
+
+    shipped = load_continuum_templates()
+    library = tmp_path / "ten.npz"
+    np.savez(library, wavelength_rest_a=shipped.wavelength_rest_a, flux=shipped.flux[:10], fwhm_a=shipped.fwhm_a)
+    assert main(["line-maps", str(with_z), "--out", str(tmp_path / "c"), "--no-progress", "--templates",
+                 str(library)]) == 0  # fmt: skip
+    with fits.open(tmp_path / "c" / "line_maps.fits") as hdul:
+        assert hdul[0].header["CONTTPL"] == "ten.npz"
+    ha_ten = read_manga_maps(tmp_path / "c" / "line_maps.fits").line_map("Ha-6564")[0]
+    assert np.all(np.abs(ha_ten / truth - 1) < 0.1)
+    capsys.readouterr()
+    np.savez(tmp_path / "bad.npz", flux=shipped.flux[:2])
+    for extra, message in ((["--templates", str(tmp_path / "none.npz")], "file not found"),
+                           (["--templates", str(library), "--continuum", "local"], "--continuum template"),
+                           (["--templates", str(tmp_path / "bad.npz")], "wavelength_rest_a")):  # fmt: skip
+        assert main(["line-maps", str(with_z), "--out", str(tmp_path / "d"), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
 
 
 def test_desi_resolution_in_the_published_range():

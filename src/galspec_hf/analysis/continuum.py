@@ -83,24 +83,41 @@ class ContinuumTemplates:
         step = np.diff(np.log(wave))
         if np.any(step <= 0) or np.ptp(step) > 1e-6 * step.mean():
             raise ValueError(f"templates {self.name!r}: wavelength_rest_a must be increasing and uniform in log")
+        fwhm = np.asarray(self.fwhm_a, float)
+        if not (fwhm.ndim == 0 or fwhm.shape == wave.shape) or np.any(~np.isfinite(fwhm)) or np.any(fwhm < 0):
+            raise ValueError(f"templates {self.name!r}: fwhm_a must be a number or ({wave.size},) array >= 0")
         object.__setattr__(self, "wavelength_rest_a", wave)
         object.__setattr__(self, "flux", flux)
 
 
-@lru_cache(maxsize=1)
-def load_continuum_templates() -> ContinuumTemplates:
-    """The shipped MILES-HC templates (42 spectra, 2.5 A FWHM), the fit's default library.
+@lru_cache(maxsize=4)
+def load_continuum_templates(path=None) -> ContinuumTemplates:
+    """A template library for the continuum fit: by default the shipped MILES-HC (42 spectra, 2.5 A FWHM).
 
-    Vacuum rest-frame wavelengths on a logarithmic grid of ``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` pixels; each
-    template normalised to unit median.
+    Parameters
+    ----------
+    path : str or Path, optional
+        Another library: an ``.npz`` file in the shipped file's layout (``wavelength_rest_a`` (T,) vacuum rest
+        Angstrom, uniform in log; ``flux`` (K, T); ``fwhm_a``, a number or (T,)), or an FSPS SSP FITS file
+        (:func:`ssp_continuum_templates`, every age).
+
+    The shipped templates are on a logarithmic grid of ``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` pixels, each
+    normalised to unit median.
     """
-    if not _TEMPLATE_FILE.is_file():
-        raise ValueError(
-            f"continuum templates not found: {_TEMPLATE_FILE} (run data_scripts/make_continuum_templates.py)"
-        )
-    with np.load(_TEMPLATE_FILE) as data:
+    if path is not None and str(path).lower().endswith((".fits", ".fit", ".fits.gz")):
+        return ssp_continuum_templates(path)
+    file = _TEMPLATE_FILE if path is None else Path(path)
+    if not file.is_file():
+        hint = " (run data_scripts/make_continuum_templates.py)" if path is None else ""
+        raise ValueError(f"continuum templates not found: {file}{hint}")
+    with np.load(file) as data:
+        missing = [key for key in ("wavelength_rest_a", "flux", "fwhm_a") if key not in data]
+        if missing:
+            raise ValueError(f"{file}: not a continuum template file, arrays {missing} missing")
+        fwhm = np.asarray(data["fwhm_a"], float)
         return ContinuumTemplates(data["wavelength_rest_a"].astype(float), data["flux"].astype(float),
-                                  float(data["fwhm_a"]), "MILES-HC")  # fmt: skip
+                                  float(fwhm) if fwhm.ndim == 0 else fwhm,
+                                  "MILES-HC" if path is None else str(file))  # fmt: skip
 
 
 def ssp_continuum_templates(path, exclude_ages_yr=()) -> ContinuumTemplates:

@@ -62,6 +62,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         "fit; sasuke: as the MaNGA DAP (whole library, no polynomial; about 1.4x slower); off: about 15 %% faster",
     )
     parser.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="template continuum only: another stellar library, an FSPS SSP FITS file (one template per age) or an "
+        ".npz in the layout of the shipped MILES-HC file (default: MILES-HC)",
+    )
+    parser.add_argument(
         "--dispersions",
         choices=("tied", "free", "auto"),
         default="tied",
@@ -242,12 +249,23 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.redshift is not None:
         _checks.check_redshift(args.redshift, z_max=None)
+    if args.templates is not None and args.continuum != "template":
+        raise CLIError(f"--templates is for --continuum template, got --continuum {args.continuum}")
+    if args.templates is not None and not args.templates.is_file():
+        raise CLIError(f"--templates {args.templates}: file not found")
     import numpy as np  # noqa: PLC0415
     from astropy.io import fits  # noqa: PLC0415
 
+    from ..analysis.continuum import load_continuum_templates  # noqa: PLC0415
     from ..analysis.lines import desi_instrumental_sigma_kms, fit_emission_lines  # noqa: PLC0415
     from ..data import read_manga_cube  # noqa: PLC0415
 
+    templates = None
+    if args.templates is not None:
+        try:
+            templates = load_continuum_templates(args.templates)
+        except (ValueError, OSError, KeyError) as error:
+            raise CLIError(f"--templates {args.templates}: {error}") from None
     cube = read_manga_cube(args.cube)  # checks the layout first; errors name the file and HDU
     primary = fits.getheader(args.cube, 0)
     redshift = args.redshift
@@ -280,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         continuum=args.continuum,
         dispersions=args.dispersions,
         continuum_refit=args.continuum_refit,
+        templates=templates,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
         meta={"wcs_header": wcs_header, "spaxel_offset_arcsec": cube.spaxel_offset_arcsec},
@@ -291,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
     header["DISPERS"] = (args.dispersions, "emission-line dispersions: tied, free or auto")
     header["CONTREFT"] = (args.continuum_refit if args.continuum == "template" else "off",
                           "template continuum refit: same, sasuke or off")  # fmt: skip
+    if args.continuum == "template":
+        header["CONTTPL"] = ("MILES-HC" if templates is None else Path(templates.name).name[:60],
+                             "stellar template library")  # fmt: skip
     fits_path = maps.to_fits(args.out / OUTPUT_FILES[0], header=header)
     galaxy = str(primary.get("PLATEIFU", primary.get("OBJECT", args.cube.name)))
     if "OBJRA" in primary and "OBJDEC" in primary:
