@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 import torch
 
 from galspec_hf import GalSpecForMaskedSpectra
+from galspec_hf.constants import CONTINUUM_COLOUR_BLUE_A, CONTINUUM_COLOUR_RED_A
 from galspec_hf.data.build import build_desi_dataset
 from galspec_hf.io import read_legacy_cutout, read_manga_cube
 from galspec_hf.models.galspec.processing_galspec import resample_spectrum
@@ -62,6 +63,7 @@ from galspec_hf.scoreboard import (
     MODEL_TITLES,
     MODELS,
     SPAXEL_EQUIVALENT_DIAMETER_ARCSEC,
+    continuum_colour_check,
     draw_evaluation_sets,
     evaluate_set,
     exclude_targets,
@@ -399,6 +401,8 @@ def run(
     validation_rows = list(validation_fibers["test"].with_format("numpy"))
     truth_by_id = {int(row["targetid"]): row for row in truth}
     central_check = fiber_line_check(one_fiber, validation_rows, truth_by_id, setting["fiber_continuum"])
+    # does the image-only continuum follow the image at all? (its colour against the observed one, same fibers)
+    colour_check = continuum_colour_check(one_fiber, validation_rows)
 
     log("null baselines: line-to-light ratios fitted on the training fibers and the held-out galaxies' fibers")
     numpy_fibers = training_fibers.with_format("numpy")
@@ -447,7 +451,7 @@ def run(
     models = {"image_only": one_fiber, "supervised": supervised}
     results: dict[str, dict] = {"central_fiber_check": {
         "set": f"validation fibers ({len(validation_rows)}: pretrain.py's held-out {VALIDATION_FRACTION:.0%})",
-        "lines": central_check, "nulls": central_nulls}}  # fmt: skip
+        "lines": central_check, "nulls": central_nulls, "continuum_colour": colour_check}}  # fmt: skip
     if calibrate_on_train:
         log(f"sigma calibration: one_fiber's maps of the {len(sets_drawn['train'])} training cubes")
         block = evaluate_set(survey, sets_drawn["train"], models, null_inputs, wave, observed_fibers=observed_fibers,
@@ -520,6 +524,11 @@ def run(
         f"central-fiber check, H-alpha on {check['num_fibers']} validation fibers (image only): bias "
         f"{_format(check['bias_dex'], '+.3f')} dex, scatter {_format(check['scatter_dex'], '.3f')} dex, r "
         f"{_format(check['pearson_r'], '.3f')}"
+    )
+    lines.append(
+        f"  its continuum colour (rest {CONTINUUM_COLOUR_BLUE_A} / {CONTINUUM_COLOUR_RED_A} A) against the observed: "
+        f"r {_format(colour_check['pearson_r'], '.3f')}, spread predicted / observed "
+        f"{_format(colour_check['spread_ratio'], '.3f')} ({colour_check['num_fibers']} fibers)"
     )
     for name, by_line in central_nulls.items():
         null = by_line["Halpha"]

@@ -522,3 +522,51 @@ def test_sigma_calibration_small_bins_and_bad_input():
         fit_sigma_calibration(predicted, truth, sigma, distance, target=1.5)
     with pytest.raises(ValueError, match="no spaxel"):
         fit_sigma_calibration(-predicted, truth, sigma, distance)
+
+
+def test_continuum_colour_check_tells_a_prediction_that_ignores_the_image():
+    """The continuum colour is log10 of the mean flux in the blue window over the red one (rest frame): a power law
+    f ~ lambda^a gives the analytic value. A stand-in that predicts 3x each fiber's own spectrum follows the image
+    (r 1, spread ratio 1); one that predicts the same spectrum for every fiber has spread ratio 0 and no r."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from galspec_hf import GalSpecConfig
+    from galspec_hf.constants import CONTINUUM_COLOUR_BLUE_A, CONTINUUM_COLOUR_RED_A
+    from galspec_hf.scoreboard import continuum_colour_check, continuum_colours
+
+    config = GalSpecConfig.from_preset("tiny")
+    wave = np.asarray(config.wavelength_grid(), np.float64)
+    slopes, redshifts = [-2.0, -1.5, 0.0, 0.5, 1.0], [0.05, 0.1, 0.12, 0.15, 0.2]
+    spectra = np.stack([(wave / (5000.0 * (1 + z))) ** a for a, z in zip(slopes, redshifts, strict=True)])
+
+    def mean_power(a, low_high):  # the mean of (lambda / 5000)^a over a rest window, analytically
+        low, high = np.asarray(low_high) / 5000.0
+        return (high ** (a + 1) - low ** (a + 1)) / ((a + 1) * (high - low))
+
+    expected = [math.log10(mean_power(a, CONTINUUM_COLOUR_BLUE_A) / mean_power(a, CONTINUUM_COLOUR_RED_A))
+                for a in slopes]  # fmt: skip
+    np.testing.assert_allclose(continuum_colours(wave, spectra, redshifts), expected, atol=2e-3)
+    ivar = np.ones_like(spectra)
+    ivar[0, (wave / 1.05 > 4050) & (wave / 1.05 < 4450)] = 0  # no usable blue pixel: no colour
+    assert np.isnan(continuum_colours(wave, spectra, redshifts, ivar)[0])
+    rows = [{"targetid": i, "redshift": z, "image": np.ones((3, 40, 40), np.float32), "fiber_offset": np.zeros(2),
+             "fiber_diameter": 1.5, "flux": spectra[i], "ivar": np.ones(wave.size)}
+            for i, z in enumerate(redshifts)]  # fmt: skip
+
+    class StandIn:
+        def __init__(self, same_for_all: bool):
+            self.config, self.same_for_all = config, same_for_all
+            self.galspec = SimpleNamespace(wavelength=torch.from_numpy(wave))
+
+        def predict_spectra(self, pixel_values, redshift, fiber_offset, fiber_diameter=None):
+            index = [redshifts.index(round(float(z), 6)) for z in redshift]
+            mean = 3.0 * spectra[[0] * len(index) if self.same_for_all else index]
+            return SimpleNamespace(mean=torch.tensor(mean)[:, None])
+
+    follows = continuum_colour_check(StandIn(False), rows, batch_size=2)
+    assert follows["num_fibers"] == 5
+    assert follows["pearson_r"] == pytest.approx(1.0) and follows["spread_ratio"] == pytest.approx(1.0)
+    ignores = continuum_colour_check(StandIn(True), rows, batch_size=2)
+    assert ignores["spread_ratio"] < 0.01 and ignores["observed_spread_dex"] == pytest.approx(np.std(expected), rel=0.01)

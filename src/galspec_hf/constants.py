@@ -164,6 +164,12 @@ CASE_B_HALPHA_HBETA = 2.86
 #: Dn4000 bands, rest-frame Angstrom (Balogh et al. 1999, ApJ 527, 54): blue, red.
 DN4000_BLUE_A = (3850.0, 3950.0)
 DN4000_RED_A = (4000.0, 4100.0)
+#: Continuum colour of a spectrum, rest-frame Angstrom: log10 of the mean flux density in the blue window over the
+#: red one. Both windows avoid the strong emission lines (H-beta 4863, [OIII] 4960/5008, H-alpha+[NII] 6550-6585);
+#: the blue one lies above the 4000 A break, so the colour follows the stellar population's age and the dust, as
+#: an image's g - r does. Used by the scoreboard's check that a predicted continuum follows its image.
+CONTINUUM_COLOUR_BLUE_A = (4050.0, 4450.0)
+CONTINUUM_COLOUR_RED_A = (6000.0, 6400.0)
 
 # --- data readers ---
 #: Root of the public DESI DR1 healpix-coadd tree (spectroscopic production "iron"); files are at

@@ -32,6 +32,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from galspec_hf.constants import (
+    CONTINUUM_COLOUR_BLUE_A,
+    CONTINUUM_COLOUR_RED_A,
     DAP_CHANNEL_NAMES,
     FWHM_PER_SIGMA,
     MANGA_PSF_FWHM_ARCSEC,
@@ -713,12 +715,12 @@ def fiber_colours(rows, config) -> np.ndarray:
     return aperture_colour(*(fiber_light(rows, config, band=band) for band in COLOUR_BANDS))
 
 
-def predicted_fiber_line_fluxes(model, rows, continuum: str, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Each fiber row's line fluxes as the model predicts them from the image alone, at the row's own fiber position
-    and diameter, fitted like the observed fibers ({line: (N,)}, 1e-17 erg/s/cm2 inside the fiber).
+def predicted_fiber_spectra(model, rows, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each fiber row's spectrum as the model predicts it from the image alone, at the row's own fiber position and
+    diameter: (wavelength (L,) A, mean (N, L) 1e-17 erg/s/cm2/A, redshift (N,)).
 
     rows: DESI data-set rows (``image``, ``redshift``, ``fiber_offset``, ``fiber_diameter``; the cutout is cropped to
-    the model's image). The prediction has no noise of its own: the fit uses unit weights."""
+    the model's image)."""
     import torch
 
     from galspec_hf.sky import centred_crop
@@ -737,9 +739,64 @@ def predicted_fiber_line_fluxes(model, rows, continuum: str, batch_size: int = 3
         means.append(prediction.mean[:, 0].numpy().astype(np.float64))
         redshifts.extend(float(r["redshift"]) for r in chunk)
     wave = model.galspec.wavelength.numpy().astype(np.float64)
-    mean = np.concatenate(means)
-    return fit_fiber_line_fluxes(wave, mean, np.ones_like(mean), np.zeros(mean.shape, np.int32),
-                                 np.array(redshifts), LINES, continuum=continuum)  # fmt: skip
+    return wave, np.concatenate(means), np.array(redshifts)
+
+
+def predicted_fiber_line_fluxes(model, rows, continuum: str, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Each fiber row's line fluxes as the model predicts them from the image alone, at the row's own fiber position
+    and diameter, fitted like the observed fibers ({line: (N,)}, 1e-17 erg/s/cm2 inside the fiber).
+
+    rows: as :func:`predicted_fiber_spectra`. The prediction has no noise of its own: the fit uses unit weights."""
+    wave, mean, redshift = predicted_fiber_spectra(model, rows, batch_size)
+    return fit_fiber_line_fluxes(wave, mean, np.ones_like(mean), np.zeros(mean.shape, np.int32), redshift, LINES,
+                                 continuum=continuum)  # fmt: skip
+
+
+def continuum_colours(wavelength, flux, redshift, ivar=None) -> np.ndarray:
+    """log10 of the mean flux density in :data:`~galspec_hf.constants.CONTINUUM_COLOUR_BLUE_A` over that in
+    ``CONTINUUM_COLOUR_RED_A`` (rest frame) of each spectrum (N, L) at its redshift (N,); pixels with ivar <= 0 are
+    left out when `ivar` is given. NaN where a window has no pixel or the ratio is not positive."""
+    flux = np.asarray(flux, np.float64)
+    usable = np.isfinite(flux) if ivar is None else np.isfinite(flux) & (np.asarray(ivar) > 0)
+    rest = np.asarray(wavelength, np.float64)[None, :] / (1.0 + np.asarray(redshift, np.float64)[:, None])
+
+    def window_mean(low_high):
+        inside = usable & (rest > low_high[0]) & (rest < low_high[1])
+        count = inside.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, np.where(inside, flux, 0.0).sum(axis=1) / count, np.nan)
+
+    blue, red = window_mean(CONTINUUM_COLOUR_BLUE_A), window_mean(CONTINUUM_COLOUR_RED_A)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((blue > 0) & (red > 0), np.log10(blue / red), np.nan)
+
+
+def continuum_colour_check(model, rows, batch_size: int = 32) -> dict:
+    """Does the image-only prediction follow the image? The continuum colour (:func:`continuum_colours`) of each
+    fiber's predicted spectrum against its observed one, over the rows (DESI data-set rows with ``flux`` and
+    ``ivar`` on the model grid).
+
+    Returns {``pearson_r``, ``spread_ratio`` (standard deviation over fibers, predicted / observed),
+    ``predicted_spread_dex``, ``observed_spread_dex``, ``num_fibers``}. A model whose continuum does not depend on
+    the image has a spread ratio near 0 whatever its r; one that follows the image, r and spread ratio near 1."""
+    wave, mean, redshift = predicted_fiber_spectra(model, rows, batch_size)
+    observed = np.stack([np.asarray(r["flux"], np.float64) for r in rows])
+    ivar = np.stack([np.asarray(r["ivar"], np.float64) for r in rows])
+    if observed.shape != mean.shape:
+        raise ValueError(f"rows' flux has shape {observed.shape}, the model's prediction {mean.shape}")
+    predicted, measured = continuum_colours(wave, mean, redshift), continuum_colours(wave, observed, redshift, ivar)
+    both = np.isfinite(predicted) & np.isfinite(measured)
+    if both.sum() < 3:
+        return {"pearson_r": None, "spread_ratio": None, "predicted_spread_dex": None, "observed_spread_dex": None,
+                "num_fibers": int(both.sum())}  # fmt: skip
+    spread_predicted, spread_observed = float(np.std(predicted[both])), float(np.std(measured[both]))
+    return {
+        "pearson_r": float(np.corrcoef(predicted[both], measured[both])[0, 1]) if spread_predicted > 0 else None,
+        "spread_ratio": spread_predicted / spread_observed if spread_observed > 0 else None,
+        "predicted_spread_dex": spread_predicted,
+        "observed_spread_dex": spread_observed,
+        "num_fibers": int(both.sum()),
+    }
 
 
 def fiber_anchor_factors(observed: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
