@@ -634,3 +634,48 @@ def test_readout_modulation_starts_as_the_identity_and_learns():
     output = film_model(**inputs, noise=base.noise())  # the modulation gets a gradient in training
     output.loss.backward()
     assert film_model.decoder.readout.modulation.weight.grad.abs().sum() > 0
+
+
+def test_readout_colours_start_as_the_identity_and_follow_the_fibers_photometry():
+    """readout_colours: the fiber's aperture colours (log10 band flux / r-band flux, from the image at the fiber)
+    enter the readout as a FiLM that starts as the identity (same predictions as without it); once its weights
+    move, a redder image gives another spectrum shape at the same fiber, and the training forward gives the layer
+    a gradient. The colours are what the image holds inside the fiber: an image whose g band is half its r band
+    everywhere has log10(0.5) wherever the fiber lies."""
+    from galspec_hf.models.galspec.processing_galspec import fiber_colours
+
+    base = GalSpecModelTester()
+    coloured = GalSpecModelTester(readout_colours=True)
+    plain_model, colour_model = _model(base.config), _model(coloured.config)
+    missing = colour_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
+    assert missing == ["decoder.readout.colour_modulation.weight", "decoder.readout.colour_modulation.bias"]
+    inputs = base.prepare_inputs()
+    offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
+    plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    same = colour_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    assert torch.allclose(plain.mean, same.mean, atol=1e-6)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        colour_model.decoder.readout.colour_modulation.weight.normal_(0.0, 0.5, generator=generator)
+    redder = inputs["pixel_values"].clone()
+    redder[:, coloured.config.bands.index("g")] *= 0.5
+    blue_shape = colour_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets).mean
+    red_shape = colour_model.predict_spectra(redder, inputs["redshift"], offsets).mean
+    ratio = red_shape / blue_shape
+    assert not torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-3)  # the shape changed, not a scale
+    output = colour_model(**inputs, noise=coloured.noise())
+    output.loss.backward()
+    assert colour_model.decoder.readout.colour_modulation.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="readout_colours"):
+        colour_model.decoder.readout({key: value[:1] for key, value in colour_model.decoder.trunk(
+            colour_model.decoder.embed(colour_model.galspec(inputs["pixel_values"][:1], inputs["redshift"][:1]),
+                                       inputs["redshift"][:1]))[1].items()},
+            torch.zeros(1, dtype=torch.long), torch.zeros(1, 2), torch.ones(1))  # fmt: skip
+    # the photometry itself: a uniform colour is found wherever the fiber lies
+    config = coloured.config
+    image = torch.ones(1, len(config.bands), config.image_size, config.image_size)
+    image[:, config.bands.index("g")] = 0.5
+    offsets = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-2.0, 0.5]])
+    colours = fiber_colours(image, torch.zeros(3, dtype=torch.long), offsets, torch.full((3,), 1.5), config)
+    expected = torch.tensor([math.log10(0.5) if band == "g" else 0.0 for band in config.bands])
+    assert torch.allclose(colours, expected.expand(3, -1), atol=1e-6)

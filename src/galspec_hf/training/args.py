@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--readout_modulation", action="store_true", default=None, help="decoder: FiLM of the readout"
     )
+    model.add_argument(
+        "--readout_colours", action="store_true", default=None,
+        help="decoder: FiLM of the readout from the image colours inside each fiber",
+    )  # fmt: skip
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")
     train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")

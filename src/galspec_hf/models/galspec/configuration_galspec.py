@@ -134,6 +134,14 @@ class GalSpecConfig(PreTrainedConfig):
             head, so the sky under one fiber can reshape the whole spectrum (line-to-continuum ratios, not only
             each wavelength chunk's own read). Initialised to the identity; costs two small matrix products
             per fiber. `False`: the single cross-attention step of the first designs.
+        readout_colours (`bool`, *optional*, defaults to `False`):
+            Whether the fiber readout also gets the *colours of the image light inside the fiber* (log10 of each
+            band's aperture flux over the `normalization_band`'s, computed from the image at the fiber's
+            position and diameter, :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`): a FiLM
+            scale and shift of every spectrum token from them (initialised to the identity). The fiber's
+            photometry then shapes its spectrum directly, as in SED fitting, wherever the fiber lies. `False`:
+            the colours reach the spectrum only through the encoder's image tokens (the designs before
+            2026-12-06, whose image-only continuum turned out not to depend on the image at all).
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -218,6 +226,7 @@ class GalSpecConfig(PreTrainedConfig):
         sky_encoding_periods: list[float] | None = None,
         fiber_readout_local: bool = True,
         readout_modulation: bool = False,
+        readout_colours: bool = False,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -269,6 +278,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.sky_encoding_periods = [float(p) for p in (sky_encoding_periods or [0.5, 200.0])]
         self.fiber_readout_local = bool(fiber_readout_local)
         self.readout_modulation = bool(readout_modulation)
+        self.readout_colours = bool(readout_colours)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]

@@ -58,6 +58,7 @@ from .configuration_galspec import _LOSS_LINE_WAVELENGTHS_VACUUM_A, GalSpecConfi
 from .processing_galspec import (
     compute_flux_scale,
     denormalize_spectra,
+    fiber_colours,
     model_wavelength_grid,
     normalize_images,
     normalize_spectra,
@@ -65,6 +66,10 @@ from .processing_galspec import (
 )
 
 MASK_MODES = ("random", "chunk", "full")
+#: The unit of the fiber colours fed to the readout (``config.readout_colours``), dex: about the spread of
+#: log10(F_g / F_r) among galaxies (0.25 mag in g - r), so that the readout's weights on them start useful at O(1)
+#: instead of having to grow ~10x (which the optimiser did not do in the first training runs).
+COLOUR_UNIT_DEX = 0.1
 
 
 # ----------------------------------------------------------------------------------------
@@ -90,6 +95,9 @@ class GalSpecModelOutput(ModelOutput):
         flux_scale (`torch.FloatTensor` of shape `(batch,)`): image flux scale, nanomaggies.
         spectrum_scale (`torch.FloatTensor` of shape `(batch,)`): spectrum flux scale of the observing fiber,
             1e-17 erg/s/cm2/A (see `GalSpecConfig.spectrum_normalization`).
+        fiber_colours (`torch.FloatTensor` of shape `(batch, num_bands)`, *optional*): the colours of the image
+            light inside the observing fiber (log10 flux ratios to the normalisation band), with
+            `GalSpecConfig.readout_colours`.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): encoder states after each layer.
         attentions (`tuple(torch.FloatTensor)`, *optional*): attention weights of each layer (eager only).
     """
@@ -101,6 +109,7 @@ class GalSpecModelOutput(ModelOutput):
     spectrum_mask: torch.BoolTensor | None = None
     flux_scale: torch.FloatTensor | None = None
     spectrum_scale: torch.FloatTensor | None = None
+    fiber_colours: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
@@ -690,9 +699,10 @@ class GalSpecPreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.image_type_embedding, std=std)
             nn.init.trunc_normal_(module.spectrum_type_embedding, std=std)
         elif isinstance(module, GalSpecFiberReadout):
-            if module.modulation is not None:  # start as the identity: scale 1, shift 0
-                nn.init.zeros_(module.modulation.weight)
-                nn.init.zeros_(module.modulation.bias)
+            for modulation in (module.modulation, module.colour_modulation):
+                if modulation is not None:  # start as the identity: scale 1, shift 0
+                    nn.init.zeros_(modulation.weight)
+                    nn.init.zeros_(modulation.bias)
             if module.local:
                 # distance-penalty strengths from 4 down to 4 / 2^(heads - 1) (a range of localities, as ALiBi's
                 # slopes), stored before softplus: softplus^-1(s) = log(expm1(s))
@@ -871,6 +881,9 @@ class GalSpecModel(GalSpecPreTrainedModel):
             pixel_values, flux_scale, galaxy_index, fiber_offset, fiber_diameter, self.config
         )
         images = normalize_images(pixel_values, flux_scale, self.config)  # (batch, bands, H, W)
+        colours = None
+        if self.config.readout_colours:  # (batch, bands): the observing fiber's photometry, for the readout
+            colours = fiber_colours(pixel_values, galaxy_index, fiber_offset, fiber_diameter, self.config)
 
         # 2. masks
         if spectrum_mask is None or image_mask is None:
@@ -944,6 +957,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
             spectrum_mask=spectrum_mask,
             flux_scale=flux_scale,
             spectrum_scale=spectrum_scale,
+            fiber_colours=colours,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
@@ -995,6 +1009,8 @@ class GalSpecFiberReadout(nn.Module):
         self.local = config.fiber_readout_local
         # per-fiber scale and shift of the spectrum tokens from the readout's pooled output (zero-initialised)
         self.modulation = nn.Linear(hidden, 2 * hidden) if config.readout_modulation else None
+        # per-fiber scale and shift of the spectrum tokens from the fiber's colours (zero-initialised)
+        self.colour_modulation = nn.Linear(len(config.bands), 2 * hidden) if config.readout_colours else None
         if self.local:
             # per-head strength of the distance penalty before softplus (set in _init_weights)
             self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
@@ -1017,11 +1033,17 @@ class GalSpecFiberReadout(nn.Module):
             "residual": spectrum_states,
         }
 
-    def forward(self, prepared: dict[str, torch.Tensor], galaxy_index, fiber_offset, fiber_diameter) -> torch.Tensor:
+    def forward(
+        self, prepared: dict[str, torch.Tensor], galaxy_index, fiber_offset, fiber_diameter, colours=None
+    ) -> torch.Tensor:
         """Spectrum head output for a batch of fibers, (num_fibers, num_patches, 2 * spectrum_patch_length).
 
-        galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on.
+        galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; colours (num_fibers,
+        num_bands), needed with `config.readout_colours`: each fiber's
+        :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`.
         """
+        if self.colour_modulation is not None and colours is None:
+            raise ValueError("this model's readout uses the fibers' colours (config.readout_colours): pass `colours`")
         dtype = prepared["query"].dtype
         # the local readout's query knows the fiber's size, not where it is
         fiber = self.fiber_encoder(torch.zeros_like(fiber_offset) if self.local else fiber_offset, fiber_diameter)
@@ -1056,6 +1078,12 @@ class GalSpecFiberReadout(nn.Module):
         if self.modulation is not None:
             # (num_fibers, 1, hidden) each: what the fiber read, pooled over wavelength, reshapes every token
             scale, shift = self.modulation(attn_output.mean(dim=1, keepdim=True)).chunk(2, dim=-1)
+            states = states * (1.0 + scale) + shift
+        if self.colour_modulation is not None:
+            # (num_fibers, 1, hidden) each: the photometry inside the fiber reshapes every spectrum token
+            # in units of COLOUR_UNIT_DEX: galaxies differ by ~0.1 dex in colour, so O(1) weights can follow them
+            features = (colours / COLOUR_UNIT_DEX).to(dtype)
+            scale, shift = self.colour_modulation(features)[:, None].chunk(2, dim=-1)
             states = states * (1.0 + scale) + shift
         return self.spectrum_head(self.output_norm(states))
 
@@ -1159,15 +1187,18 @@ class GalSpecDecoder(nn.Module):
         fiber_offset: torch.Tensor,
         fiber_diameter: torch.Tensor,
         spectrum_scale: torch.Tensor,
+        colours: torch.Tensor | None = None,
     ) -> GalSpecDecoderOutput:
         """The spectra of a batch of fibers, from :meth:`trunk`'s `prepared` readout.
 
         galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; fiber_offset
         (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec; spectrum_scale (num_fibers,) is each
-        fiber's flux scale (1e-17 erg/s/cm2/A) that turns the normalised head output into physical units.
+        fiber's flux scale (1e-17 erg/s/cm2/A) that turns the normalised head output into physical units;
+        colours (num_fibers, num_bands), with `config.readout_colours`: each fiber's photometry
+        (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`).
         Returns a :class:`GalSpecDecoderOutput` with its spectrum fields.
         """
-        head_output = self.readout(prepared, galaxy_index, fiber_offset, fiber_diameter)
+        head_output = self.readout(prepared, galaxy_index, fiber_offset, fiber_diameter, colours)
         mean_norm, log_sigma = split_spectrum_head(head_output, self.config)
         sigma_norm = sigma_from_log_sigma(log_sigma, self.config)
         mean, sigma = denormalize_spectra(mean_norm.float(), sigma_norm.float(), spectrum_scale.float())
@@ -1197,7 +1228,8 @@ class GalSpecDecoder(nn.Module):
         batch = image_output.shape[0]
         galaxy_index = torch.arange(batch, device=image_output.device)
         scale = encoder_output.spectrum_scale  # (batch,): the observing fiber's
-        spectra = self.read_spectra(prepared, galaxy_index, fiber_offset, fiber_diameter, scale)
+        spectra = self.read_spectra(prepared, galaxy_index, fiber_offset, fiber_diameter, scale,
+                                    encoder_output.fiber_colours)  # fmt: skip
         # (batch, num_image_tokens, mean / log sigma, values per token) -> two (batch, bands, H, W) images
         image_tokens = image_output.reshape(batch, config.num_image_tokens, 2, -1)
         image_mean, image_log_sigma = (
@@ -1428,7 +1460,10 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             galaxies, offsets, diameters = galaxy_index[fibers], flat_offset[fibers], diameter[fibers]
             # each fiber's own scale
             scale = spectrum_scales(pixel_values, encoder_output.flux_scale, galaxies, offsets, diameters, config)
-            spectra = self.decoder.read_spectra(prepared, galaxies, offsets, diameters, scale)
+            colours = None
+            if config.readout_colours:  # each fiber's own photometry
+                colours = fiber_colours(pixel_values, galaxies, offsets, diameters, config)
+            spectra = self.decoder.read_spectra(prepared, galaxies, offsets, diameters, scale, colours)
             means.append(spectra.spectrum_mean)
             sigmas.append(spectra.spectrum_sigma)
         mean = torch.cat(means).reshape(batch, num_fibers, -1)

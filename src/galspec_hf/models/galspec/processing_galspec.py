@@ -193,6 +193,24 @@ def spectrum_scales(
     return spectrum_flux_scale(aperture_flux(image, weights, config), config)
 
 
+def fiber_colours(
+    pixel_values: torch.Tensor,
+    galaxy_index: torch.Tensor,
+    fiber_offset: torch.Tensor,
+    fiber_diameter: torch.Tensor,
+    config: GalSpecConfig,
+) -> torch.Tensor:
+    """The colours of the image light inside each fiber, (num_fibers, num_bands) float32: log10 of each band's
+    aperture flux over the `normalization_band`'s (0 for that band), every flux at least `normalization_floor`
+    nanomaggies. galaxy_index (num_fibers,) picks each fiber's galaxy in pixel_values (batch, bands, H, W);
+    fiber_offset (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec."""
+    images = torch.nan_to_num(pixel_values[galaxy_index].float(), nan=0.0, posinf=0.0, neginf=0.0)
+    weights = fiber_aperture_weights(fiber_offset, fiber_diameter, images.shape[-1], config.pixel_scale)
+    fluxes = aperture_flux(images, weights[:, None], config)  # (num_fibers, bands)
+    reference = fluxes[:, config.bands.index(config.normalization_band), None]
+    return torch.log10(fluxes / reference)
+
+
 def spectrum_flux_scale(flux_scale: torch.Tensor, config: GalSpecConfig) -> torch.Tensor:
     """The flux-density scale of the spectra, 1e-17 erg/s/cm2/A, from the image flux scale (nanomaggies)."""
     band = config.bands.index(config.normalization_band)
