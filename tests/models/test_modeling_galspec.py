@@ -636,11 +636,11 @@ def test_readout_modulation_starts_as_the_identity_and_learns():
     assert film_model.decoder.readout.modulation.weight.grad.abs().sum() > 0
 
 
-def test_readout_colours_start_as_the_identity_and_follow_the_fibers_photometry():
+def test_readout_colours_start_at_zero_and_follow_the_fibers_photometry():
     """readout_colours: the fiber's aperture colours (log10 band flux / r-band flux, from the image at the fiber)
-    enter the readout as a FiLM that starts as the identity (same predictions as without it); once its weights
-    move, a redder image gives another spectrum shape at the same fiber, and the training forward gives the layer
-    a gradient. The colours are what the image holds inside the fiber: an image whose g band is half its r band
+    add a linear term to its normalised mean spectrum, zero at first (same predictions as without it); once its
+    weights move, a redder image gives another spectrum shape at the same fiber, and the training forward gives the
+    layer a gradient. The colours are what the image holds inside the fiber: an image whose g band is half its r band
     everywhere has log10(0.5) wherever the fiber lies."""
     from galspec_hf.models.galspec.processing_galspec import fiber_colours
 
@@ -648,7 +648,7 @@ def test_readout_colours_start_as_the_identity_and_follow_the_fibers_photometry(
     coloured = GalSpecModelTester(readout_colours=True)
     plain_model, colour_model = _model(base.config), _model(coloured.config)
     missing = colour_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
-    assert missing == ["decoder.readout.colour_modulation.weight", "decoder.readout.colour_modulation.bias"]
+    assert missing == ["decoder.readout.colour_slope.weight"]
     inputs = base.prepare_inputs()
     offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
     plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
@@ -656,7 +656,7 @@ def test_readout_colours_start_as_the_identity_and_follow_the_fibers_photometry(
     assert torch.allclose(plain.mean, same.mean, atol=1e-6)
     with torch.no_grad():
         generator = torch.Generator().manual_seed(1)
-        colour_model.decoder.readout.colour_modulation.weight.normal_(0.0, 0.5, generator=generator)
+        colour_model.decoder.readout.colour_slope.weight.normal_(0.0, 0.5, generator=generator)
     redder = inputs["pixel_values"].clone()
     redder[:, coloured.config.bands.index("g")] *= 0.5
     blue_shape = colour_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets).mean
@@ -665,7 +665,7 @@ def test_readout_colours_start_as_the_identity_and_follow_the_fibers_photometry(
     assert not torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-3)  # the shape changed, not a scale
     output = colour_model(**inputs, noise=coloured.noise())
     output.loss.backward()
-    assert colour_model.decoder.readout.colour_modulation.weight.grad.abs().sum() > 0
+    assert colour_model.decoder.readout.colour_slope.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="readout_colours"):
         colour_model.decoder.readout({key: value[:1] for key, value in colour_model.decoder.trunk(
             colour_model.decoder.embed(colour_model.galspec(inputs["pixel_values"][:1], inputs["redshift"][:1]),

@@ -135,12 +135,14 @@ class GalSpecConfig(PreTrainedConfig):
             each wavelength chunk's own read). Initialised to the identity; costs two small matrix products
             per fiber. `False`: the single cross-attention step of the first designs.
         readout_colours (`bool`, *optional*, defaults to `False`):
-            Whether the fiber readout also gets the *colours of the image light inside the fiber* (log10 of each
-            band's aperture flux over the `normalization_band`'s, computed from the image at the fiber's
-            position and diameter, :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`): a FiLM
-            scale and shift of every spectrum token from them (initialised to the identity). The fiber's
-            photometry then shapes its spectrum directly, as in SED fitting, wherever the fiber lies. `False`:
-            the colours reach the spectrum only through the encoder's image tokens (the designs before
+            Whether each fiber's predicted spectrum also gets a *linear term in the colours of the image light
+            inside the fiber* (log10 of each band's aperture flux over the `normalization_band`'s, computed from
+            the image at the fiber's position and diameter,
+            :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`): a learnt spectrum per band,
+            weighted by the fiber's colour in units of 0.1 dex, added to the normalised mean (zero at
+            initialisation). The fiber's photometry then shapes its continuum directly, as a linear SED model
+            would, wherever the fiber lies. `False`: the colours reach the spectrum only through the encoder's
+            image tokens (the designs before
             2026-12-06, whose image-only continuum turned out not to depend on the image at all).
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.

@@ -699,10 +699,11 @@ class GalSpecPreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.image_type_embedding, std=std)
             nn.init.trunc_normal_(module.spectrum_type_embedding, std=std)
         elif isinstance(module, GalSpecFiberReadout):
-            for modulation in (module.modulation, module.colour_modulation):
-                if modulation is not None:  # start as the identity: scale 1, shift 0
-                    nn.init.zeros_(modulation.weight)
-                    nn.init.zeros_(modulation.bias)
+            if module.modulation is not None:  # start as the identity: scale 1, shift 0
+                nn.init.zeros_(module.modulation.weight)
+                nn.init.zeros_(module.modulation.bias)
+            if module.colour_slope is not None:  # start without a colour term
+                nn.init.zeros_(module.colour_slope.weight)
             if module.local:
                 # distance-penalty strengths from 4 down to 4 / 2^(heads - 1) (a range of localities, as ALiBi's
                 # slopes), stored before softplus: softplus^-1(s) = log(expm1(s))
@@ -1009,8 +1010,11 @@ class GalSpecFiberReadout(nn.Module):
         self.local = config.fiber_readout_local
         # per-fiber scale and shift of the spectrum tokens from the readout's pooled output (zero-initialised)
         self.modulation = nn.Linear(hidden, 2 * hidden) if config.readout_modulation else None
-        # per-fiber scale and shift of the spectrum tokens from the fiber's colours (zero-initialised)
-        self.colour_modulation = nn.Linear(len(config.bands), 2 * hidden) if config.readout_colours else None
+        # a linear term of the fiber's colours added to its normalised mean spectrum, per wavelength (zero-initialised)
+        self.colour_slope = (
+            nn.Linear(len(config.bands), config.num_spectrum_patches * config.spectrum_patch_length, bias=False)
+            if config.readout_colours else None
+        )  # fmt: skip
         if self.local:
             # per-head strength of the distance penalty before softplus (set in _init_weights)
             self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
@@ -1042,7 +1046,7 @@ class GalSpecFiberReadout(nn.Module):
         num_bands), needed with `config.readout_colours`: each fiber's
         :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`.
         """
-        if self.colour_modulation is not None and colours is None:
+        if self.colour_slope is not None and colours is None:
             raise ValueError("this model's readout uses the fibers' colours (config.readout_colours): pass `colours`")
         dtype = prepared["query"].dtype
         # the local readout's query knows the fiber's size, not where it is
@@ -1079,13 +1083,14 @@ class GalSpecFiberReadout(nn.Module):
             # (num_fibers, 1, hidden) each: what the fiber read, pooled over wavelength, reshapes every token
             scale, shift = self.modulation(attn_output.mean(dim=1, keepdim=True)).chunk(2, dim=-1)
             states = states * (1.0 + scale) + shift
-        if self.colour_modulation is not None:
-            # (num_fibers, 1, hidden) each: the photometry inside the fiber reshapes every spectrum token
-            # in units of COLOUR_UNIT_DEX: galaxies differ by ~0.1 dex in colour, so O(1) weights can follow them
-            features = (colours / COLOUR_UNIT_DEX).to(dtype)
-            scale, shift = self.colour_modulation(features)[:, None].chunk(2, dim=-1)
-            states = states * (1.0 + scale) + shift
-        return self.spectrum_head(self.output_norm(states))
+        head_output = self.spectrum_head(self.output_norm(states))  # (num_fibers, num_patches, 2 * patch_length)
+        if self.colour_slope is not None:
+            # the fiber's colours in units of COLOUR_UNIT_DEX (galaxies differ by ~0.1 dex, so O(0.1) weights follow
+            # them), times a learnt spectrum per band, added to the means: a linear SED term at every fiber
+            term = self.colour_slope((colours / COLOUR_UNIT_DEX).to(dtype)).reshape(fibers, patches, 1, -1)
+            head_output = (head_output.reshape(fibers, patches, 2, -1) + torch.cat([term, torch.zeros_like(term)], 2)
+                           ).reshape(fibers, patches, -1)  # fmt: skip
+        return head_output
 
 
 class GalSpecDecoder(nn.Module):
