@@ -8,6 +8,8 @@
    central 16 x 16 pixels per band (what the network is given), (b) the encoder's output states averaged over tokens,
    (c) the decoder trunk's spectrum-token states averaged over tokens; r of each on the held-out fibers. Where (a) is
    high and (b), (c) low, the network has discarded what its input holds.
+4. ``linear_colour_model_r``: the reference, a per-pixel linear model of the normalised spectrum on the fiber's
+   aperture colours (weighted least squares on the training rows): the held-out r of its continuum colour.
 
     python examples/probe_image_dependence.py runs/default_s0_fresh/one_fiber_model \\
         --fibers runs/default_s0_fresh/fibers_train --output runs/probe.json
@@ -75,6 +77,51 @@ def ridge_probe_r(train_x, train_y, test_x, test_y, penalty: float = 10.0) -> fl
     return float(np.corrcoef(predicted, test_y[score])[0, 1]) if predicted.std() > 0 else None
 
 
+def linear_colour_model_r(model, train, held_out) -> float | None:
+    """What the fiber's colours alone give: each normalised spectrum pixel fitted, by inverse-variance weighted
+    least squares over the training rows, as a linear function of the fiber's aperture colours
+    (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`); the r of the predicted against the
+    observed continuum colour on the held-out rows. A reference for a network that uses its image."""
+    import torch
+
+    from galspec_hf.models.galspec.processing_galspec import (
+        compute_flux_scale,
+        fiber_colours,
+        normalize_spectra,
+        spectrum_scales,
+    )
+    from galspec_hf.scoreboard import continuum_colours
+
+    config = model.config
+
+    def normalised(rows):
+        images = _images(rows, config)
+        index = torch.arange(len(rows))
+        offsets = torch.tensor(np.stack([np.asarray(r["fiber_offset"], np.float32) for r in rows]))
+        diameters = torch.tensor([float(r["fiber_diameter"]) for r in rows], dtype=torch.float32)
+        scale = spectrum_scales(images, compute_flux_scale(images, config), index, offsets, diameters, config)
+        colours = fiber_colours(images, index, offsets, diameters, config).numpy().astype(np.float64)
+        flux = torch.tensor(np.stack([r["flux"] for r in rows]), dtype=torch.float64)
+        ivar = torch.tensor(np.stack([r["ivar"] for r in rows]), dtype=torch.float64)
+        flux, ivar = normalize_spectra(flux, ivar, scale.double())
+        ivar = torch.where(torch.isfinite(flux) & torch.isfinite(ivar), ivar, 0.0).numpy()
+        return np.c_[np.ones(len(rows)), colours], np.nan_to_num(flux.numpy()), ivar
+
+    design, flux, ivar = normalised(train)
+    gram = np.einsum("ni,nl,nj->lij", design, ivar, design)  # (L, k, k)
+    rhs = np.einsum("ni,nl->li", design, ivar * flux)  # (L, k)
+    # pseudo-inverse: a colour that does not vary (or a pixel without data) gets no coefficient
+    coefficients = (np.linalg.pinv(gram, hermitian=True) @ rhs[..., None])[..., 0]  # (L, k)
+    test_design, test_flux, test_ivar = normalised(held_out)
+    predicted = test_design @ coefficients.T  # (N, L)
+    wave = model.galspec.wavelength.numpy().astype(np.float64)
+    redshift = np.array([float(r["redshift"]) for r in held_out])
+    ours = continuum_colours(wave, predicted, redshift)
+    observed = continuum_colours(wave, test_flux, redshift, test_ivar)
+    both = np.isfinite(ours) & np.isfinite(observed)
+    return float(np.corrcoef(ours[both], observed[both])[0, 1]) if both.sum() >= 3 else None
+
+
 def perturbation_changes(model, rows) -> dict[str, float]:
     """Median relative change of the predicted shape (spectrum / its median) when the g band is tripled, and when
     the images are passed round by one galaxy."""
@@ -140,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "perturbation": perturbation_changes(model, held_out[:64]),
         "linear_probe_r": {name: ridge_probe_r(train_features[name], train_colour, test_features[name], test_colour)
                            for name in train_features},  # fmt: skip
+        "linear_colour_model_r": linear_colour_model_r(model, train, held_out),
     }
     colour = result["continuum_colour"]
     print(f"continuum colour of the image-only prediction against the observed ({colour['num_fibers']} fibers): r "
@@ -147,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print("shape change: " + ", ".join(f"{k} {v:.4f}" for k, v in result["perturbation"].items()))
     print("linear probe of the observed colour, held-out r: "
           + ", ".join(f"{k} {'n/a' if v is None else f'{v:+.2f}'}" for k, v in result["linear_probe_r"].items()))
+    print(f"a per-pixel linear model of the spectrum on the fiber's colours alone: held-out colour r "
+          f"{result['linear_colour_model_r']}")  # fmt: skip
     if args.output is not None:
         write_strict_json(args.output, result)
         print(f"wrote {args.output}")

@@ -62,7 +62,10 @@ def test_probe_script_measures_a_model_that_ignores_its_image(tmp_path, capsys):
     assert probe.main([str(tmp_path / "model"), "--fibers", str(tmp_path / "fibers"), "--validation_fraction", "0.25",
                        "--n_train", "90", "--output", str(out)]) == 0  # fmt: skip
     result = json.loads(out.read_text())
-    assert set(result) == {"model", "num_held_out_fibers", "continuum_colour", "perturbation", "linear_probe_r"}
+    assert set(result) == {"model", "num_held_out_fibers", "continuum_colour", "perturbation", "linear_probe_r",
+                           "linear_colour_model_r"}
+    # the spectra's slopes were made from the images' g / r: the linear colour model finds them
+    assert result["linear_colour_model_r"] > 0.95
     assert result["num_held_out_fibers"] == 30
     assert result["linear_probe_r"]["input_centre"] > 0.9
     assert result["perturbation"]["g_band_tripled"] > 0
