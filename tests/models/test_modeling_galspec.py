@@ -679,3 +679,34 @@ def test_readout_colours_start_at_zero_and_follow_the_fibers_photometry():
     colours = fiber_colours(image, torch.zeros(3, dtype=torch.long), offsets, torch.full((3,), 1.5), config)
     expected = torch.tensor([math.log10(0.5) if band == "g" else 0.0 for band in config.bands])
     assert torch.allclose(colours, expected.expand(3, -1), atol=1e-6)
+
+
+def test_decoder_image_summary_starts_at_zero_and_carries_the_image():
+    """decoder_image_summary: the mean of the visible image tokens projected onto every spectrum token, zero at
+    first (same predictions as without it); once its weights move, the spectrum tokens leaving the decoder trunk
+    differ with the image, and training gives the projection a gradient."""
+    base = GalSpecModelTester()
+    summarised = GalSpecModelTester(decoder_image_summary=True)
+    plain_model, summary_model = _model(base.config), _model(summarised.config)
+    missing = summary_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
+    assert missing == ["decoder.image_summary.weight", "decoder.image_summary.bias"]
+    inputs = base.prepare_inputs()
+    offsets = torch.zeros(base.batch_size, 1, 2)
+    plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    same = summary_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    assert torch.allclose(plain.mean, same.mean, atol=1e-6)
+    with torch.no_grad():
+        summary_model.decoder.image_summary.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(2))
+        encoded = summary_model.galspec(inputs["pixel_values"], inputs["redshift"], return_dict=True)
+        with_summary = summary_model.decoder.embed(encoded, inputs["redshift"])
+        summary_model.decoder.image_summary = None
+        without = summary_model.decoder.embed(encoded, inputs["redshift"])
+    num_image = summarised.config.num_image_tokens
+    assert torch.equal(with_summary[:, :num_image], without[:, :num_image])  # image tokens untouched
+    added = (with_summary - without)[:, num_image:]  # the same vector on every spectrum token of a galaxy
+    assert torch.allclose(added, added[:, :1].expand_as(added), atol=1e-6)
+    assert not torch.allclose(added[0, 0], added[1, 0], atol=1e-4)  # and it differs between galaxies
+    trained = _model(summarised.config)
+    output = trained(**inputs, noise=summarised.noise())
+    output.loss.backward()
+    assert trained.decoder.image_summary.weight.grad.abs().sum() > 0

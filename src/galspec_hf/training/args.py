@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--readout_colours", action="store_true", default=None,
-        help="decoder: FiLM of the readout from the image colours inside each fiber",
+        help="decoder: a linear term of the image colours inside each fiber in its spectrum",
+    )  # fmt: skip
+    model.add_argument(
+        "--decoder_image_summary", action="store_true", default=None,
+        help="decoder: the mean of the visible image tokens added to every spectrum token",
     )  # fmt: skip
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")

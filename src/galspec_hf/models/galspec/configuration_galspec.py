@@ -144,6 +144,11 @@ class GalSpecConfig(PreTrainedConfig):
             would, wherever the fiber lies. `False`: the colours reach the spectrum only through the encoder's
             image tokens (the designs before
             2026-12-06, whose image-only continuum turned out not to depend on the image at all).
+        decoder_image_summary (`bool`, *optional*, defaults to `False`):
+            Whether every spectrum token of the decoder starts with a projection of the mean of the encoder's
+            visible image tokens (zero at initialisation). Measured on 2026-12-06: the encoder's pooled states
+            held the fiber's colour (linear probe r 0.83) while the decoder's spectrum tokens, which see the image
+            only by attention, held none; this hands them the summary directly. `False`: attention only.
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -229,6 +234,7 @@ class GalSpecConfig(PreTrainedConfig):
         fiber_readout_local: bool = True,
         readout_modulation: bool = False,
         readout_colours: bool = False,
+        decoder_image_summary: bool = False,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -281,6 +287,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.fiber_readout_local = bool(fiber_readout_local)
         self.readout_modulation = bool(readout_modulation)
         self.readout_colours = bool(readout_colours)
+        self.decoder_image_summary = bool(decoder_image_summary)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]

@@ -717,6 +717,9 @@ class GalSpecPreTrainedModel(PreTrainedModel):
                 module.image_type_embedding,
             ):
                 nn.init.trunc_normal_(parameter, std=std)
+            if module.image_summary is not None:  # start without the summary
+                nn.init.zeros_(module.image_summary.weight)
+                nn.init.zeros_(module.image_summary.bias)
 
 
 def broadcast_fiber_diameter(fiber_diameter, batch: int, num_fibers: int, config: GalSpecConfig, device):
@@ -1129,6 +1132,8 @@ class GalSpecDecoder(nn.Module):
         image_values = config.image_patch_size**2 * (1 if config.image_tokens_per_band else len(config.bands))
         self.image_head = nn.Linear(hidden, 2 * image_values)
         self.readout = GalSpecFiberReadout(config)
+        # the visible image tokens' mean state, projected onto every spectrum token (zero-initialised)
+        self.image_summary = nn.Linear(hidden, hidden) if config.decoder_image_summary else None
 
     def image_positions(self) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
@@ -1167,6 +1172,14 @@ class GalSpecDecoder(nn.Module):
             encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids)
         )
         full = full.scatter(1, ids, values)
+        if self.image_summary is not None:
+            # (batch, hidden): the mean of the visible image tokens, added to every spectrum token, so the
+            # spectrum starts from what the whole image says rather than having to find it by attention
+            num_image = self.config.num_image_tokens
+            is_image = (encoder_output.visible_ids < num_image) & encoder_output.visible_padding_mask
+            weight = is_image[..., None].to(dtype)
+            summary = (visible_states * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+            full = torch.cat([full[:, :num_image], full[:, num_image:] + self.image_summary(summary)[:, None]], dim=1)
         positions = torch.cat(
             [self.image_positions()[None].expand(batch, -1, -1), self.spectrum_positions(redshift)], dim=1
         )
