@@ -23,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from galspec_hf.analysis.continuum import ssp_continuum_templates
 from galspec_hf.analysis.dap_reference import DAP_LINES, compare_with_dap, compared_spectra, fit_spectra_file, run_dap
 from galspec_hf.analysis.lines import CONTINUUM_REFIT_MODES, DISPERSION_MODES
-from galspec_hf.analysis.synthetic import GALAXY_TYPES, stellar_line_spectra
+from galspec_hf.analysis.synthetic import GALAXY_TYPES, bracketing_ssp_templates, stellar_line_spectra
 from galspec_hf.constants import FWHM_PER_SIGMA, SPEED_OF_LIGHT_KMS
 from galspec_hf.io import write_manga_spectra
-from galspec_hf.simulate.templates import read_ssp_file, ssp_population_ages
 from galspec_hf.strict_json import write_strict_json
 
 # the shared data folder beside the repository (../shared/data, or $GALSPEC_SHARED_DATA), as the tests find it
@@ -92,9 +90,7 @@ def synthetic_table(kind: str, work_dir: Path, n: int = 16, continuum_refit: str
     dap = run_dap(path)
     maps = fit_spectra_file(path, continuum_refit=continuum_refit)[1]
     # the package once more with a library of the simulator's own SSPs that leaves out those that made the spectra
-    ages_yr = read_ssp_file(SSP_TEMPLATES)[2]
-    old, young = ssp_population_ages(ages_yr)
-    bracketing = ssp_continuum_templates(SSP_TEMPLATES, exclude_ages_yr=[ages_yr[old], *ages_yr[young]])
+    bracketing = bracketing_ssp_templates(SSP_TEMPLATES)
     maps_ssp = fit_spectra_file(path, continuum_refit=continuum_refit, templates=bracketing)[1]
     fluxes_by = {"dap": (dap["flux"], dap["flux_err"]), "package": (maps.flux, maps.flux_err),
                  "package_ssp": (maps_ssp.flux, maps_ssp.flux_err)}  # fmt: skip

@@ -15,7 +15,7 @@ from .. import constants as C
 from ..spectral import pixel_edges
 from .lines import default_instrumental_sigma_kms, desi_instrumental_sigma_kms
 
-__all__ = ["GALAXY_TYPES", "stellar_line_spectra"]
+__all__ = ["GALAXY_TYPES", "bracketing_ssp_templates", "stellar_line_spectra"]
 
 #: Galaxy types: (fraction of the young template at 5500 A, stellar sigma km/s, H-alpha rest EW in A, line ratios to
 #: H-alpha). Star-forming: H-beta at case B with ~0.9 attenuation, [NII]/Ha 0.35, [OIII]/Hb 1. LIER-like: old
@@ -67,16 +67,18 @@ def stellar_line_spectra(instrument: str, kind: str, n: int, rng, template_sourc
         return (1 - young) * templates.broadened("old", sigma) + young * templates.broadened("young", sigma)
 
     rest = np.stack([mix(sigma) for sigma in steps])  # (S, N) on the rest-frame template grid
-    at = np.clip(np.interp(sigma_tot, steps, np.arange(steps.size)), 0, steps.size - 1)
-    low = np.minimum(at.astype(int), steps.size - 2) if steps.size > 1 else np.zeros(at.size, int)
-    frac = at - low if steps.size > 1 else np.zeros(at.size)
+    # each pixel between two broadened versions: index `low` and `low + 1`, weight `frac` on the second
+    at = np.interp(sigma_tot, steps, np.arange(steps.size))
+    low = np.minimum(at.astype(int), max(steps.size - 2, 0))
+    high = np.minimum(low + 1, steps.size - 1)
+    frac = at - low
+    columns = np.arange(wavelength.size)
     continuum = np.empty((n, wavelength.size))
     for i, z in enumerate(redshift):
         sampled = np.stack([np.interp(wavelength / (1 + z), templates.wavelength_rest, row) for row in rest])
-        columns = np.arange(wavelength.size)
-        high = np.minimum(low + 1, steps.size - 1)
         continuum[i] = sampled[low, columns] * (1 - frac) + sampled[high, columns] * frac
     continuum *= level
+    # the EW's continuum: at H-alpha, broadened as at z = 0.05, the middle of the redshift range
     sigma_ha = float(np.hypot(sigma_star, np.interp(lines["Halpha"] * 1.05, wavelength, sigma_inst)))
     halpha = np.full(n, ew_ha * level * np.interp(lines["Halpha"], templates.wavelength_rest, mix(sigma_ha)))
     fluxes = {"Halpha": halpha, **{name: r * halpha for name, r in ratios.items()}}
@@ -93,3 +95,15 @@ def stellar_line_spectra(instrument: str, kind: str, n: int, rng, template_sourc
         model += flux[:, None] * np.diff(cdf, axis=1) / np.diff(edges)
     noise = continuum / 25.0
     return wavelength, model + noise * rng.standard_normal(model.shape), noise**-2, redshift, sigma_inst, fluxes
+
+
+def bracketing_ssp_templates(template_source):
+    """A continuum-fit library of the simulator's FSPS SSPs *less the ones that make* :func:`stellar_line_spectra`'s
+    populations (the 10 Gyr SSP and those up to 100 Myr): the populations lie between its templates, none of them
+    is one (:func:`galspec_hf.analysis.continuum.ssp_continuum_templates`)."""
+    from ..simulate.templates import read_ssp_file, ssp_population_ages  # noqa: PLC0415
+    from .continuum import ssp_continuum_templates  # noqa: PLC0415
+
+    ages_yr = read_ssp_file(template_source)[2]
+    old, young = ssp_population_ages(ages_yr)
+    return ssp_continuum_templates(template_source, exclude_ages_yr=[ages_yr[old], *ages_yr[young]])
