@@ -21,6 +21,7 @@ import numpy as np
 from astropy.io import fits
 
 from galspec_hf import constants as C
+from galspec_hf.analysis.continuum import continuum_template_grid_rest_a
 from galspec_hf.simulate.spectra import air_to_vacuum
 
 
@@ -34,10 +35,7 @@ def main(argv=None) -> Path:
     files = sorted(folder.glob("MILES_cluster_group_*.fits"))
     if not files:
         raise ValueError(f"no MILES_cluster_group_*.fits in {folder}")
-    step = C.CONTINUUM_TEMPLATE_VELSCALE_KMS / C.SPEED_OF_LIGHT_KMS
-    lo, hi = C.CONTINUUM_TEMPLATE_RANGE_REST_A
-    log_wave = np.arange(np.log(lo), np.log(hi), step)
-    wave = np.exp(log_wave)
+    wave = continuum_template_grid_rest_a()
     fluxes = []
     for path in files:
         with fits.open(path) as hdul:

@@ -90,6 +90,14 @@ class ContinuumTemplates:
         object.__setattr__(self, "flux", flux)
 
 
+def continuum_template_grid_rest_a() -> np.ndarray:
+    """The rest-frame vacuum wavelength grid (A) of the shipped templates: logarithmic, pixels of
+    ``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` over ``C.CONTINUUM_TEMPLATE_RANGE_REST_A``."""
+    step = C.CONTINUUM_TEMPLATE_VELSCALE_KMS / C.SPEED_OF_LIGHT_KMS
+    lo, hi = C.CONTINUUM_TEMPLATE_RANGE_REST_A
+    return np.exp(np.arange(np.log(lo), np.log(hi), step))
+
+
 @lru_cache(maxsize=4)
 def load_continuum_templates(path=None) -> ContinuumTemplates:
     """A template library for the continuum fit: by default the shipped MILES-HC (42 spectra, 2.5 A FWHM).
@@ -124,9 +132,9 @@ def ssp_continuum_templates(path, exclude_ages_yr=()) -> ContinuumTemplates:
     """A template library from an FSPS simple-stellar-population file (one spectrum per age).
 
     The spectra are averaged, conserving flux, onto the shipped library's logarithmic grid
-    (``C.CONTINUUM_TEMPLATE_VELSCALE_KMS`` pixels over ``C.CONTINUUM_TEMPLATE_RANGE_REST_A``) and normalised to unit
-    median. Their resolution is taken as 0 (FWHM): the simulator (:mod:`galspec_hf.simulate.templates`) broadens
-    these spectra by the stellar and instrumental sigma alone, so on its spectra this is the consistent choice.
+    (:func:`continuum_template_grid_rest_a`) and normalised to unit median. Their resolution is taken as 0 (FWHM):
+    the simulator (:mod:`galspec_hf.simulate.templates`) broadens these spectra by the stellar and instrumental
+    sigma alone, so on its spectra this is the consistent choice.
 
     Parameters
     ----------
@@ -149,9 +157,7 @@ def ssp_continuum_templates(path, exclude_ages_yr=()) -> ContinuumTemplates:
         keep &= ~hit
     if not keep.any():
         raise ValueError(f"{path}: every SSP excluded")
-    step = C.CONTINUUM_TEMPLATE_VELSCALE_KMS / C.SPEED_OF_LIGHT_KMS
-    lo, hi = C.CONTINUUM_TEMPLATE_RANGE_REST_A
-    wave = np.exp(np.arange(np.log(lo), np.log(hi), step))
+    wave = continuum_template_grid_rest_a()
     spectra = rebin_flux_conserving(wavelength, flux[:, keep].T, pixel_edges(wave))  # (K, T)
     spectra /= np.median(spectra, axis=1, keepdims=True)
     ages = ",".join(f"{a:.3g}" for a in ages_yr[keep])
