@@ -80,13 +80,13 @@ def ridge_probe_r(train_x, train_y, test_x, test_y, penalty: float = 10.0) -> fl
 def linear_colour_model_r(model, train, held_out) -> float | None:
     """What the fiber's colours alone give: each normalised spectrum pixel fitted, by inverse-variance weighted
     least squares over the training rows, as a linear function of the fiber's aperture colours
-    (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`); the r of the predicted against the
+    (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`); the r of the predicted against the
     observed continuum colour on the held-out rows. A reference for a network that uses its image."""
     import torch
 
     from galspec_hf.models.galspec.processing_galspec import (
         compute_flux_scale,
-        fiber_colours,
+        fiber_colours_dex,
         normalize_spectra,
         spectrum_scales,
     )
@@ -100,7 +100,7 @@ def linear_colour_model_r(model, train, held_out) -> float | None:
         offsets = torch.tensor(np.stack([np.asarray(r["fiber_offset"], np.float32) for r in rows]))
         diameters = torch.tensor([float(r["fiber_diameter"]) for r in rows], dtype=torch.float32)
         scale = spectrum_scales(images, compute_flux_scale(images, config), index, offsets, diameters, config)
-        colours = fiber_colours(images, index, offsets, diameters, config).numpy().astype(np.float64)
+        colours = fiber_colours_dex(images, index, offsets, diameters, config).numpy().astype(np.float64)
         flux = torch.tensor(np.stack([r["flux"] for r in rows]), dtype=torch.float64)
         ivar = torch.tensor(np.stack([r["ivar"] for r in rows]), dtype=torch.float64)
         flux, ivar = normalize_spectra(flux, ivar, scale.double())

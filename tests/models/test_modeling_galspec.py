@@ -642,7 +642,7 @@ def test_readout_colours_start_at_zero_and_follow_the_fibers_photometry():
     weights move, a redder image gives another spectrum shape at the same fiber, and the training forward gives the
     layer a gradient. The colours are what the image holds inside the fiber: an image whose g band is half its r band
     everywhere has log10(0.5) wherever the fiber lies."""
-    from galspec_hf.models.galspec.processing_galspec import fiber_colours
+    from galspec_hf.models.galspec.processing_galspec import fiber_colours_dex
 
     base = GalSpecModelTester()
     coloured = GalSpecModelTester(readout_colours=True)
@@ -676,7 +676,7 @@ def test_readout_colours_start_at_zero_and_follow_the_fibers_photometry():
     image = torch.ones(1, len(config.bands), config.image_size, config.image_size)
     image[:, config.bands.index("g")] = 0.5
     offsets = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-2.0, 0.5]])
-    colours = fiber_colours(image, torch.zeros(3, dtype=torch.long), offsets, torch.full((3,), 1.5), config)
+    colours = fiber_colours_dex(image, torch.zeros(3, dtype=torch.long), offsets, torch.full((3,), 1.5), config)
     expected = torch.tensor([math.log10(0.5) if band == "g" else 0.0 for band in config.bands])
     assert torch.allclose(colours, expected.expand(3, -1), atol=1e-6)
 

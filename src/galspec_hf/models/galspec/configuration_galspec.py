@@ -138,7 +138,7 @@ class GalSpecConfig(PreTrainedConfig):
             Whether each fiber's predicted spectrum also gets a *linear term in the colours of the image light
             inside the fiber* (log10 of each band's aperture flux over the `normalization_band`'s, computed from
             the image at the fiber's position and diameter,
-            :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`): a learnt spectrum per band,
+            :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`): a learnt spectrum per band,
             weighted by the fiber's colour in units of 0.1 dex, added to the normalised mean (zero at
             initialisation). The fiber's photometry then shapes its continuum directly, as a linear SED model
             would, wherever the fiber lies. `False`: the colours reach the spectrum only through the encoder's

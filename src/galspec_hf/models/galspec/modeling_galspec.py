@@ -58,7 +58,7 @@ from .configuration_galspec import _LOSS_LINE_WAVELENGTHS_VACUUM_A, GalSpecConfi
 from .processing_galspec import (
     compute_flux_scale,
     denormalize_spectra,
-    fiber_colours,
+    fiber_colours_dex,
     model_wavelength_grid,
     normalize_images,
     normalize_spectra,
@@ -66,9 +66,9 @@ from .processing_galspec import (
 )
 
 MASK_MODES = ("random", "chunk", "full")
-#: The unit of the fiber colours fed to the readout (``config.readout_colours``), dex: about the spread of
-#: log10(F_g / F_r) among galaxies (0.25 mag in g - r), so that the readout's weights on them start useful at O(1)
-#: instead of having to grow ~10x (which the optimiser did not do in the first training runs).
+#: The unit of the fiber colours in the readout's colour term (``config.readout_colours``), dex: about the spread of
+#: log10(F_g / F_r) among galaxies (0.25 mag in g - r). In this unit a colour term of ~0.1 (a 10 % change of the
+#: normalised spectrum per 0.1 dex) is a weight of ~0.1, which the optimiser reaches in a few hundred steps.
 COLOUR_UNIT_DEX = 0.1
 
 
@@ -887,7 +887,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
         images = normalize_images(pixel_values, flux_scale, self.config)  # (batch, bands, H, W)
         colours = None
         if self.config.readout_colours:  # (batch, bands): the observing fiber's photometry, for the readout
-            colours = fiber_colours(pixel_values, galaxy_index, fiber_offset, fiber_diameter, self.config)
+            colours = fiber_colours_dex(pixel_values, galaxy_index, fiber_offset, fiber_diameter, self.config)
 
         # 2. masks
         if spectrum_mask is None or image_mask is None:
@@ -1047,7 +1047,7 @@ class GalSpecFiberReadout(nn.Module):
 
         galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; colours (num_fibers,
         num_bands), needed with `config.readout_colours`: each fiber's
-        :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`.
+        :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`.
         """
         if self.colour_slope is not None and colours is None:
             raise ValueError("this model's readout uses the fibers' colours (config.readout_colours): pass `colours`")
@@ -1088,8 +1088,8 @@ class GalSpecFiberReadout(nn.Module):
             states = states * (1.0 + scale) + shift
         head_output = self.spectrum_head(self.output_norm(states))  # (num_fibers, num_patches, 2 * patch_length)
         if self.colour_slope is not None:
-            # the fiber's colours in units of COLOUR_UNIT_DEX (galaxies differ by ~0.1 dex, so O(0.1) weights follow
-            # them), times a learnt spectrum per band, added to the means: a linear SED term at every fiber
+            # the fiber's colours in units of COLOUR_UNIT_DEX times a learnt spectrum per band, added to the means:
+            # a linear SED term at every fiber
             term = self.colour_slope((colours / COLOUR_UNIT_DEX).to(dtype)).reshape(fibers, patches, 1, -1)
             head_output = (head_output.reshape(fibers, patches, 2, -1) + torch.cat([term, torch.zeros_like(term)], 2)
                            ).reshape(fibers, patches, -1)  # fmt: skip
@@ -1213,7 +1213,7 @@ class GalSpecDecoder(nn.Module):
         (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec; spectrum_scale (num_fibers,) is each
         fiber's flux scale (1e-17 erg/s/cm2/A) that turns the normalised head output into physical units;
         colours (num_fibers, num_bands), with `config.readout_colours`: each fiber's photometry
-        (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours`).
+        (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`).
         Returns a :class:`GalSpecDecoderOutput` with its spectrum fields.
         """
         head_output = self.readout(prepared, galaxy_index, fiber_offset, fiber_diameter, colours)
@@ -1480,7 +1480,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             scale = spectrum_scales(pixel_values, encoder_output.flux_scale, galaxies, offsets, diameters, config)
             colours = None
             if config.readout_colours:  # each fiber's own photometry
-                colours = fiber_colours(pixel_values, galaxies, offsets, diameters, config)
+                colours = fiber_colours_dex(pixel_values, galaxies, offsets, diameters, config)
             spectra = self.decoder.read_spectra(prepared, galaxies, offsets, diameters, scale, colours)
             means.append(spectra.spectrum_mean)
             sigmas.append(spectra.spectrum_sigma)

@@ -193,16 +193,17 @@ def spectrum_scales(
     return spectrum_flux_scale(aperture_flux(image, weights, config), config)
 
 
-def fiber_colours(
+def fiber_colours_dex(
     pixel_values: torch.Tensor,
     galaxy_index: torch.Tensor,
     fiber_offset: torch.Tensor,
     fiber_diameter: torch.Tensor,
     config: GalSpecConfig,
 ) -> torch.Tensor:
-    """The colours of the image light inside each fiber, (num_fibers, num_bands) float32: log10 of each band's
+    """The colours of the image light inside each fiber in dex, (num_fibers, num_bands) float32: log10 of each band's
     aperture flux over the `normalization_band`'s (0 for that band), every flux at least `normalization_floor`
-    nanomaggies. galaxy_index (num_fibers,) picks each fiber's galaxy in pixel_values (batch, bands, H, W);
+    nanomaggies (the model's input; :func:`galspec_hf.scoreboard.fiber_colours` is the scoreboard's g - r in AB mag
+    of data-set rows). galaxy_index (num_fibers,) picks each fiber's galaxy in pixel_values (batch, bands, H, W);
     fiber_offset (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec."""
     images = torch.nan_to_num(pixel_values[galaxy_index].float(), nan=0.0, posinf=0.0, neginf=0.0)
     weights = fiber_aperture_weights(fiber_offset, fiber_diameter, images.shape[-1], config.pixel_scale)
