@@ -610,20 +610,28 @@ def test_predict_spectra_conditioning_errors_name_the_argument(tester):
         )  # fmt: skip
 
 
-def test_readout_modulation_starts_as_the_identity_and_learns():
-    """readout_modulation: a model built with it predicts exactly what the same weights without it predict (the
-    FiLM layer starts at scale 1, shift 0); once its weights move, a fiber's read reshapes all its tokens."""
-    base = GalSpecModelTester()
-    modulated = GalSpecModelTester(readout_modulation=True)
-    plain_model, film_model = _model(base.config), _model(modulated.config)
-    missing = film_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
-    assert missing == ["decoder.readout.modulation.weight", "decoder.readout.modulation.bias"]
-    assert torch.count_nonzero(film_model.decoder.readout.modulation.weight) == 0
+def _added_layer_changes_nothing_at_first(option: str, added_keys: list[str]):
+    """A model built with the optional layer `option` (a config flag) and the weights of one built without it: the
+    only weights it lacks are `added_keys` (the new layer), and it predicts exactly what the plain model predicts
+    at two fibers per galaxy. Returns (tester, model with the option, plain prediction, inputs, offsets)."""
+    base, tester = GalSpecModelTester(), GalSpecModelTester(**{option: True})
+    plain_model, model = _model(base.config), _model(tester.config)
+    assert model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys == added_keys
     inputs = base.prepare_inputs()
     offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
     plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    film = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    assert torch.allclose(plain.mean, film.mean, atol=1e-6)
+    same = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
+    assert torch.allclose(plain.mean, same.mean, atol=1e-6)
+    return tester, model, plain, inputs, offsets
+
+
+def test_readout_modulation_starts_as_the_identity_and_learns():
+    """readout_modulation: a model built with it predicts exactly what the same weights without it predict (the
+    FiLM layer starts at scale 1, shift 0); once its weights move, a fiber's read reshapes all its tokens."""
+    modulated, film_model, plain, inputs, offsets = _added_layer_changes_nothing_at_first(
+        "readout_modulation", ["decoder.readout.modulation.weight", "decoder.readout.modulation.bias"]
+    )
+    assert torch.count_nonzero(film_model.decoder.readout.modulation.weight) == 0
     with torch.no_grad():
         film_model.decoder.readout.modulation.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
     moved = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
@@ -631,7 +639,7 @@ def test_readout_modulation_starts_as_the_identity_and_learns():
     # still one result per fiber, whatever the batching
     alone = film_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets[:, 1:], fiber_batch_size=1)
     assert torch.allclose(alone.mean[:, 0], moved.mean[:, 1], rtol=1e-4, atol=1e-5)
-    output = film_model(**inputs, noise=base.noise())  # the modulation gets a gradient in training
+    output = film_model(**inputs, noise=modulated.noise())  # the modulation gets a gradient in training
     output.loss.backward()
     assert film_model.decoder.readout.modulation.weight.grad.abs().sum() > 0
 
@@ -644,16 +652,9 @@ def test_readout_colours_start_at_zero_and_follow_the_fibers_photometry():
     everywhere has log10(0.5) wherever the fiber lies."""
     from galspec_hf.models.galspec.processing_galspec import fiber_colours_dex
 
-    base = GalSpecModelTester()
-    coloured = GalSpecModelTester(readout_colours=True)
-    plain_model, colour_model = _model(base.config), _model(coloured.config)
-    missing = colour_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
-    assert missing == ["decoder.readout.colour_slope.weight"]
-    inputs = base.prepare_inputs()
-    offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
-    plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    same = colour_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    assert torch.allclose(plain.mean, same.mean, atol=1e-6)
+    coloured, colour_model, _, inputs, offsets = _added_layer_changes_nothing_at_first(
+        "readout_colours", ["decoder.readout.colour_slope.weight"]
+    )
     with torch.no_grad():
         generator = torch.Generator().manual_seed(1)
         colour_model.decoder.readout.colour_slope.weight.normal_(0.0, 0.5, generator=generator)
@@ -685,16 +686,9 @@ def test_decoder_image_summary_starts_at_zero_and_carries_the_image():
     """decoder_image_summary: the mean of the visible image tokens projected onto every spectrum token, zero at
     first (same predictions as without it); once its weights move, the spectrum tokens leaving the decoder trunk
     differ with the image, and training gives the projection a gradient."""
-    base = GalSpecModelTester()
-    summarised = GalSpecModelTester(decoder_image_summary=True)
-    plain_model, summary_model = _model(base.config), _model(summarised.config)
-    missing = summary_model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys
-    assert missing == ["decoder.image_summary.weight", "decoder.image_summary.bias"]
-    inputs = base.prepare_inputs()
-    offsets = torch.zeros(base.batch_size, 1, 2)
-    plain = plain_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    same = summary_model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets)
-    assert torch.allclose(plain.mean, same.mean, atol=1e-6)
+    summarised, summary_model, _, inputs, _ = _added_layer_changes_nothing_at_first(
+        "decoder_image_summary", ["decoder.image_summary.weight", "decoder.image_summary.bias"]
+    )
     with torch.no_grad():
         summary_model.decoder.image_summary.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(2))
         encoded = summary_model.galspec(inputs["pixel_values"], inputs["redshift"], return_dict=True)
