@@ -704,3 +704,44 @@ def test_decoder_image_summary_starts_at_zero_and_carries_the_image():
     output = trained(**inputs, noise=summarised.noise())
     output.loss.backward()
     assert trained.decoder.image_summary.weight.grad.abs().sum() > 0
+
+
+def test_decoder_photometry_gives_the_spectrum_tokens_the_central_colours():
+    """decoder_photometry: an MLP of the galaxy's central colours (image light in a fiber of config.fiber_diameter at
+    the image centre) is added to every spectrum token before the decoder trunk. A model with it holds exactly the
+    plain model's weights plus the MLP's; the same vector goes onto every spectrum token of a galaxy (image tokens
+    untouched); a redder image changes the predicted spectrum's shape at every fiber; the colours are the central
+    ones whatever fiber observed the galaxy, so the trunk is shared by all fibers (a fiber read alone gives what it
+    gives among others); the MLP gets a gradient in training."""
+    base, tester = GalSpecModelTester(), GalSpecModelTester(decoder_photometry=True)
+    plain_model, model = _model(base.config), _model(tester.config)
+    added = [f"decoder.photometry_embedding.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")]
+    assert sorted(model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys) == sorted(added)
+    inputs = base.prepare_inputs()
+    with torch.no_grad():
+        encoded = model.galspec(inputs["pixel_values"], inputs["redshift"], return_dict=True)
+        with_photometry = model.decoder.embed(encoded, inputs["redshift"])
+        photometry_embedding, model.decoder.photometry_embedding = model.decoder.photometry_embedding, None
+        without = model.decoder.embed(encoded, inputs["redshift"])
+        model.decoder.photometry_embedding = photometry_embedding
+    num_image = tester.config.num_image_tokens
+    assert torch.equal(with_photometry[:, :num_image], without[:, :num_image])
+    difference = (with_photometry - without)[:, num_image:]
+    assert torch.allclose(difference, difference[:, :1].expand_as(difference), atol=1e-6)
+    # the central colours, whatever the observing fiber
+    moved = model.galspec(inputs["pixel_values"], inputs["redshift"], fiber_offset=torch.ones(base.batch_size, 2))
+    assert torch.equal(moved.galaxy_colours, encoded.galaxy_colours)
+    assert encoded.fiber_colours is None  # the readout's own colour term is another option
+    offsets = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).expand(base.batch_size, -1, -1)
+    with torch.no_grad():
+        blue = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets).mean
+        redder = inputs["pixel_values"].clone()
+        redder[:, tester.config.bands.index("g")] *= 0.5
+        red = model.predict_spectra(redder, inputs["redshift"], offsets).mean
+        alone = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets[:, 1:], fiber_batch_size=1)
+    ratio = red / blue
+    assert not torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-3)  # the shape changed
+    assert torch.allclose(alone.mean[:, 0], blue[:, 1], rtol=1e-4, atol=1e-5)
+    output = model(**inputs, noise=tester.noise())
+    output.loss.backward()
+    assert model.decoder.photometry_embedding[0].weight.grad.abs().sum() > 0

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoder_image_summary", action="store_true", default=None,
         help="decoder: the mean of the visible image tokens added to every spectrum token",
     )  # fmt: skip
+    model.add_argument(
+        "--decoder_photometry", action="store_true", default=None,
+        help="decoder: an embedding of the galaxy's central colours added to every spectrum token",
+    )  # fmt: skip
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")
     train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")

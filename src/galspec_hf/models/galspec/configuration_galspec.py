@@ -149,6 +149,16 @@ class GalSpecConfig(PreTrainedConfig):
             visible image tokens (zero at initialisation). Measured on 2026-12-06: the encoder's pooled states
             held the fiber's colour (linear probe r 0.83) while the decoder's spectrum tokens, which see the image
             only by attention, held none; this hands them the summary directly. `False`: attention only.
+        decoder_photometry (`bool`, *optional*, defaults to `False`):
+            Whether every spectrum token of the decoder starts with an embedding (a two-layer MLP, trained from a
+            random start) of the galaxy's *central photometry*: the colours of the image light inside a fiber of
+            `fiber_diameter` at the image centre (log10 of each band's aperture flux over the
+            `normalization_band`'s, in units of 0.1 dex,
+            :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`). The trunk's spectrum tokens
+            then know the stellar population's colour before any attention, and can place its rest-frame
+            features (the 4000 A break, the lines' strengths) at every redshift, which a term added to the
+            observed-frame output (`readout_colours`) cannot. The photometry is the galaxy's, not the fiber's,
+            so the trunk still runs once per galaxy. `False`: the designs before 2026-12-06 (late).
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -235,6 +245,7 @@ class GalSpecConfig(PreTrainedConfig):
         readout_modulation: bool = False,
         readout_colours: bool = False,
         decoder_image_summary: bool = False,
+        decoder_photometry: bool = False,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -288,6 +299,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.readout_modulation = bool(readout_modulation)
         self.readout_colours = bool(readout_colours)
         self.decoder_image_summary = bool(decoder_image_summary)
+        self.decoder_photometry = bool(decoder_photometry)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]

@@ -66,7 +66,8 @@ from .processing_galspec import (
 )
 
 MASK_MODES = ("random", "chunk", "full")
-#: The unit of the fiber colours in the readout's colour term (``config.readout_colours``), dex: about the spread of
+#: The unit of the fiber colours in the readout's colour term (``config.readout_colours``) and the decoder's
+#: photometry embedding (``config.decoder_photometry``), dex: about the spread of
 #: log10(F_g / F_r) among galaxies (0.25 mag in g - r). In this unit a colour term of ~0.1 (a 10 % change of the
 #: normalised spectrum per 0.1 dex) is a weight of ~0.1, which the optimiser reaches in a few hundred steps.
 COLOUR_UNIT_DEX = 0.1
@@ -98,6 +99,9 @@ class GalSpecModelOutput(ModelOutput):
         fiber_colours (`torch.FloatTensor` of shape `(batch, num_bands)`, *optional*): the colours of the image
             light inside the observing fiber (log10 flux ratios to the normalisation band), with
             `GalSpecConfig.readout_colours`.
+        galaxy_colours (`torch.FloatTensor` of shape `(batch, num_bands)`, *optional*): the same in a fiber of
+            `GalSpecConfig.fiber_diameter` at the image centre, the same for every fiber of a galaxy, with
+            `GalSpecConfig.decoder_photometry`.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): encoder states after each layer.
         attentions (`tuple(torch.FloatTensor)`, *optional*): attention weights of each layer (eager only).
     """
@@ -110,6 +114,7 @@ class GalSpecModelOutput(ModelOutput):
     flux_scale: torch.FloatTensor | None = None
     spectrum_scale: torch.FloatTensor | None = None
     fiber_colours: torch.FloatTensor | None = None
+    galaxy_colours: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
@@ -888,6 +893,11 @@ class GalSpecModel(GalSpecPreTrainedModel):
         colours = None
         if self.config.readout_colours:  # (batch, bands): the observing fiber's photometry, for the readout
             colours = fiber_colours_dex(pixel_values, galaxy_index, fiber_offset, fiber_diameter, self.config)
+        galaxy_colours = None
+        if self.config.decoder_photometry:  # (batch, bands): the central photometry, for the decoder's trunk
+            centre = torch.zeros(batch, 2, device=device)
+            diameter = torch.full((batch,), self.config.fiber_diameter, device=device)
+            galaxy_colours = fiber_colours_dex(pixel_values, galaxy_index, centre, diameter, self.config)
 
         # 2. masks
         if spectrum_mask is None or image_mask is None:
@@ -962,6 +972,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
             flux_scale=flux_scale,
             spectrum_scale=spectrum_scale,
             fiber_colours=colours,
+            galaxy_colours=galaxy_colours,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
@@ -1134,6 +1145,11 @@ class GalSpecDecoder(nn.Module):
         self.readout = GalSpecFiberReadout(config)
         # the visible image tokens' mean state, projected onto every spectrum token (zero-initialised)
         self.image_summary = nn.Linear(hidden, hidden) if config.decoder_image_summary else None
+        # the galaxy's central colours, embedded onto every spectrum token (trained from a random start)
+        self.photometry_embedding = (
+            nn.Sequential(nn.Linear(len(config.bands), hidden), nn.GELU(), nn.Linear(hidden, hidden))
+            if config.decoder_photometry else None
+        )  # fmt: skip
 
     def image_positions(self) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
@@ -1172,14 +1188,23 @@ class GalSpecDecoder(nn.Module):
             encoder_output.visible_padding_mask[..., None], visible_states, torch.gather(full, 1, ids)
         )
         full = full.scatter(1, ids, values)
-        if self.image_summary is not None:
-            # (batch, hidden): the mean of the visible image tokens, added to every spectrum token, so the
-            # spectrum starts from what the whole image says rather than having to find it by attention
-            num_image = self.config.num_image_tokens
+        # (batch, hidden) vectors added to every spectrum token of a galaxy, so the spectrum starts from what the
+        # whole image says rather than having to find it by attention
+        per_galaxy = []
+        num_image = self.config.num_image_tokens
+        if self.image_summary is not None:  # the mean of the visible image tokens
             is_image = (encoder_output.visible_ids < num_image) & encoder_output.visible_padding_mask
             weight = is_image[..., None].to(dtype)
             summary = (visible_states * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
-            full = torch.cat([full[:, :num_image], full[:, num_image:] + self.image_summary(summary)[:, None]], dim=1)
+            per_galaxy.append(self.image_summary(summary))
+        if self.photometry_embedding is not None:  # the central colours, in units of COLOUR_UNIT_DEX
+            if encoder_output.galaxy_colours is None:
+                raise ValueError("this model's decoder uses the galaxy's central colours (config.decoder_photometry):"
+                                 " `encoder_output.galaxy_colours` is None")  # fmt: skip
+            per_galaxy.append(self.photometry_embedding((encoder_output.galaxy_colours / COLOUR_UNIT_DEX).to(dtype)))
+        if per_galaxy:
+            added = torch.stack(per_galaxy).sum(dim=0)[:, None]  # (batch, 1, hidden)
+            full = torch.cat([full[:, :num_image], full[:, num_image:] + added], dim=1)
         positions = torch.cat(
             [self.image_positions()[None].expand(batch, -1, -1), self.spectrum_positions(redshift)], dim=1
         )
