@@ -288,7 +288,7 @@ def _format(value, spec: str) -> str:
 #: The one-fiber model's design options this script passes on to pretrain.py.
 DESIGN_OPTIONS = ("mask_mode_probabilities", "spectrum_loss", "beta_nll_beta", "sigma_penalty_weight",
                   "line_window_weight", "readout_modulation", "readout_colours", "decoder_image_summary",
-                  "decoder_photometry")  # fmt: skip
+                  "decoder_photometry", "readout_photometry")  # fmt: skip
 #: Setting keys that must match for --reuse_from to reuse an earlier run's survey, data sets and supervised model.
 REUSED_SETTING_KEYS = ("n_galaxies", "n_train_cubes", "n_validation", "n_test", "preset", "cutout_size",
                        "baseline_steps", "batch_size", "learning_rate", "seed")  # fmt: skip
@@ -610,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     design.add_argument("--readout_colours", action="store_true", default=None)
     design.add_argument("--decoder_image_summary", action="store_true", default=None)
     design.add_argument("--decoder_photometry", action="store_true", default=None)
+    design.add_argument("--readout_photometry", action="store_true", default=None)
     design.add_argument("--conditioning", choices=list(CONDITIONING_MODES), default="residual",
                         help="how one_fiber uses the galaxy's observed fiber: the encoder sees it (encoder); the "
                              "image-only maps times the fiber's observed / predicted line flux (anchor); the "

@@ -715,7 +715,7 @@ def test_decoder_photometry_gives_the_spectrum_tokens_the_central_colours():
     gives among others); the MLP gets a gradient in training."""
     base, tester = GalSpecModelTester(), GalSpecModelTester(decoder_photometry=True)
     plain_model, model = _model(base.config), _model(tester.config)
-    added = [f"decoder.photometry_embedding.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")]
+    added = [f"decoder.photometry_embedding.{i}.{p}" for i in ("fc1", "fc2") for p in ("weight", "bias")]
     assert sorted(model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys) == sorted(added)
     inputs = base.prepare_inputs()
     with torch.no_grad():
@@ -744,4 +744,41 @@ def test_decoder_photometry_gives_the_spectrum_tokens_the_central_colours():
     assert torch.allclose(alone.mean[:, 0], blue[:, 1], rtol=1e-4, atol=1e-5)
     output = model(**inputs, noise=tester.noise())
     output.loss.backward()
-    assert model.decoder.photometry_embedding[0].weight.grad.abs().sum() > 0
+    assert model.decoder.photometry_embedding.fc1.weight.grad.abs().sum() > 0
+
+
+def test_readout_photometry_mixes_each_fibers_own_colours_into_its_spectrum():
+    """readout_photometry: the readout adds an embedding of the fiber's own colours to its spectrum tokens and runs
+    one MLP over them. The model holds the plain model's weights plus those layers; on the same decoded galaxy, the
+    same fiber with a bluer g - r gets a spectrum of another shape (the colours act per fiber, after the shared
+    trunk); a fiber read alone gives what it gives among others; the layers get a gradient in training, and the
+    readout refuses to run without the colours."""
+    base, tester = GalSpecModelTester(), GalSpecModelTester(readout_photometry=True)
+    plain_model, model = _model(base.config), _model(tester.config)
+    parts = ("embedding.fc1", "embedding.fc2", "norm", "mlp.fc1", "mlp.fc2")
+    added = [f"decoder.readout.photometry_{part}.{p}" for part in parts for p in ("weight", "bias")]
+    assert sorted(model.load_state_dict(plain_model.state_dict(), strict=False).missing_keys) == sorted(added)
+    inputs = base.prepare_inputs()
+    config = tester.config
+    with torch.no_grad():
+        encoded = model.galspec(inputs["pixel_values"], inputs["redshift"], return_dict=True)
+        prepared = model.decoder.trunk(model.decoder.embed(encoded, inputs["redshift"]))[1]
+        fibers = torch.arange(base.batch_size)
+        offsets, diameters = torch.zeros(base.batch_size, 2), torch.full((base.batch_size,), 1.5)
+        colours = encoded.fiber_colours
+        bluer = colours.clone()
+        bluer[:, config.bands.index("g")] += 0.05  # 0.05 dex more g light
+        head, head_bluer = (model.decoder.readout(prepared, fibers, offsets, diameters, c) for c in (colours, bluer))
+    change = (head_bluer - head).reshape(base.batch_size, -1)
+    assert not torch.allclose(change, change[:, :1].expand_as(change), atol=1e-5)  # not one constant shift
+    offsets = torch.tensor([[[-2.0, 0.0], [2.0, 0.5]]]).expand(base.batch_size, -1, -1)
+    with torch.no_grad():
+        both = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets).mean
+        alone = model.predict_spectra(inputs["pixel_values"], inputs["redshift"], offsets[:, 1:], fiber_batch_size=1)
+    assert torch.allclose(alone.mean[:, 0], both[:, 1], rtol=1e-4, atol=1e-5)
+    output = model(**inputs, noise=tester.noise())
+    output.loss.backward()
+    assert model.decoder.readout.photometry_mlp.fc1.weight.grad.abs().sum() > 0
+    assert model.decoder.readout.photometry_embedding.fc1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="readout_photometry"):
+        model.decoder.readout(prepared, fibers, offsets[:, 0], diameters)

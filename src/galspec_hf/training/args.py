@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--decoder_photometry", action="store_true", default=None,
         help="decoder: an embedding of the galaxy's central colours added to every spectrum token",
     )  # fmt: skip
+    model.add_argument(
+        "--readout_photometry", action="store_true", default=None,
+        help="decoder: each fiber's colours mixed into its spectrum tokens by an MLP in the readout",
+    )  # fmt: skip
     model.add_argument("--attn_implementation", default="sdpa", choices=["eager", "sdpa"])
     train = parser.add_argument_group("optimisation")
     train.add_argument("--max_steps", type=int, default=1000, help="optimiser steps (default 1000)")

@@ -55,7 +55,7 @@ __all__ = [
 MODEL_OPTIONS = (
     "spectrum_mask_ratio", "image_mask_ratio", "mask_mode_probabilities", "spectrum_loss", "beta_nll_beta",
     "sigma_penalty_weight", "line_window_weight", "readout_modulation", "readout_colours",
-    "decoder_image_summary", "decoder_photometry",
+    "decoder_image_summary", "decoder_photometry", "readout_photometry",
 )  # fmt: skip
 MODEL_INPUTS = ("pixel_values", "redshift", "spectrum", "spectrum_ivar", "fiber_offset", "fiber_diameter")
 

@@ -159,6 +159,14 @@ class GalSpecConfig(PreTrainedConfig):
             features (the 4000 A break, the lines' strengths) at every redshift, which a term added to the
             observed-frame output (`readout_colours`) cannot. The photometry is the galaxy's, not the fiber's,
             so the trunk still runs once per galaxy. `False`: the designs before 2026-12-06 (late).
+        readout_photometry (`bool`, *optional*, defaults to `False`):
+            Whether the fiber readout also mixes *the fiber's own colours* (the image light inside the fiber, as
+            for `readout_colours`) into every spectrum token through one MLP: an embedding of the colours is
+            added to the tokens after the cross-attention, and a pre-norm MLP (hidden size
+            `decoder_hidden_size`) adds its output to them before the head, so the colour's effect depends on
+            each token's rest wavelength (line-to-continuum ratios that follow the local colour). Costs one MLP
+            per fiber and spectrum token, about half the readout's cost again. `False`: no per-fiber photometry
+            beyond `readout_colours`.
         spectrum_mask_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of spectrum patches masked in the `"random"` and `"chunk"` masking modes.
         image_mask_ratio (`float`, *optional*, defaults to 0.5):
@@ -246,6 +254,7 @@ class GalSpecConfig(PreTrainedConfig):
         readout_colours: bool = False,
         decoder_image_summary: bool = False,
         decoder_photometry: bool = False,
+        readout_photometry: bool = False,
         spectrum_mask_ratio: float = 0.75,
         image_mask_ratio: float = 0.5,
         mask_mode_probabilities: list[float] | None = None,
@@ -300,6 +309,7 @@ class GalSpecConfig(PreTrainedConfig):
         self.readout_colours = bool(readout_colours)
         self.decoder_image_summary = bool(decoder_image_summary)
         self.decoder_photometry = bool(decoder_photometry)
+        self.readout_photometry = bool(readout_photometry)
         self.spectrum_mask_ratio = float(spectrum_mask_ratio)
         self.image_mask_ratio = float(image_mask_ratio)
         self.mask_mode_probabilities = [float(p) for p in (mask_mode_probabilities or [0.4, 0.3, 0.3])]
@@ -426,6 +436,11 @@ class GalSpecConfig(PreTrainedConfig):
     def num_image_tokens(self) -> int:
         """Number of image tokens: spatial patches, times the number of bands if `image_tokens_per_band`."""
         return self.num_image_patches * (len(self.bands) if self.image_tokens_per_band else 1)
+
+    @property
+    def uses_fiber_colours(self) -> bool:
+        """Whether the readout needs each fiber's colours (`readout_colours` or `readout_photometry`)."""
+        return self.readout_colours or self.readout_photometry
 
     def wavelength_grid(self) -> list[float]:
         """The model's wavelength grid in Angstrom, as a list of `num_wavelengths` floats."""

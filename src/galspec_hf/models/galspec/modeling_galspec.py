@@ -98,7 +98,7 @@ class GalSpecModelOutput(ModelOutput):
             1e-17 erg/s/cm2/A (see `GalSpecConfig.spectrum_normalization`).
         fiber_colours (`torch.FloatTensor` of shape `(batch, num_bands)`, *optional*): the colours of the image
             light inside the observing fiber (log10 flux ratios to the normalisation band), with
-            `GalSpecConfig.readout_colours`.
+            `GalSpecConfig.readout_colours` or `readout_photometry`.
         galaxy_colours (`torch.FloatTensor` of shape `(batch, num_bands)`, *optional*): the same in a fiber of
             `GalSpecConfig.fiber_diameter` at the image centre, the same for every fiber of a galaxy, with
             `GalSpecConfig.decoder_photometry`.
@@ -570,6 +570,23 @@ class GalSpecMLP(nn.Module):
         return self.fc2(self.activation(self.fc1(hidden_states)))
 
 
+class GalSpecPhotometryEmbedding(nn.Module):
+    """Embeds colours of the image light (log10 band flux over the normalisation band's, dex; (..., num_bands)) as a
+    hidden vector (..., hidden_size): the colours in units of :data:`COLOUR_UNIT_DEX`, then a two-layer MLP."""
+
+    def __init__(self, config: GalSpecConfig, hidden_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(len(config.bands), hidden_size)
+        # a few inputs of order one: initialised for unit-variance pre-activations (std 1/sqrt(num_bands), not
+        # `initializer_range`), so the colours are a visible part of the tokens from the first step
+        self.fc1.unit_variance_init = True
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, colours_dex: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1((colours_dex / COLOUR_UNIT_DEX).to(self.fc1.weight.dtype))))
+
+
 class GalSpecLayer(GradientCheckpointingLayer):
     """Pre-norm transformer layer (attention, then MLP, each with a residual)."""
 
@@ -694,6 +711,8 @@ class GalSpecPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
+            if getattr(module, "unit_variance_init", False):  # see GalSpecPhotometryEmbedding
+                std = module.in_features**-0.5
             nn.init.trunc_normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -891,7 +910,7 @@ class GalSpecModel(GalSpecPreTrainedModel):
         )
         images = normalize_images(pixel_values, flux_scale, self.config)  # (batch, bands, H, W)
         colours = None
-        if self.config.readout_colours:  # (batch, bands): the observing fiber's photometry, for the readout
+        if self.config.uses_fiber_colours:  # (batch, bands): the observing fiber's photometry, for the readout
             colours = fiber_colours_dex(pixel_values, galaxy_index, fiber_offset, fiber_diameter, self.config)
         galaxy_colours = None
         if self.config.decoder_photometry:  # (batch, bands): the central photometry, for the decoder's trunk
@@ -1029,6 +1048,12 @@ class GalSpecFiberReadout(nn.Module):
             nn.Linear(len(config.bands), config.num_spectrum_patches * config.spectrum_patch_length, bias=False)
             if config.readout_colours else None
         )  # fmt: skip
+        # the fiber's colours, embedded and mixed into every spectrum token by one pre-norm MLP
+        self.photometry_embedding, self.photometry_norm, self.photometry_mlp = (
+            (GalSpecPhotometryEmbedding(config, hidden), nn.LayerNorm(hidden, eps=config.layer_norm_eps),
+             GalSpecMLP(config, hidden, hidden))
+            if config.readout_photometry else (None, None, None)
+        )  # fmt: skip
         if self.local:
             # per-head strength of the distance penalty before softplus (set in _init_weights)
             self.distance_strength = nn.Parameter(torch.zeros(self.num_heads))
@@ -1057,11 +1082,14 @@ class GalSpecFiberReadout(nn.Module):
         """Spectrum head output for a batch of fibers, (num_fibers, num_patches, 2 * spectrum_patch_length).
 
         galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; colours (num_fibers,
-        num_bands), needed with `config.readout_colours`: each fiber's
+        num_bands), needed with `config.readout_colours` or `readout_photometry`: each fiber's
         :func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`.
         """
-        if self.colour_slope is not None and colours is None:
-            raise ValueError("this model's readout uses the fibers' colours (config.readout_colours): pass `colours`")
+        if self.config.uses_fiber_colours and colours is None:
+            raise ValueError(
+                "this model's readout uses the fibers' colours (config.readout_colours / readout_photometry): pass "
+                "`colours`"
+            )
         dtype = prepared["query"].dtype
         # the local readout's query knows the fiber's size, not where it is
         fiber = self.fiber_encoder(torch.zeros_like(fiber_offset) if self.local else fiber_offset, fiber_diameter)
@@ -1093,6 +1121,11 @@ class GalSpecFiberReadout(nn.Module):
         )
         attn_output = attn_output.reshape(fibers, patches, hidden)
         states = prepared["residual"][galaxy_index] + self.o_proj(attn_output)
+        if self.photometry_mlp is not None:
+            # (num_fibers, 1, hidden): the fiber's colours on every token, then an MLP, so their effect depends on
+            # each token's rest wavelength
+            coloured = states + self.photometry_embedding(colours)[:, None].to(dtype)
+            states = states + self.photometry_mlp(self.photometry_norm(coloured))
         if self.modulation is not None:
             # (num_fibers, 1, hidden) each: what the fiber read, pooled over wavelength, reshapes every token
             scale, shift = self.modulation(attn_output.mean(dim=1, keepdim=True)).chunk(2, dim=-1)
@@ -1146,10 +1179,7 @@ class GalSpecDecoder(nn.Module):
         # the visible image tokens' mean state, projected onto every spectrum token (zero-initialised)
         self.image_summary = nn.Linear(hidden, hidden) if config.decoder_image_summary else None
         # the galaxy's central colours, embedded onto every spectrum token (trained from a random start)
-        self.photometry_embedding = (
-            nn.Sequential(nn.Linear(len(config.bands), hidden), nn.GELU(), nn.Linear(hidden, hidden))
-            if config.decoder_photometry else None
-        )  # fmt: skip
+        self.photometry_embedding = GalSpecPhotometryEmbedding(config, hidden) if config.decoder_photometry else None
 
     def image_positions(self) -> torch.Tensor:
         """Decoder position embedding of every image token, (num_image_tokens, hidden)."""
@@ -1201,7 +1231,7 @@ class GalSpecDecoder(nn.Module):
             if encoder_output.galaxy_colours is None:
                 raise ValueError("this model's decoder uses the galaxy's central colours (config.decoder_photometry):"
                                  " `encoder_output.galaxy_colours` is None")  # fmt: skip
-            per_galaxy.append(self.photometry_embedding((encoder_output.galaxy_colours / COLOUR_UNIT_DEX).to(dtype)))
+            per_galaxy.append(self.photometry_embedding(encoder_output.galaxy_colours).to(dtype))
         if per_galaxy:
             added = torch.stack(per_galaxy).sum(dim=0)[:, None]  # (batch, 1, hidden)
             full = torch.cat([full[:, :num_image], full[:, num_image:] + added], dim=1)
@@ -1237,7 +1267,7 @@ class GalSpecDecoder(nn.Module):
         galaxy_index (num_fibers,) says which galaxy of `prepared` each fiber lies on; fiber_offset
         (num_fibers, 2) and fiber_diameter (num_fibers,) are in arcsec; spectrum_scale (num_fibers,) is each
         fiber's flux scale (1e-17 erg/s/cm2/A) that turns the normalised head output into physical units;
-        colours (num_fibers, num_bands), with `config.readout_colours`: each fiber's photometry
+        colours (num_fibers, num_bands), with `config.readout_colours` or `readout_photometry`: each fiber's photometry
         (:func:`~galspec_hf.models.galspec.processing_galspec.fiber_colours_dex`).
         Returns a :class:`GalSpecDecoderOutput` with its spectrum fields.
         """
@@ -1504,7 +1534,7 @@ class GalSpecForMaskedSpectra(GalSpecPreTrainedModel):
             # each fiber's own scale
             scale = spectrum_scales(pixel_values, encoder_output.flux_scale, galaxies, offsets, diameters, config)
             colours = None
-            if config.readout_colours:  # each fiber's own photometry
+            if config.uses_fiber_colours:  # each fiber's own photometry
                 colours = fiber_colours_dex(pixel_values, galaxies, offsets, diameters, config)
             spectra = self.decoder.read_spectra(prepared, galaxies, offsets, diameters, scale, colours)
             means.append(spectra.spectrum_mean)
