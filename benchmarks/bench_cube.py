@@ -40,6 +40,9 @@ from galspec_hf.testing_utils import write_benchmark_report
 
 TARGET_SPEEDUP = 20.0  # issue "Speed and memory, measured": a 32 x 32 cube >= 20x faster than a forward pass per fiber
 SPAXEL_SIZE_ARCSEC = 0.5  # MaNGA-like spaxels
+#: Optional decoder layers (GalSpecConfig flags) that --enable can switch on, to time their cost.
+DESIGN_SWITCHES = ("readout_modulation", "readout_colours", "decoder_image_summary", "decoder_photometry",
+                   "readout_photometry")  # fmt: skip
 
 
 @torch.no_grad()
@@ -98,6 +101,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--image_size", type=int, default=None,
                         help="override the preset's image side, pixels (64: the small preset before 2026-12-03)")
+    parser.add_argument("--enable", nargs="*", default=[], choices=DESIGN_SWITCHES, metavar="OPTION",
+                        help=f"switch on optional decoder layers of the configuration ({', '.join(DESIGN_SWITCHES)})")
     parser.add_argument("--fiber_batch_size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions of each fast path")
@@ -112,6 +117,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     overrides = {} if args.image_size is None else {"image_size": args.image_size}
+    overrides.update({name: True for name in args.enable})
     config = GalSpecConfig.from_preset(args.preset, **overrides)
     model = GalSpecForMaskedSpectra._from_config(config, attn_implementation="sdpa").eval()
     pixel_values = torch.from_numpy(synthetic_image(config).image)[None]
@@ -180,6 +186,7 @@ def main(argv=None) -> dict:
         "benchmark": "cube",
         "preset": args.preset,
         "image_size": config.image_size,
+        "enabled_options": sorted(args.enable),
         "grid": f"{side}x{side}",
         "num_fibers": int(fibers.shape[0]),
         "fiber_batch_size": args.fiber_batch_size,

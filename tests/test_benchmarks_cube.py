@@ -76,3 +76,19 @@ def test_bench_cube_reports_consistent_figures(tmp_path, monkeypatch, observed):
     if observed:  # the stand-in saw a model-grid spectrum, ivar ones and the (0, 0) fiber, warm-up included
         length = conditioned["observed_spectrum_length"]
         assert calls and all(call == ((1, length), (1, length), [[0.0, 0.0]]) for call in calls)
+
+
+def test_bench_cube_times_the_optional_decoder_layers(tmp_path):
+    """--enable builds the model with optional decoder layers (here the central and per-fiber photometry): the JSON
+    names them, and the encode-once path still gives the per-fiber forward pass's spectra with them."""
+    bench_cube = _load_bench_cube()
+    threads = torch.get_num_threads()
+    try:
+        result = bench_cube.main(["--quick", "--preset", "tiny", "--repeats", "1", "--naive_repeats", "1", "--enable",
+                                  "readout_photometry", "decoder_photometry", "--out", str(tmp_path / "cube.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert result["enabled_options"] == ["decoder_photometry", "readout_photometry"]
+    assert result["max_relative_difference"] < 1e-4
+    with pytest.raises(SystemExit):
+        bench_cube.main(["--quick", "--enable", "no_such_layer", "--out", str(tmp_path / "x.json")])
